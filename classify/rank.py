@@ -1,0 +1,108 @@
+"""Rank every filter of a YOLOv5 classifier (or a detector's backbone) and save the scores.
+
+Usage:
+    python classify/rank.py --weights yolov5s-cls.pt --data imagenette160 --criterion hrank --batches 5
+    python classify/rank.py --weights yolov5s.pt --cfg yolov5s-cls.yaml --criterion l1   # detector source
+
+The scores file (default weights/ranks/<weights>-<criterion>.pt) holds plain tensors + metadata and is
+reused by `classify/train.py --ranks` so ranking runs once.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+FILE = Path(__file__).resolve()
+ROOT = FILE.parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+import torch  # noqa: E402
+
+from models.experimental import model_from_checkpoint  # noqa: E402
+from models.prune import CRITERIA, compute_scores, load_model  # noqa: E402
+from models.yolo import ClassificationModel, DetectionModel  # noqa: E402
+from utils.checkpoints import load_checkpoint  # noqa: E402
+from utils.cli import print_args, run_cli  # noqa: E402
+from utils.dataloaders import create_classification_dataloader  # noqa: E402
+from utils.datasets import DEFAULT_DATA, check_cls_dataset  # noqa: E402
+from utils.device import select_device  # noqa: E402
+from utils.downloads import attempt_download  # noqa: E402
+from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.paths import WEIGHTS_DIR  # noqa: E402
+from utils.ranks import save_scores  # noqa: E402
+
+
+def ranking_model(weights, cfg=None):
+    """The unpruned classifier whose filters are ranked: the source itself, or cfg filled from the source."""
+    source = model_from_checkpoint(load_checkpoint(attempt_download(weights)))
+    is_detector = isinstance(source, DetectionModel)
+    if cfg:
+        nc = None if is_detector else source.nc
+        model = load_model(ClassificationModel(cfg, nc=nc, rate=0.0), source)
+    elif is_detector:
+        model = ClassificationModel(model=source, nc=1000, cutoff=10)
+    else:
+        model = source
+    if is_detector:
+        LOGGER.warning("rank: the source is a detector; the Classify head has no trained weights, so its ranks "
+                       "reflect its initialisation")
+    return model.float()
+
+
+def default_output(weights, criterion):
+    return WEIGHTS_DIR / "ranks" / f"{Path(weights).stem}-{criterion}.pt"
+
+
+def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion="hrank", batches=5, batch_size=16,
+        imgsz=224, device="", workers=8, output="", seed=0):
+    """Compute and save per-channel scores; returns the scores file path."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"--criterion must be one of {', '.join(CRITERIA)}, not '{criterion}'")
+    if batches < 1:
+        raise ValueError(f"--batches must be at least 1, not {batches}")
+    torch.manual_seed(seed)
+    device = select_device(device, batch_size=batch_size)
+    model = ranking_model(weights, cfg).to(device)
+    loader, data_root = None, ""
+    if criterion == "hrank":
+        data_root = check_cls_dataset(data)
+        loader = create_classification_dataloader(data_root / "train", imgsz=imgsz, batch_size=batch_size,
+                                                  augment=False, workers=workers, shuffle=True, seed=seed)
+    scores = compute_scores(model, criterion, loader, batches=batches, device=device, seed=seed)
+
+    LOGGER.info(f"\n{'group':<22}{'channels':>9}{'min':>10}{'mean':>10}{'max':>10}")
+    for name, s in scores.items():
+        LOGGER.info(f"{name:<22}{len(s):>9}{s.min():>10.3f}{s.mean():>10.3f}{s.max():>10.3f}")
+    output = Path(output) if output else default_output(weights, criterion)
+    meta = {"criterion": criterion, "source": str(weights), "cfg": str(cfg or ""), "data": str(data_root or data),
+            "imgsz": imgsz if criterion == "hrank" else None, "batches": batches if criterion == "hrank" else None,
+            "batch_size": batch_size, "seed": seed}
+    save_scores(output, scores, meta)
+    LOGGER.info(f"\n{len(scores)} channel groups ranked by {criterion}; scores saved to {colorstr('bold', output)}")
+    return output
+
+
+def parse_opt(known=False):
+    parser = argparse.ArgumentParser(description="Rank the filters of a YOLOv5 classifier or detector backbone")
+    parser.add_argument("--weights", type=str, default="yolov5s-cls.pt", help="classifier or detector checkpoint")
+    parser.add_argument("--cfg", type=str, default="", help="classifier YAML (for a detector source), e.g. yolov5s-cls.yaml")
+    parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset for hrank: name or ImageFolder root")
+    parser.add_argument("--criterion", type=str, default="hrank", choices=CRITERIA, help="ranking criterion")
+    parser.add_argument("--batches", type=int, default=5, help="training batches averaged by hrank")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="image size (pixels)")
+    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
+    parser.add_argument("--workers", type=int, default=8, help="max dataloader workers")
+    parser.add_argument("--output", type=str, default="", help="scores file (default weights/ranks/<weights>-<criterion>.pt)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for data order and the random criterion")
+    return parser.parse_known_args()[0] if known else parser.parse_args()
+
+
+def main(opt):
+    print_args(vars(opt))
+    return run(**vars(opt))
+
+
+if __name__ == "__main__":
+    run_cli(main, parse_opt())

@@ -1,0 +1,109 @@
+"""YOLOv5 building blocks with upstream's class and attribute names.
+
+State-dict keys and pickled attributes match Ultralytics YOLOv5, so upstream checkpoints map onto these
+classes one-to-one. Inner widths are plain constructor arguments (`c_`), so a pruned model is built from
+the same classes with smaller numbers.
+"""
+
+import torch
+import torch.nn as nn
+
+
+def autopad(k, p=None, d=1):
+    """'Same' padding for kernel k with dilation d."""
+    if d > 1:
+        k = d * (k - 1) + 1 if isinstance(k, int) else [d * (x - 1) + 1 for x in k]
+    if p is None:
+        p = k // 2 if isinstance(k, int) else [x // 2 for x in k]
+    return p
+
+
+class Conv(nn.Module):
+    """Conv2d → BatchNorm2d → SiLU."""
+
+    default_act = nn.SiLU()
+
+    def __init__(self, c1, c2, k=1, s=1, p=None, g=1, d=1, act=True):
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p, d), groups=g, dilation=d, bias=False)
+        self.bn = nn.BatchNorm2d(c2)
+        self.act = self.default_act if act is True else act if isinstance(act, nn.Module) else nn.Identity()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+    def forward_fuse(self, x):
+        return self.act(self.conv(x))
+
+
+class Bottleneck(nn.Module):
+    """cv1 (1x1) → cv2 (3x3), added to the input when shapes allow."""
+
+    def __init__(self, c1, c2, shortcut=True, g=1, e=0.5, c_=None):
+        super().__init__()
+        c_ = int(c2 * e) if c_ is None else c_
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv(c_, c2, 3, 1, g=g)
+        self.add = shortcut and c1 == c2
+
+    def forward(self, x):
+        return x + self.cv2(self.cv1(x)) if self.add else self.cv2(self.cv1(x))
+
+
+class C3(nn.Module):
+    """CSP bottleneck with 3 convolutions; `c_` overrides the hidden width int(c2 * e)."""
+
+    def __init__(self, c1, c2, n=1, shortcut=True, g=1, e=0.5, c_=None):
+        super().__init__()
+        c_ = int(c2 * e) if c_ is None else c_
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv(c1, c_, 1, 1)
+        self.cv3 = Conv(2 * c_, c2, 1)
+        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0) for _ in range(n)))
+
+    def forward(self, x):
+        return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
+
+
+class SPPF(nn.Module):
+    """Spatial pyramid pooling, fast: three chained max-pools concatenated."""
+
+    def __init__(self, c1, c2, k=5, c_=None):
+        super().__init__()
+        c_ = c1 // 2 if c_ is None else c_
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv(c_ * 4, c2, 1, 1)
+        self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
+
+    def forward(self, x):
+        x = self.cv1(x)
+        y1 = self.m(x)
+        y2 = self.m(y1)
+        return self.cv2(torch.cat((x, y1, y2, self.m(y2)), 1))
+
+
+class Concat(nn.Module):
+    """Concatenate a list of tensors along a dimension."""
+
+    def __init__(self, dimension=1):
+        super().__init__()
+        self.d = dimension
+
+    def forward(self, x):
+        return torch.cat(x, self.d)
+
+
+class Classify(nn.Module):
+    """Classification head: Conv(c1 → c_) → global average pool → dropout → Linear(c_ → c2)."""
+
+    def __init__(self, c1, c2, k=1, s=1, p=None, g=1, dropout_p=0.0, c_=1280):  # c_=1280: efficientnet_b0 size
+        super().__init__()
+        self.conv = Conv(c1, c_, k, s, autopad(k, p), g)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(p=dropout_p, inplace=True)
+        self.linear = nn.Linear(c_, c2)
+
+    def forward(self, x):
+        if isinstance(x, list):
+            x = torch.cat(x, 1)
+        return self.linear(self.drop(self.pool(self.conv(x)).flatten(1)))

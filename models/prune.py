@@ -1,0 +1,309 @@
+"""Filter pruning: channel groups, per-channel scores, top-k selection, and weight mapping.
+
+A *channel group* is a set of conv outputs that must keep the same channel indices:
+- a `Conv` layer's output;
+- inside a `C3` with shortcut, the residual stream: `cv1` and every added `m[i].cv2` (their outputs are
+  summed); each `m[i].cv1`, `cv2` and `cv3` output is a group of its own;
+- `SPPF`'s `cv1` and `cv2`; `Classify`'s 1280-wide conv (its linear's `nc` outputs are never pruned).
+Consumers select input channels to match their producers: `cv3` reads cat(stream, cv2), the next layer
+reads the previous layer's output group, `Classify.linear` reads its conv's group.
+
+Group score rule: the mean, over the group's member convs, of each member's per-channel score. The
+kept channels are the top-k scores (k from the pruned model's width), ties broken by a stable sort so
+the lower index wins, and kept indices are stored ascending.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from models.common import C3, SPPF, Bottleneck, Classify, Concat, Conv
+from utils.log import LOGGER
+
+CRITERIA = ("hrank", "l1", "bn", "random")
+
+
+@dataclass
+class ChannelGroup:
+    name: str  # stable id, e.g. 'model.2.stream', 'model.4.m.1.cv1', 'model.9.conv'
+    members: list = field(default_factory=list)  # qualified names of the Conv modules whose outputs are tied
+    channels: int = 0  # output width in the traced model
+
+
+class _Tracer:
+    """Walks a ClassificationModel's layers and records groups and each consumer's input layout.
+
+    A layout is a list of (group name or None for image channels, width) segments in concat order.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.groups = {}  # name → ChannelGroup
+        self.member_group = {}  # conv name → group name
+        self.inputs = {}  # consumer (Conv or Linear) name → layout
+
+    def _new_group(self, name, conv_name, conv):
+        self.groups[name] = ChannelGroup(name, [conv_name], conv.conv.out_channels)
+        self.member_group[conv_name] = name
+        return [(name, conv.conv.out_channels)]
+
+    def _join(self, layout, conv_name, conv):
+        """Tie conv's output to the single group of `layout` (a residual add)."""
+        (name, _), = layout
+        self.groups[name].members.append(conv_name)
+        self.member_group[conv_name] = name
+        return layout
+
+    def _conv(self, prefix, conv, layout, group_name=None):
+        self.inputs[prefix] = layout
+        return self._new_group(group_name or prefix, prefix, conv)
+
+    def trace(self):
+        outputs = []
+        image = [(None, self.model.yaml.get("ch", 3) if isinstance(getattr(self.model, "yaml", None), dict) else 3)]
+        for i, m in enumerate(self.model.model):
+            f = m.f
+            if f == -1:
+                layout = outputs[-1] if outputs else image
+            elif isinstance(f, int):
+                layout = outputs[f]
+            else:
+                layout = [seg for j in f for seg in (outputs[j] if j != -1 else outputs[-1])]
+            outputs.append(self._layer(f"model.{i}", m, layout))
+        return self
+
+    def _layer(self, p, m, layout):
+        if isinstance(m, Conv):
+            return self._conv(p, m, layout)
+        if isinstance(m, C3):
+            self.inputs[f"{p}.cv1"] = self.inputs[f"{p}.cv2"] = layout
+            stream = self._new_group(f"{p}.stream" if any(b.add for b in m.m) else f"{p}.cv1", f"{p}.cv1", m.cv1)
+            for j, b in enumerate(m.m):
+                stream = self._bottleneck(f"{p}.m.{j}", b, stream)
+            side = self._new_group(f"{p}.cv2", f"{p}.cv2", m.cv2)
+            return self._conv(f"{p}.cv3", m.cv3, stream + side)
+        if isinstance(m, Bottleneck):
+            return self._bottleneck(p, m, layout)
+        if isinstance(m, SPPF):
+            hidden = self._conv(f"{p}.cv1", m.cv1, layout)
+            return self._conv(f"{p}.cv2", m.cv2, hidden * 4)
+        if isinstance(m, Classify):
+            hidden = self._conv(f"{p}.conv", m.conv, layout)
+            self.inputs[f"{p}.linear"] = hidden
+            return []
+        if isinstance(m, Concat) or not any(True for _ in m.parameters()):
+            return layout  # parameter-free: passes channels through (Concat's layout is the joined input)
+        raise TypeError(f"cannot prune layer {p} of type {type(m).__name__}")
+
+    def _bottleneck(self, p, b, layout):
+        hidden = self._conv(f"{p}.cv1", b.cv1, layout)
+        self.inputs[f"{p}.cv2"] = hidden
+        if b.add:
+            return self._join(layout, f"{p}.cv2", b.cv2)
+        return self._new_group(f"{p}.cv2", f"{p}.cv2", b.cv2)
+
+
+def _trace(model):
+    return _Tracer(model).trace()
+
+
+def channel_groups(model):
+    """The channel groups of a classifier, in layer order."""
+    return list(_trace(model).groups.values())
+
+
+def needs_scores(model):
+    """True when any layer is pruned (rate > 0), so filters must be ranked."""
+    return any(getattr(m, "rate", 0) > 0 for m in model.model)
+
+
+# ---------------------------------------------------------------------------------------------- scores
+def average_rank(features):
+    """HRank's criterion for one batch: per-channel matrix rank of (N, C, H, W) maps, summed over N.
+
+    One batched `torch.linalg.matrix_rank` call over all N*C maps, not a Python loop per map.
+    """
+    return torch.linalg.matrix_rank(features.float()).sum(0).double()
+
+
+def _member_scores(model, criterion, dataloader, batches, device, seed):
+    members = {name: model.get_submodule(name) for g in channel_groups(model) for name in g.members}
+    if criterion == "l1":
+        return {n: m.conv.weight.detach().abs().sum((1, 2, 3)).double().cpu() for n, m in members.items()}
+    if criterion == "bn":
+        return {n: m.bn.weight.detach().abs().double().cpu() for n, m in members.items()}
+    if criterion == "random":
+        gen = torch.Generator().manual_seed(seed)
+        return {n: torch.rand(m.conv.out_channels, generator=gen, dtype=torch.float64) for n, m in members.items()}
+    if criterion == "hrank":
+        return _hrank_scores(model, members, dataloader, batches, device)
+    raise ValueError(f"unknown criterion '{criterion}' (choose from {', '.join(CRITERIA)})")
+
+
+def _hrank_scores(model, members, dataloader, batches, device):
+    if dataloader is None:
+        raise ValueError("criterion 'hrank' needs data: pass a dataloader of training images")
+    from tqdm import tqdm
+
+    totals = {n: torch.zeros(m.conv.out_channels, dtype=torch.float64) for n, m in members.items()}
+    seen = 0
+
+    def hook(name):
+        def accumulate(module, inputs, output):
+            totals[name] += average_rank(output).cpu()
+        return accumulate
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in members.items()]
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            total = min(batches, len(dataloader)) if hasattr(dataloader, "__len__") else batches
+            for b, (images, *_) in enumerate(tqdm(dataloader, total=total, desc="hrank", leave=False)):
+                if b >= batches:
+                    break
+                model(images.to(device, non_blocking=True).float())
+                seen += images.shape[0]
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    if not seen:
+        raise ValueError("criterion 'hrank' got no images from the dataloader")
+    return {n: t / seen for n, t in totals.items()}
+
+
+def compute_scores(model, criterion="hrank", dataloader=None, batches=5, device=None, seed=0):
+    """Per-channel scores for every channel group of an (unpruned, pretrained) model: {group: tensor}."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion '{criterion}' (choose from {', '.join(CRITERIA)})")
+    per_member = _member_scores(model, criterion, dataloader, batches, device, seed)
+    return {g.name: torch.stack([per_member[n] for n in g.members]).mean(0) for g in channel_groups(model)}
+
+
+def select_channels(scores, k):
+    """Indices of the k highest scores, ties to the lower index, returned ascending."""
+    order = torch.argsort(torch.as_tensor(scores), descending=True, stable=True)
+    return order[:k].sort().values
+
+
+# ------------------------------------------------------------------------------------------ load_model
+def _source_state_dict(source):
+    """A float32 state dict from a checkpoint path, a model, or a state dict."""
+    if isinstance(source, nn.Module):
+        state = source.state_dict()
+    elif isinstance(source, dict) and source and all(isinstance(v, torch.Tensor) for v in source.values()):
+        state = source
+    else:
+        from models.experimental import model_from_checkpoint
+        from utils.checkpoints import load_checkpoint
+        from utils.downloads import attempt_download
+
+        ckpt = load_checkpoint(attempt_download(source)) if not isinstance(source, dict) else source
+        state = model_from_checkpoint(ckpt).state_dict()
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _reference_shapes(model):
+    """Shapes of the same architecture at rate 0, built on the meta device (no memory, no init cost)."""
+    from models.yolo import ClassificationModel
+
+    with torch.device("meta"):
+        ref = ClassificationModel(dict(model.yaml, rate=0.0))
+    return {k: v.shape for k, v in ref.state_dict().items()}
+
+
+def _layout_index(layout, kept, source_width):
+    """Input-channel indices (source numbering) a consumer keeps, from its producers' concat layout."""
+    parts, offset = [], 0
+    for group, width in layout:
+        if group is None:  # image channels are never pruned
+            parts.append(torch.arange(width) + offset)
+            offset += width
+        else:
+            parts.append(kept[group] + offset)
+            offset += source_width[group]
+    return torch.cat(parts)
+
+
+def load_model(model, source, scores=None):
+    """Map `source` weights (YOLOv5 classifier or detector backbone) into the possibly pruned `model`.
+
+    For each channel group the top-k channels by `scores` are kept (k = the model's width); conv kernels
+    are copied as W[out][:, in], BatchNorm weight/bias/mean/var follow the kept outputs, and the Classify
+    linear keeps the columns of its conv's kept channels. Layers missing from the source, or whose shape
+    differs only because `nc` differs, keep their initialisation and are logged. Returns the model.
+    """
+    src = _source_state_dict(source)
+    ref = _reference_shapes(model)
+    tracer = _trace(model)
+    target = model.state_dict()
+
+    # Architecture check: every tensor the source shares with the model must have the unpruned shape.
+    head = {k for k in ref if ".linear." in k}
+    kept_init, wrong = [], []
+    for k, shape in ref.items():
+        if k not in src:
+            kept_init.append(k)
+        elif src[k].shape != shape:
+            (kept_init if k in head else wrong).append(k)
+    if wrong:
+        k = wrong[0]
+        raise ValueError(f"source weights do not match {model.yaml.get('yaml_file', 'the model YAML')}: {k} is "
+                         f"{tuple(src[k].shape)} in the source but {tuple(ref[k])} expected "
+                         f"({len(wrong)} mismatched tensors; another model size?)")
+    if len(kept_init) == len(ref):
+        raise ValueError("source weights share no layers with the model: not a YOLOv5 classifier or detector?")
+
+    # Kept output indices per group, in source channel numbering.
+    kept, source_width = {}, {}
+    for g in tracer.groups.values():
+        n_src = source_width[g.name] = ref[f"{g.members[0]}.conv.weight"][0]
+        if g.channels == n_src or not any(f"{n}.conv.weight" in src for n in g.members):
+            kept[g.name] = torch.arange(g.channels)  # unpruned, or nothing to copy: any choice is the same
+            continue
+        s = None if scores is None else scores.get(g.name)
+        if s is None:
+            raise ValueError(f"group {g.name} is pruned ({n_src} → {g.channels} channels) but no scores were given "
+                             f"for it: rank the source with classify/rank.py, or pass --ranks")
+        if len(s) != n_src:
+            raise ValueError(f"scores for {g.name} have {len(s)} channels, the source has {n_src}: scores of another model?")
+        kept[g.name] = select_channels(s, g.channels)
+
+    with torch.no_grad():
+        for g in tracer.groups.values():
+            out = kept[g.name]
+            for name in g.members:
+                _copy_conv(target, src, name, out, _layout_index(tracer.inputs[name], kept, source_width), ref)
+        for name, layout in tracer.inputs.items():
+            if name.endswith(".linear") and f"{name}.weight" not in kept_init:
+                cols = _layout_index(layout, kept, source_width)
+                target[f"{name}.weight"].copy_(src[f"{name}.weight"][:, cols])
+                target[f"{name}.bias"].copy_(src[f"{name}.bias"])
+    model.load_state_dict(target)
+
+    ignored = [k for k in src if k not in ref]
+    if kept_init:
+        modules = sorted({k.rsplit(".", 1)[0].removesuffix(".bn").removesuffix(".conv") for k in kept_init})
+        nc_note = f" (source nc {src[f'{h}'].shape[0]}, model nc {ref[h][0]})" if (h := next(
+            (k for k in kept_init if k in head and k in src), None)) else ""
+        LOGGER.info(f"load_model: kept initialisation of {', '.join(modules)}: not in the source or of another nc{nc_note}")
+    LOGGER.info(f"load_model: transferred {len(ref) - len(kept_init)}/{len(ref)} tensors"
+                + (f", ignored {len(ignored)} source tensors outside the classifier" if ignored else ""))
+    return model
+
+
+def _copy_conv(target, src, name, out, inp, ref):
+    """Copy one Conv's kernel and BatchNorm, keeping outputs `out` and inputs `inp` (source numbering)."""
+    w = f"{name}.conv.weight"
+    if w not in src or src[w].shape != ref[w]:
+        return  # missing from the source: keeps its initialisation (logged by the caller)
+    target[w].copy_(src[w][out][:, inp])
+    for t in ("weight", "bias", "running_mean", "running_var"):
+        target[f"{name}.bn.{t}"].copy_(src[f"{name}.bn.{t}"][out])
+    nbt = f"{name}.bn.num_batches_tracked"
+    if nbt in src:
+        target[nbt].copy_(src[nbt])

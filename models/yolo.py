@@ -1,0 +1,276 @@
+"""YOLOv5 model parsing: YAML (+ per-layer compress rates) → nn.Sequential, and the model classes.
+
+`ClassificationModel` and `DetectionModel` keep upstream's names and attributes so upstream checkpoints,
+which pickle whole models, unpickle onto these classes (through the restricted loader in
+utils/checkpoints.py; nothing is evaluated from a file or a YAML).
+"""
+
+import contextlib
+import math
+from copy import deepcopy
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import yaml
+
+from models.common import C3, SPPF, Bottleneck, Classify, Concat, Conv
+from models.rates import kept_width, parse_rates
+from utils.log import LOGGER
+
+MODELS_DIR = Path(__file__).resolve().parent
+
+# YAML module names → classes. A lookup table instead of eval(): a YAML can only name these.
+MODULES = {"Conv": Conv, "Bottleneck": Bottleneck, "C3": C3, "SPPF": SPPF, "Concat": Concat,
+           "Classify": Classify, "nn.Upsample": nn.Upsample, "Upsample": nn.Upsample}
+_CONSTANTS = {"None": None, "True": True, "False": False}
+
+
+def make_divisible(x, divisor=8):
+    """Smallest multiple of divisor ≥ x (YOLOv5's width rule)."""
+    return math.ceil(x / divisor) * divisor
+
+
+class Detect(nn.Module):
+    """YOLOv5 detection head. Kept so detector checkpoints and YAMLs load; only its backbone is used here."""
+
+    stride = None
+
+    def __init__(self, nc=80, anchors=(), ch=()):
+        super().__init__()
+        self.nc = nc
+        self.no = nc + 5  # outputs per anchor
+        self.nl = len(anchors)
+        self.na = len(anchors[0]) // 2
+        self.grid = [torch.empty(0) for _ in range(self.nl)]
+        self.anchor_grid = [torch.empty(0) for _ in range(self.nl)]
+        self.register_buffer("anchors", torch.tensor(anchors).float().view(self.nl, -1, 2))
+        self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)
+        self.inplace = True
+
+    def forward(self, x):
+        # Raw per-level maps (bs, na, ny, nx, no): enough for stride discovery and feature tests.
+        out = []
+        for i in range(self.nl):
+            bs, _, ny, nx = x[i].shape
+            out.append(self.m[i](x[i]).view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous())
+        return out
+
+
+MODULES["Detect"] = Detect
+
+
+def load_yaml(cfg):
+    """A model YAML as a dict: from a dict, a path, or a bare name resolved inside models/."""
+    if isinstance(cfg, dict):
+        return deepcopy(cfg)
+    path = Path(cfg)
+    if not path.exists() and (MODELS_DIR / path.name).exists():
+        path = MODELS_DIR / path.name
+    if not path.exists():
+        names = ", ".join(sorted(p.name for p in MODELS_DIR.glob("*.yaml")))
+        raise FileNotFoundError(f"model YAML '{cfg}' not found (built in: {names})")
+    with open(path, errors="ignore") as f:
+        d = yaml.safe_load(f)
+    d["yaml_file"] = path.name
+    return d
+
+
+def layer_names(d):
+    """'index Module' labels of a YAML's layers, used in messages."""
+    return [f"{i} {m}" for i, (_, _, m, _) in enumerate(d["backbone"] + d["head"])]
+
+
+def _resolve_arg(a, nc, anchors):
+    if not isinstance(a, str):
+        return a
+    if a == "nc":
+        return nc
+    if a == "anchors":
+        return anchors
+    return _CONSTANTS.get(a, a)
+
+
+def parse_model(d, ch, rates=None):
+    """Build the layers of YAML dict d for `ch` input channels, pruning layer i by rates[i].
+
+    Returns (nn.Sequential, save list). Each layer carries .i (index), .f (from), .type, .np (params),
+    .rate and .width = (kept output channels, unpruned output channels).
+    """
+    nc, gd, gw = d["nc"], d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0)
+    anchors = d.get("anchors")
+    rows = d["backbone"] + d["head"]
+    rates = rates if rates is not None else [0.0] * len(rows)
+    LOGGER.debug(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
+    ch = [ch]
+    layers, save = [], []
+    for i, (f, n, name, args) in enumerate(rows):
+        if name not in MODULES:
+            raise ValueError(f"layer {i}: unknown module '{name}' (known: {', '.join(sorted(MODULES))})")
+        m = MODULES[name]
+        args = [_resolve_arg(a, nc, anchors) for a in args]
+        r, width = rates[i], None
+        n = max(round(n * gd), 1) if n > 1 else n
+        kwargs = {}
+        if m in {Conv, Bottleneck, C3, SPPF}:
+            c1, full = ch[f], make_divisible(args[0] * gw, 8)
+            c2 = kept_width(full, r)
+            if m is C3:
+                e = args[3] if len(args) > 3 else 0.5  # YAML args: [c2, shortcut, g, e]
+                kwargs["c_"] = kept_width(int(full * e), r)
+                args = [c1, c2, n, *args[1:]]
+                n = 1
+            elif m is SPPF:
+                kwargs["c_"] = kept_width(c1 // 2, r)
+                args = [c1, c2, *args[1:]]
+            elif m is Bottleneck:
+                e = args[3] if len(args) > 3 else 0.5  # YAML args: [c2, shortcut, g, e]
+                kwargs["c_"] = kept_width(int(full * e), r)
+                args = [c1, c2, *args[1:]]
+            else:
+                args = [c1, c2, *args[1:]]
+        elif m is Classify:
+            c1, full = ch[f] if isinstance(f, int) else sum(ch[x] for x in f), args[0]
+            c2 = full  # classes are never pruned; the 1280-wide hidden conv is
+            kwargs["c_"] = kept_width(1280, r)
+            args = [c1, *args]
+            width = (kwargs["c_"], 1280)  # report the prunable hidden conv, not the classes
+        elif m is Concat:
+            c2 = full = sum(ch[x] for x in f)
+        elif m is Detect:
+            args.append([ch[x] for x in f])
+            c2 = full = None
+        else:  # parameter-free layers keep their input width
+            c2 = full = ch[f]
+        if r and m in {Concat, Detect, nn.Upsample}:
+            raise ValueError(f"rate for layer {i} ({name}) must be 0: it has no filters to prune")
+        m_ = nn.Sequential(*(m(*args, **kwargs) for _ in range(n))) if n > 1 else m(*args, **kwargs)
+        m_.i, m_.f, m_.type = i, f, f"models.common.{name}" if m.__module__ == "models.common" else name
+        m_.np = sum(x.numel() for x in m_.parameters())
+        m_.rate, m_.width = r, width or (c2, full)
+        LOGGER.debug(f"{i:>3}{str(f):>18}{n:>3}{m_.np:10.0f}  {name:<40}{str(args):<30}")
+        save.extend(x % i for x in ([f] if isinstance(f, int) else f) if x != -1)
+        layers.append(m_)
+        if i == 0:
+            ch = []
+        ch.append(c2)
+    return nn.Sequential(*layers), sorted(set(save))
+
+
+def resolve_rates(d, rate=None):
+    """Per-layer rates: the `rate` argument overrides the YAML's `rate` key; neither means all zeros."""
+    spec = rate if rate is not None else d.get("rate")
+    return parse_rates(spec, layer_names(d))
+
+
+class BaseModel(nn.Module):
+    """Forward through a layer list with YOLOv5's from/save routing."""
+
+    def forward(self, x):
+        return self._forward_once(x)
+
+    def _forward_once(self, x):
+        y = []
+        for m in self.model:
+            if m.f != -1:
+                x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+            x = m(x)
+            y.append(x if m.i in self.save else None)
+        return x
+
+    def fuse(self):
+        """Fold BatchNorm into the preceding conv for inference."""
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        for m in self.model.modules():
+            if isinstance(m, Conv) and hasattr(m, "bn"):
+                m.conv = fuse_conv_bn_eval(m.conv.eval(), m.bn.eval())
+                delattr(m, "bn")
+                m.forward = m.forward_fuse
+        return self
+
+
+class DetectionModel(BaseModel):
+    """A YOLOv5 detector from a YAML; here it is a source of backbone weights."""
+
+    def __init__(self, cfg="yolov5s.yaml", ch=3, nc=None, anchors=None):
+        super().__init__()
+        self.yaml = load_yaml(cfg)
+        ch = self.yaml["ch"] = self.yaml.get("ch", ch)
+        if nc and nc != self.yaml["nc"]:
+            self.yaml["nc"] = nc
+        if anchors:
+            self.yaml["anchors"] = round(anchors)
+        self.model, self.save = parse_model(deepcopy(self.yaml), ch=ch)
+        self.names = [str(i) for i in range(self.yaml["nc"])]
+        self.inplace = self.yaml.get("inplace", True)
+        m = self.model[-1]
+        if isinstance(m, Detect):
+            s = 256  # discover strides from a dummy pass
+            with torch.no_grad():
+                m.stride = torch.tensor([s / x.shape[-2] for x in self.forward(torch.zeros(1, ch, s, s))])
+            m.anchors /= m.stride.view(-1, 1, 1)
+            self.stride = m.stride
+        else:
+            self.stride = torch.tensor([32])
+        _initialize_weights(self)
+
+
+Model = DetectionModel  # older upstream checkpoints pickle models.yolo.Model
+
+
+class ClassificationModel(BaseModel):
+    """A YOLOv5 classifier from a YAML (with per-layer compress rates) or cut from a detector."""
+
+    def __init__(self, cfg=None, model=None, nc=None, cutoff=10, ch=3, rate=None):
+        super().__init__()
+        if model is not None:
+            self._from_detection_model(model, nc or 1000, cutoff)
+        else:
+            self._from_yaml(cfg if cfg is not None else "yolov5s-cls.yaml", ch, nc, rate)
+
+    def _from_yaml(self, cfg, ch, nc, rate):
+        self.yaml = load_yaml(cfg)
+        if nc and nc != self.yaml["nc"]:
+            self.yaml["nc"] = nc
+        ch = self.yaml["ch"] = self.yaml.get("ch", ch)
+        self.yaml["rate"] = resolve_rates(self.yaml, rate)
+        self.model, self.save = parse_model(deepcopy(self.yaml), ch=ch, rates=self.yaml["rate"])
+        self.nc = self.yaml["nc"]
+        self.names = [str(i) for i in range(self.nc)]
+        self.stride = torch.tensor([32])
+        _initialize_weights(self)
+
+    def _from_detection_model(self, model, nc, cutoff):
+        """Keep a detector's first `cutoff` layers and replace the last with a Classify head (as upstream)."""
+        with contextlib.suppress(AttributeError):
+            model = model.model if not isinstance(model.model, nn.Sequential) else model  # unwrap wrappers
+        model.model = model.model[:cutoff]
+        m = model.model[-1]
+        c1 = m.conv.in_channels if hasattr(m, "conv") else m.cv1.conv.in_channels
+        c = Classify(c1, nc)
+        c.i, c.f, c.type = m.i, m.f, "models.common.Classify"
+        model.model[-1] = c
+        self.model = model.model
+        self.stride = model.stride
+        self.save = []
+        self.nc = nc
+        self.names = [str(i) for i in range(nc)]
+        # A YAML that rebuilds this architecture, so checkpoints of it need no pickled modules.
+        if isinstance(getattr(model, "yaml", None), dict) and "backbone" in model.yaml:
+            d = deepcopy(model.yaml)
+            rows = (d["backbone"] + d["head"])[: cutoff - 1]
+            d["backbone"], d["head"], d["nc"] = rows, [[-1, 1, "Classify", ["nc"]]], nc
+            d.pop("anchors", None)
+            d["rate"] = [0.0] * cutoff
+            self.yaml = d
+
+
+def _initialize_weights(model):
+    """YOLOv5's BatchNorm settings and in-place activations."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps = 1e-3
+            m.momentum = 0.03
+        elif isinstance(m, (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU)):
+            m.inplace = True

@@ -1,0 +1,115 @@
+"""Checkpoints: atomic saves, weights_only loads, upstream pickles accepted, malicious pickles refused."""
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+
+from models.experimental import attempt_load
+from models.yolo import ClassificationModel, DetectionModel
+from utils.augmentations import classify_transforms
+from utils.checkpoints import (CheckpointError, UnsafeCheckpointError, checkpoint_dict, load_checkpoint,
+                               save_checkpoint)
+
+
+def _model(rate=0.0, nc=4):
+    torch.manual_seed(1)
+    m = ClassificationModel("yolov5n-cls.yaml", nc=nc, rate=rate)
+    m.names = [f"class{i}" for i in range(nc)]
+    return m.eval()
+
+
+@pytest.mark.parametrize("rate", [0.0, "[0.]+[0.5]*8+[0.25]"])
+def test_save_then_weights_only_load_gives_same_outputs(tmp_path, rate):
+    model = _model(rate)
+    path = save_checkpoint(checkpoint_dict(model, epoch=3), tmp_path / "best.pt")
+    raw = torch.load(path, map_location="cpu", weights_only=True)  # plain containers and tensors only
+    assert raw["yaml"]["rate"] == model.yaml["rate"] and raw["names"] == model.names and raw["epoch"] == 3
+    loaded = attempt_load(path)
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(loaded(x), model(x))  # architecture rebuilt from the file alone
+    assert loaded.names == model.names and not loaded.training
+
+
+def test_atomic_save_keeps_previous_file_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"epoch": 1}, path)
+
+    def broken_save(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # a kill in the middle of writing
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def _upstream_classifier_file(path):
+    """A checkpoint laid out as upstream YOLOv5's classify/train.py writes it: a whole pickled half model."""
+    model = _model()
+    model.transforms = classify_transforms(64)
+    ckpt = {"epoch": -1, "best_fitness": 0.75, "model": model.half(), "ema": None, "updates": 10,
+            "optimizer": None, "opt": {"save_dir": pathlib.PosixPath("runs/train-cls/exp"), "imgsz": 64},
+            "git": None, "date": "2023-01-01T00:00:00"}
+    torch.save(ckpt, path)
+    return _model()
+
+
+def test_upstream_classifier_pickle_loads(tmp_path):
+    reference = _upstream_classifier_file(tmp_path / "yolov5n-cls.pt")
+    with pytest.raises(Exception):  # plain weights_only refuses it: it pickles whole modules
+        torch.load(tmp_path / "yolov5n-cls.pt", weights_only=True)
+    model = attempt_load(tmp_path / "yolov5n-cls.pt")
+    assert next(model.parameters()).dtype == torch.float32 and not model.training
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.allclose(model(x), reference.half().float()(x), atol=1e-5)
+    assert model.names == reference.names
+
+
+def test_upstream_detector_pickle_loads(tmp_path):
+    det = DetectionModel("yolov5n.yaml").half()
+    torch.save({"epoch": 5, "best_fitness": np.array([0.5]), "model": None, "ema": det, "updates": 1,
+                "optimizer": None, "opt": {"weights": "yolov5n.pt"}, "date": None}, tmp_path / "det.pt")
+    model = attempt_load(tmp_path / "det.pt", fuse=True)
+    assert isinstance(model, DetectionModel) and next(model.parameters()).dtype == torch.float32
+
+
+class _Payload:
+    """Pickles as a call to os.system: loading the file with plain pickle would run the command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("wrap", [lambda p: p, lambda p: {"model": p, "epoch": 1}])
+def test_malicious_pickle_is_refused_without_running(tmp_path, wrap):
+    marker = tmp_path / "pwned"
+    torch.save(wrap(_Payload(marker)), tmp_path / "evil.pt")
+    with pytest.raises(UnsafeCheckpointError) as e:
+        attempt_load(tmp_path / "evil.pt")
+    assert "system" in str(e.value) and "\n" not in str(e.value)
+    assert not marker.exists()
+
+
+def test_missing_and_corrupt_files_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        attempt_load(tmp_path / "nope.pt")
+    (tmp_path / "bad.pt").write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_release_weights_offline_give_clear_error(tmp_path, monkeypatch):
+    import utils.downloads as downloads
+
+    monkeypatch.setattr(downloads, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="download"):
+        downloads.attempt_download("yolov5s-cls.pt", release_url="http://127.0.0.1:9")  # closed local port

@@ -1,0 +1,170 @@
+"""Pruning engine: channel groups, scores, top-k selection and exact weight mapping."""
+
+import pytest
+import torch
+
+from models.prune import (average_rank, channel_groups, compute_scores, load_model, needs_scores,
+                          select_channels)
+from models.yolo import ClassificationModel, DetectionModel
+
+X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+def _randomise_bn(model, seed=0):
+    """Non-trivial BatchNorm statistics, so a wrong index shows up in the outputs."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.weight.data = torch.rand(n, generator=g) + 0.5
+            m.bias.data = torch.rand(n, generator=g) - 0.5
+            m.running_mean = torch.rand(n, generator=g) - 0.5
+            m.running_var = torch.rand(n, generator=g) + 0.5
+    return model
+
+
+def _source(nc=10, cfg="yolov5n-cls.yaml"):
+    torch.manual_seed(0)
+    return _randomise_bn(ClassificationModel(cfg, nc=nc)).eval()
+
+
+def test_groups_tie_the_residual_stream():
+    groups = {g.name: g.members for g in channel_groups(ClassificationModel("yolov5n-cls.yaml"))}
+    assert groups["model.4.stream"] == ["model.4.cv1", "model.4.m.0.cv2", "model.4.m.1.cv2"]
+    assert groups["model.4.cv2"] == ["model.4.cv2"] and groups["model.4.m.1.cv1"] == ["model.4.m.1.cv1"]
+    assert groups["model.0"] == ["model.0"] and groups["model.9.conv"] == ["model.9.conv"]
+    assert len(groups) == 25  # 4 Conv + (2+1+2+3+1 bottlenecks) m.cv1 + 4×(stream, cv2, cv3) + head
+
+
+def test_rate_zero_reproduces_classifier_source():
+    src = _source()
+    model = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10), src)
+    assert not needs_scores(model)
+    assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
+
+
+def test_rate_zero_detector_source_gives_identical_backbone_features():
+    torch.manual_seed(0)
+    det = _randomise_bn(DetectionModel("yolov5n.yaml")).eval()
+    model = load_model(ClassificationModel("yolov5n-cls.yaml", nc=3), det).eval()
+    a = b = X
+    for i in range(9):
+        a, b = model.model[i](a), det.model[i](b)
+    assert torch.equal(a, b)
+    assert model(X).shape == (2, 3)
+
+
+def test_kept_filters_are_the_top_k_source_filters():
+    src = _source()
+    scores = compute_scores(src, "random", seed=3)
+    model = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate="[0.25]+[0.5]*8+[0.3]"), src, scores)
+    s_sd, t_sd = src.state_dict(), model.state_dict()
+    kept = {g.name: select_channels(scores[g.name], g.channels) for g in channel_groups(model)}
+    for g in channel_groups(model):
+        idx = kept[g.name]
+        top = set(torch.topk(scores[g.name], g.channels).indices.tolist())
+        assert set(idx.tolist()) == top and torch.equal(idx, idx.sort().values)
+        for name in g.members:
+            for t in ("weight", "bias", "running_mean", "running_var"):
+                assert torch.equal(t_sd[f"{name}.bn.{t}"], s_sd[f"{name}.bn.{t}"][idx])
+            # Each kept filter is the source filter at the selected index (its input side is checked below).
+            assert t_sd[f"{name}.conv.weight"].shape[0] == len(idx)
+    # Input side: layer 1 reads layer 0's kept channels; the head's linear reads the head conv's.
+    assert torch.equal(t_sd["model.1.conv.weight"], s_sd["model.1.conv.weight"][kept["model.1"]][:, kept["model.0"]])
+    assert torch.equal(t_sd["model.9.linear.weight"], s_sd["model.9.linear.weight"][:, kept["model.9.conv"]])
+    assert torch.equal(t_sd["model.9.linear.bias"], s_sd["model.9.linear.bias"])
+    assert model.eval()(X).shape == (2, 10)
+
+
+def test_c3_residual_stream_keeps_one_index_set_by_hand():
+    """yolov5n layer 2: C3(32, 32, n=1) with hidden width 16; prune it by half with hand-picked scores."""
+    src = _source()
+    scores = compute_scores(src, "l1")
+    stream = torch.zeros(16)
+    stream[[1, 4, 6, 7, 9, 10, 13, 15]] = 1.0  # keep exactly these 8 stream channels
+    scores["model.2.stream"] = stream
+    cv2 = torch.arange(16.0)  # keep the 8 highest: 8..15
+    scores["model.2.cv2"] = cv2
+    rate = [0.0, 0.0, 0.5] + [0.0] * 7
+    model = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=rate), src, scores)
+    s, t = src.model[2], model.model[2]
+    keep = torch.tensor([1, 4, 6, 7, 9, 10, 13, 15])
+    hid = select_channels(scores["model.2.m.0.cv1"], 8)
+    side = torch.arange(8, 16)
+    assert torch.equal(t.cv1.conv.weight, s.cv1.conv.weight[keep])  # stream producer 1
+    assert torch.equal(t.m[0].cv1.conv.weight, s.m[0].cv1.conv.weight[hid][:, keep])  # reads the stream
+    assert torch.equal(t.m[0].cv2.conv.weight, s.m[0].cv2.conv.weight[keep][:, hid])  # stream producer 2
+    out = select_channels(scores["model.2.cv3"], 16)
+    assert torch.equal(t.cv3.conv.weight, s.cv3.conv.weight[out][:, torch.cat([keep, 16 + side])])  # cat(stream, cv2)
+    assert torch.equal(model.model[3].conv.weight, src.model[3].conv.weight[:, out])  # next layer reads cv3's kept
+
+
+@pytest.mark.parametrize("rate", ["[0.5]*10", "[0.]+[0.3]*4+[0.5]*5", "[0.]*2+[0.75]+[0.]*7"])
+def test_pruning_dead_filters_changes_nothing(rate):
+    """Silence exactly the filters pruning will drop; the pruned model must then equal the source.
+
+    This checks every index mapping at once: residual adds, the C3 concat, layer to layer and conv → linear.
+    """
+    src = _source()
+    model = ClassificationModel("yolov5n-cls.yaml", nc=10, rate=rate)
+    g = torch.Generator().manual_seed(1)
+    scores = {}
+    for group in channel_groups(model):
+        n = src.get_submodule(group.members[0]).conv.out_channels
+        dead = torch.randperm(n, generator=g)[: n - group.channels]
+        scores[group.name] = torch.ones(n)
+        scores[group.name][dead] = 0
+        for name in group.members:
+            bn = src.get_submodule(name).bn
+            bn.weight.data[dead] = 0  # BN output 0 → SiLU(0) = 0: the channel carries nothing
+            bn.bias.data[dead] = 0
+    load_model(model, src, scores)
+    assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
+
+
+def test_ties_keep_the_lower_index():
+    assert select_channels(torch.tensor([1.0, 2.0, 2.0, 1.0, 2.0]), 2).tolist() == [1, 2]
+    assert select_channels(torch.zeros(6), 3).tolist() == [0, 1, 2]
+
+
+def test_other_architecture_is_refused():
+    with pytest.raises(ValueError, match="do not match.*model.0.conv.weight"):
+        load_model(ClassificationModel("yolov5s-cls.yaml", nc=10), _source())
+
+
+def test_pruned_without_scores_is_refused():
+    with pytest.raises(ValueError, match="no scores"):
+        load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.5), _source())
+
+
+def test_other_nc_keeps_head_initialisation(caplog):
+    src = _source(nc=1000)
+    torch.manual_seed(5)
+    model = ClassificationModel("yolov5n-cls.yaml", nc=4)
+    init = model.model[9].linear.weight.clone()
+    load_model(model, src)
+    assert torch.equal(model.model[9].linear.weight, init)
+    assert torch.equal(model.model[9].conv.conv.weight, src.model[9].conv.conv.weight)
+
+
+def test_scores_are_deterministic_and_sized():
+    src = _source()
+    loader = [(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(b)), None) for b in range(3)]
+    for criterion in ("hrank", "l1", "bn", "random"):
+        a = compute_scores(src, criterion, loader, batches=2)
+        b = compute_scores(src, criterion, loader, batches=2)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert all(len(a[g.name]) == g.channels for g in channel_groups(src))
+    assert compute_scores(src, "random", seed=1)["model.0"].tolist() != compute_scores(src, "random", seed=2)["model.0"].tolist()
+    with pytest.raises(ValueError, match="needs data"):
+        compute_scores(src, "hrank")
+
+
+def test_hrank_returns_known_rank():
+    g = torch.Generator().manual_seed(0)
+    ranks = [1, 3, 5, 8]
+    maps = torch.stack([torch.stack([torch.randn(12, r, generator=g) @ torch.randn(r, 10, generator=g)
+                                     for r in ranks]) for _ in range(3)])  # (N=3, C=4, 12, 10)
+    assert (average_rank(maps) / 3).tolist() == [float(r) for r in ranks]
+    loop = torch.tensor([[torch.linalg.matrix_rank(maps[n, c]).item() for c in range(4)] for n in range(3)])
+    assert torch.equal(average_rank(maps), loop.sum(0).double())  # batched == HRank's per-map loop

@@ -1,0 +1,1 @@
+"""Small focused helpers: one job per module."""

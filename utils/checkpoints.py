@@ -1,0 +1,118 @@
+"""Checkpoint I/O: atomic saves, and loads that never run code from the file.
+
+This project's files hold only plain containers and tensors, so they load with
+`torch.load(weights_only=True)`. Upstream YOLOv5 `.pt` files pickle whole models; they go through the
+same weights-only unpickler with an allowlist of the known module classes added: a pickle that names
+anything else (os.system, eval, builtins.exec, …) is refused before anything in it is called.
+"""
+
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+FORMAT = "yolov5-prune/1"  # marks this project's checkpoint dicts
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, corrupt or of an unexpected kind."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint whose pickle references something outside the allowlist."""
+
+
+def _torch_module_classes():
+    classes = set()
+    for name in dir(nn):
+        obj = getattr(nn, name)
+        if isinstance(obj, type) and issubclass(obj, nn.Module):
+            classes.add(obj)
+    return classes
+
+
+def _numpy_globals():
+    """numpy reconstructors under both their numpy-1 and numpy-2 pickle names (upstream stores some arrays)."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    items = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
+    items += [(core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+              (core.multiarray.scalar, "numpy.core.multiarray.scalar")]
+    items += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "uint8", "bool")]
+    return items
+
+
+def allowed_globals():
+    """Everything an upstream YOLOv5 classifier/detector checkpoint may name, and nothing else."""
+    import pathlib
+
+    import torchvision.transforms as T
+    from torchvision.transforms import InterpolationMode
+
+    from models import common, yolo
+    from utils import augmentations
+
+    project = [common.Conv, common.Bottleneck, common.C3, common.SPPF, common.Concat, common.Classify,
+               yolo.ClassificationModel, yolo.DetectionModel, yolo.Detect, (yolo.DetectionModel, "models.yolo.Model"),
+               augmentations.CenterCrop, augmentations.ToTensor]
+    transforms = [T.Compose, T.Normalize, T.Resize, T.CenterCrop, T.ToTensor, InterpolationMode]
+    paths = [pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
+    return project + transforms + paths + sorted(_torch_module_classes(), key=str) + _numpy_globals()
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load any supported checkpoint without executing code from it. Returns what the file holds."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' not found")
+    try:
+        with torch.serialization.safe_globals(allowed_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"(?:GLOBAL|call reduce for|Unsupported class)\s+([\w.]+)", str(e), re.I)
+        if not found:
+            raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint (corrupt, truncated, or an "
+                                  f"unsupported pickle)") from None
+        raise UnsafeCheckpointError(
+            f"refusing to load '{path}': it references '{found.group(1)}', which is not a known YOLOv5 model class "
+            f"or tensor type; nothing in the file was run") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint (corrupt or truncated?): {str(e).splitlines()[0]}") from None
+
+
+def save_checkpoint(ckpt, path):
+    """Write ckpt to path atomically: a temp file in the same folder, then a rename.
+
+    A crash or kill mid-save leaves the previous file intact, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(ckpt, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def is_project_checkpoint(ckpt):
+    return isinstance(ckpt, dict) and ckpt.get("format") == FORMAT
+
+
+def checkpoint_dict(model, names=None, **fields):
+    """This project's checkpoint: the YAML (with rates) rebuilds the architecture, state dicts fill it."""
+    from datetime import datetime
+
+    state = {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in model.state_dict().items()}
+    return {"format": FORMAT, "yaml": model.yaml, "nc": model.nc, "names": list(names or model.names),
+            "model": state, "date": datetime.now().isoformat(timespec="seconds"), **fields}

@@ -1,0 +1,34 @@
+"""Project logger and terminal colouring, shared by every module and CLI."""
+
+import logging
+import os
+
+LOGGING_NAME = "yolov5-prune"
+
+
+def _make_logger(name=LOGGING_NAME):
+    rank = int(os.getenv("RANK", -1))
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    # Only the main process speaks in DDP runs; other ranks keep warnings and errors.
+    logger.setLevel(logging.INFO if rank in {-1, 0} else logging.WARNING)
+    logger.propagate = False
+    return logger
+
+
+LOGGER = _make_logger()
+
+_COLOURS = {
+    "black": "\033[30m", "red": "\033[31m", "green": "\033[32m", "yellow": "\033[33m",
+    "blue": "\033[34m", "magenta": "\033[35m", "cyan": "\033[36m", "white": "\033[37m",
+    "bold": "\033[1m", "underline": "\033[4m", "end": "\033[0m",
+}
+
+
+def colorstr(*args):
+    """colorstr('blue', 'bold', 'text') → coloured text; with one argument it is blue+bold (as YOLOv5)."""
+    *styles, text = args if len(args) > 1 else ("blue", "bold", args[0])
+    return "".join(_COLOURS[s] for s in styles) + f"{text}" + _COLOURS["end"]
