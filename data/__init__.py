@@ -1,0 +1,1 @@
+"""Dataset helpers: the built-in dataset generator, hyperparameters and download scripts."""

@@ -1,0 +1,373 @@
+"""Data pipeline: transforms, ClassificationDataset, dataloader, built-in dataset, dataset resolution."""
+
+import functools
+import http.server
+import logging
+import math
+import pickle
+import socket
+import threading
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+from torch.utils.data.distributed import DistributedSampler
+
+import utils.datasets as datasets
+from data.builtin import CLASSES, make_builtin_dataset
+from utils.augmentations import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, RandomFlip, RandomResizedCrop, ToTensor,
+                                 classify_train_transforms, classify_transforms)
+from utils.dataloaders import ClassificationDataset, create_classification_dataloader
+from utils.log import LOGGER
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def write_images(folder, n, size=(24, 32), seed=0, ext=".png"):
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        cv2.imwrite(str(folder / f"im{k}{ext}"), rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+
+
+def make_imagefolder(root, classes=("cat", "dog", "fish"), n=4):
+    for i, c in enumerate(classes):
+        write_images(Path(root) / c, n, seed=i)
+    return Path(root)
+
+
+def make_split_dataset(root, classes=("a", "b"), n=2):
+    for s, split in enumerate(("train", "val")):
+        for i, c in enumerate(classes):
+            write_images(Path(root) / split / c, n, seed=10 * s + i)
+    return Path(root)
+
+
+@pytest.fixture
+def logs(caplog):
+    """Records of the project LOGGER (it does not propagate to the root logger caplog listens on)."""
+    LOGGER.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger=LOGGER.name)
+    yield caplog
+    LOGGER.removeHandler(caplog.handler)
+
+
+@pytest.fixture
+def datasets_dir(tmp_path, monkeypatch):
+    d = tmp_path / "datasets"
+    monkeypatch.setattr(datasets, "DATASETS_DIR", d)
+    return d
+
+
+@contextmanager
+def http_server(directory):
+    """Serve `directory` on 127.0.0.1 from a thread; always shut down on exit."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def zip_folder(src, zip_path, prefix=""):
+    with zipfile.ZipFile(zip_path, "w") as z:
+        for f in sorted(Path(src).rglob("*")):
+            z.write(f, prefix + f.relative_to(src).as_posix())
+    return zip_path
+
+
+# ------------------------------------------------------------------------------------------- transforms
+def test_center_crop_takes_centred_square_and_resizes():
+    im = np.arange(6 * 4 * 3, dtype=np.uint8).reshape(6, 4, 3)  # tall: crop rows 1..4
+    out = CenterCrop(4)(im)
+    assert (out.shape, out.dtype) == ((4, 4, 3), np.uint8)
+    np.testing.assert_array_equal(out, im[1:5])  # same size → resize is the identity
+    crop = CenterCrop((2, 3))
+    assert (crop.h, crop.w) == (2, 3)
+    assert crop(im).shape == (2, 3, 3)
+
+
+def test_to_tensor_bgr_to_rgb_chw_scaled():
+    im = np.zeros((2, 3, 3), np.uint8)
+    im[..., 0], im[..., 2] = 255, 51  # blue full, red 0.2
+    t = ToTensor()(im)
+    assert t.shape == (3, 2, 3) and t.dtype == torch.float32 and t.is_contiguous()
+    assert torch.allclose(t[0], torch.full((2, 3), 0.2)) and t[1].eq(0).all() and t[2].eq(1).all()
+    assert ToTensor(half=True)(im).dtype == torch.float16 and ToTensor(half=True).half
+
+
+def test_classify_transforms_equals_hand_computation():
+    rng = np.random.default_rng(0)
+    im = rng.integers(0, 256, (10, 14, 3), dtype=np.uint8)
+    out = classify_transforms(8)(im)
+    crop = cv2.resize(im[:, 2:12], (8, 8), interpolation=cv2.INTER_LINEAR)
+    rgb = crop[..., ::-1].astype(np.float32) / 255
+    expected = ((rgb - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)).transpose(2, 0, 1)
+    assert out.shape == (3, 8, 8) and out.dtype == torch.float32
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fn", [classify_transforms, classify_train_transforms])
+def test_transforms_reject_non_int_size(fn):
+    with pytest.raises(TypeError, match="integer"):
+        fn((224, 224))
+
+
+def test_transforms_pickle_round_trip():
+    im = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    tf = classify_transforms(16)
+    assert torch.equal(pickle.loads(pickle.dumps(tf))(im), tf(im))
+
+
+def test_train_transforms_shape_dtype_and_seeded():
+    im = np.random.default_rng(2).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    tf = classify_train_transforms(32)
+    torch.manual_seed(0)
+    a = tf(im)
+    torch.manual_seed(0)
+    b = tf(im)
+    assert a.shape == (3, 32, 32) and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert not torch.equal(a, tf(im))  # random from call to call
+
+
+def test_random_crop_and_flip_semantics():
+    im = np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    full = RandomResizedCrop(8, scale=(1.0, 1.0))(im)  # whole square image, only resized
+    np.testing.assert_array_equal(full, cv2.resize(im, (8, 8), interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(RandomFlip(1.0, 1.0)(im), im[::-1, ::-1])
+    np.testing.assert_array_equal(RandomFlip(0.0, 0.0)(im), im)
+    for _ in range(20):  # extreme scales stay inside the image and give the requested size
+        assert RandomResizedCrop(8, scale=(0.01, 1.0))(im[:5]).shape == (8, 8, 3)
+
+
+# -------------------------------------------------------------------------------------------- dataset
+def test_dataset_finds_classes_and_returns_tensor_label(tmp_path):
+    root = make_imagefolder(tmp_path / "ds")
+    (root / ".ipynb_checkpoints").mkdir()  # hidden folders are not classes
+    ds = ClassificationDataset(root, augment=False, imgsz=16)
+    assert ds.classes == ["cat", "dog", "fish"] and ds.class_to_idx["fish"] == 2
+    assert len(ds) == 12 and ds.targets == [t for _, t in ds.samples]
+    x, y = ds[5]
+    assert x.shape == (3, 16, 16) and x.dtype == torch.float32 and y == 1
+    x, _ = ClassificationDataset(root, augment=True, imgsz=16)[0]
+    assert x.shape == (3, 16, 16)
+
+
+def test_unreadable_images_skipped_with_one_warning(tmp_path, logs):
+    root = make_imagefolder(tmp_path / "ds")
+    (root / "cat" / "garbage.jpg").write_bytes(b"this is not an image at all" * 10)
+    (root / "dog" / "empty.jpg").write_bytes(b"")
+    ds = ClassificationDataset(root, augment=False, imgsz=16)
+    assert len(ds) == 12 and not any("garbage" in p or "empty" in p for p, _ in ds.samples)
+    warnings = [r.getMessage() for r in logs.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "2 unreadable" in warnings[0] and "garbage.jpg" in warnings[0] and "empty.jpg" in warnings[0]
+    for i in range(len(ds)):  # every remaining sample loads
+        ds[i]
+
+
+def test_missing_or_empty_dataset_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        ClassificationDataset(tmp_path / "nope", augment=False, imgsz=16)
+    (tmp_path / "flat").mkdir()
+    write_images(tmp_path / "flat", 1)  # images but no class folders
+    with pytest.raises(FileNotFoundError, match="no class folders"):
+        ClassificationDataset(tmp_path / "flat", augment=False, imgsz=16)
+    for c in ("a", "b"):
+        (tmp_path / "empty" / c).mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no readable images in .*empty") as e:
+        ClassificationDataset(tmp_path / "empty", augment=False, imgsz=16)
+    assert "\n" not in str(e.value)
+
+
+def test_empty_class_folder_error_names_it(tmp_path, logs):
+    root = make_imagefolder(tmp_path / "ds", classes=("a", "b"))
+    (root / "c").mkdir()
+    (root / "d").mkdir()
+    (root / "d" / "broken.png").write_bytes(b"\x89PNG garbage")  # only unreadable files: empty too
+    with pytest.raises(FileNotFoundError) as e:
+        ClassificationDataset(root, augment=False, imgsz=16)
+    msg = str(e.value)
+    assert "\n" not in msg and str(root / "c") in msg and str(root / "d") in msg and str(root / "a") not in msg
+
+
+@pytest.mark.parametrize("cache", ["ram", True, "disk"])
+def test_cache_gives_same_tensors(tmp_path, cache):
+    root = make_imagefolder(tmp_path / "ds", n=3)
+    plain = ClassificationDataset(root, augment=False, imgsz=16)
+    cached = ClassificationDataset(root, augment=False, imgsz=16, cache=cache)
+    assert len(plain) == len(cached)
+    for i in range(len(plain)):
+        assert torch.equal(plain[i][0], cached[i][0]) and plain[i][1] == cached[i][1]
+    npys = sorted(root.rglob("*.npy"))
+    assert len(npys) == (9 if cache == "disk" else 0)
+    if cache == "disk":  # second run reuses the files, and they are never mistaken for images
+        again = ClassificationDataset(root, augment=False, imgsz=16, cache="disk")
+        assert len(again) == 9 and torch.equal(again[4][0], plain[4][0])
+
+
+def test_bad_cache_value(tmp_path):
+    with pytest.raises(ValueError, match="cache"):
+        ClassificationDataset(make_imagefolder(tmp_path / "ds"), augment=False, imgsz=16, cache="gpu")
+
+
+# ----------------------------------------------------------------------------------------- dataloader
+def test_dataloader_batches_and_reproducible_order(tmp_path):
+    root = make_imagefolder(tmp_path / "ds")
+    loader = create_classification_dataloader(root, imgsz=16, batch_size=5, augment=False, workers=0)
+    assert loader.sampler is not None and not isinstance(loader.sampler, DistributedSampler)
+    shapes = [(x.shape, y.shape) for x, y in loader]
+    assert shapes == [((5, 3, 16, 16), (5,))] * 2 + [((2, 3, 16, 16), (2,))]
+    labels = [torch.cat([y for _, y in create_classification_dataloader(root, imgsz=16, batch_size=5, augment=False,
+                                                                         workers=0, seed=s)]) for s in (0, 0, 1)]
+    assert torch.equal(labels[0], labels[1]) and not torch.equal(labels[0], labels[2])
+    big = create_classification_dataloader(root, imgsz=16, batch_size=64, augment=False, workers=0, shuffle=False)
+    assert big.batch_size == 12 and next(iter(big))[1].tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_dataloader_workers_reproducible_augmentation(tmp_path):
+    root = make_imagefolder(tmp_path / "ds", n=2)
+    batches = []
+    for _ in range(2):
+        loader = create_classification_dataloader(root, imgsz=16, batch_size=3, augment=True, workers=2)
+        assert loader.num_workers == 2 and loader.persistent_workers
+        batches.append(next(iter(loader)))
+    assert torch.equal(batches[0][0], batches[1][0]) and torch.equal(batches[0][1], batches[1][1])
+
+
+def test_dataloader_distributed_sampler_with_process_group(tmp_path):
+    root = make_imagefolder(tmp_path / "ds")
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        loader = create_classification_dataloader(root, imgsz=16, batch_size=4, augment=False, rank=0, workers=0)
+        assert isinstance(loader.sampler, DistributedSampler) and loader.sampler.num_replicas == 1
+        loader.sampler.set_epoch(1)
+        assert sum(len(y) for _, y in loader) == 12
+    finally:
+        dist.destroy_process_group()
+
+
+def test_dataloader_distributed_sampler_splits_by_env(tmp_path, monkeypatch):
+    root = make_imagefolder(tmp_path / "ds", n=3)  # 9 images over 2 ranks → 5 each (padded)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    loader = create_classification_dataloader(root, imgsz=16, batch_size=4, augment=False, rank=1, workers=0)
+    sampler = loader.sampler
+    assert isinstance(sampler, DistributedSampler) and (sampler.num_replicas, sampler.rank) == (2, 1)
+    assert len(sampler) == math.ceil(9 / 2) and sum(len(y) for _, y in loader) == 5
+
+
+# ---------------------------------------------------------------------------------- built-in dataset
+def test_builtin_dataset_deterministic_and_learnable_shape(tmp_path):
+    a = make_builtin_dataset(tmp_path / "a", n_train=3, n_val=2, size=32)
+    b = make_builtin_dataset(tmp_path / "b", n_train=3, n_val=2, size=32)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    assert len(CLASSES) >= 10 and len(list((a / "val").iterdir())) == len(CLASSES)
+    ds = ClassificationDataset(a / "train", augment=False, imgsz=32)
+    assert len(ds.classes) == len(CLASSES) and len(ds) == 3 * len(CLASSES)
+    c = make_builtin_dataset(tmp_path / "c", n_train=3, n_val=2, size=32, seed=1)
+    assert (c / files[-1]).read_bytes() != (a / files[-1]).read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+    with pytest.raises(FileExistsError):
+        make_builtin_dataset(a)
+
+
+def test_builtin_generated_on_first_use_and_refreshed_when_stale(datasets_dir, monkeypatch):
+    tiny = functools.partial(make_builtin_dataset, n_train=2, n_val=1, size=16)
+    monkeypatch.setattr(datasets, "make_builtin_dataset", tiny)
+    root = datasets.check_cls_dataset(datasets.DEFAULT_DATA)
+    assert root == datasets_dir / "builtin10" and datasets.is_cls_dataset(root)
+    assert datasets.check_cls_dataset(None) == root  # None → default
+    (root / ".builtin_version").write_text("0\n")  # written by an older generator
+    (root / "stale.txt").write_text("x")
+    assert datasets.check_cls_dataset("builtin10") == root and not (root / "stale.txt").exists()
+
+
+# ---------------------------------------------------------------------------------- dataset resolution
+def test_check_cls_dataset_folder_and_eval_split(tmp_path, datasets_dir):
+    root = make_split_dataset(tmp_path / "mine")
+    assert datasets.check_cls_dataset(root) == root and datasets.check_cls_dataset(f"{root}/") == root
+    assert datasets.eval_split(root) == root / "val"
+    (root / "val").rename(root / "test")
+    assert datasets.check_cls_dataset(str(root)) == root and datasets.eval_split(root) == root / "test"
+    make_split_dataset(datasets_dir / "other")  # a name under DATASETS_DIR
+    assert datasets.check_cls_dataset("other") == datasets_dir / "other"
+    (tmp_path / "nosplits" / "a").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="train"):
+        datasets.check_cls_dataset(tmp_path / "nosplits")
+
+
+def test_check_cls_dataset_unknown_name(datasets_dir):
+    with pytest.raises(FileNotFoundError) as e:
+        datasets.check_cls_dataset("no-such-dataset")
+    msg = str(e.value)
+    assert "\n" not in msg and "no-such-dataset" in msg and "imagenette160" in msg and "builtin10" in msg
+    with pytest.raises(FileNotFoundError, match="image-net.org"):
+        datasets.check_cls_dataset("imagenet")
+
+
+@pytest.mark.parametrize("prefix", ["somename/", ""])  # zip with the folder inside, or splits at the top
+def test_named_dataset_downloaded_and_unzipped(tmp_path, datasets_dir, prefix, logs):
+    served = tmp_path / "served"
+    served.mkdir()
+    zip_folder(make_split_dataset(tmp_path / "src"), served / "somename.zip", prefix)
+    with http_server(served) as base:
+        root = datasets.check_cls_dataset("somename", url=f"{base}/somename.zip")
+    assert root == datasets_dir / "somename" and datasets.is_cls_dataset(root)
+    assert len(ClassificationDataset(root / "train", augment=False, imgsz=16)) == 4
+    assert sorted(p.name for p in datasets_dir.iterdir()) == ["somename"]  # zip and temp folders removed
+    assert datasets.check_cls_dataset("somename") == root  # found locally from now on
+
+
+def test_default_url_used_for_known_names(tmp_path, datasets_dir, monkeypatch):
+    served = tmp_path / "served"
+    served.mkdir()
+    zip_folder(make_split_dataset(tmp_path / "src"), served / "imagenette160.zip", "imagenette160/")
+    with http_server(served) as base:
+        monkeypatch.setattr(datasets, "DOWNLOAD_URL", base + "/{name}.zip")
+        with pytest.raises(FileNotFoundError, match="autodownload"):
+            datasets.check_cls_dataset("imagenette160", autodownload=False)
+        assert datasets.check_cls_dataset("imagenette160") == datasets_dir / "imagenette160"
+
+
+def test_download_failure_is_one_clear_line(tmp_path, datasets_dir):
+    url = f"http://127.0.0.1:{free_port()}/cifar10.zip"  # nothing listens there
+    with pytest.raises(ConnectionError) as e:
+        datasets.check_cls_dataset("cifar10", url=url)
+    msg = str(e.value)
+    assert "\n" not in msg and url in msg and str(datasets_dir) in msg
+    with http_server(tmp_path) as base, pytest.raises(ConnectionError, match="HTTP 404"):
+        datasets.check_cls_dataset("cifar10", url=f"{base}/missing.zip")
+    assert not datasets_dir.exists() or not list(datasets_dir.iterdir())
+
+
+def test_zip_with_escaping_paths_refused(tmp_path, datasets_dir):
+    served = tmp_path / "served"
+    served.mkdir()
+    with zipfile.ZipFile(served / "evil.zip", "w") as z:
+        z.writestr("../evil.txt", "x")
+    with http_server(served) as base, pytest.raises(ValueError, match="unsafe"):
+        datasets.check_cls_dataset("evil", url=f"{base}/evil.zip")
+    assert not (tmp_path / "evil.txt").exists()

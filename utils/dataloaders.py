@@ -1,0 +1,185 @@
+"""Classification dataset (ImageFolder read with cv2, verified, optionally cached) and its DataLoader."""
+
+import os
+import random
+from multiprocessing.pool import ThreadPool
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+import torchvision
+from PIL import Image
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from utils.augmentations import classify_train_transforms, classify_transforms
+from utils.distributed import is_distributed, torch_distributed_zero_first
+from utils.log import LOGGER, colorstr
+
+NUM_THREADS = min(8, max(1, os.cpu_count() or 1))  # for I/O-bound verification and caching
+PIN_MEMORY = str(os.getenv("PIN_MEMORY", True)).lower() == "true"  # YOLOv5's switch
+MAX_LISTED = 10  # unreadable files named in the warning before "... and N more"
+
+
+def _is_readable(path):
+    """Cheap integrity check: the file opens and its header/structure verifies, without a full decode."""
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except Exception:  # PIL raises many types for broken files; any of them means "skip"
+        return False
+
+
+def _npy_path(path):
+    # Keep the image's extension in the name so a.jpg and a.png in one folder do not share a cache file.
+    return Path(f"{path}.npy")
+
+
+def _write_npy(path):
+    """Decode an image and save it beside itself as .npy (atomic, so concurrent ranks never see half a file)."""
+    npy = _npy_path(path)
+    if npy.exists() and npy.stat().st_mtime >= Path(path).stat().st_mtime:
+        return True
+    im = cv2.imread(str(path))
+    if im is None:
+        return False
+    tmp = npy.with_name(f".{npy.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, im)
+    os.replace(tmp, npy)
+    return True
+
+
+class ClassificationDataset(torchvision.datasets.ImageFolder):
+    """ImageFolder (`root/<class>/<image>`) read with cv2 and transformed to (tensor, label).
+
+    Unreadable images are skipped with one warning. cache: False, 'ram' (or True: decode once up front in
+    this process, so forked DataLoader workers share the arrays) or 'disk' (decode once to `<image>.npy`).
+    transform: optional override of the default train/eval transform for `augment`.
+    """
+
+    def __init__(self, root, augment, imgsz, cache=False, transform=None):
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"dataset folder not found: {root}")
+        try:
+            super().__init__(str(root), allow_empty=True)  # empty classes get our own clearer error below
+        except TypeError:  # torchvision < 0.18 has no allow_empty
+            super().__init__(str(root))
+        self.cache = "ram" if cache is True else (cache or None)
+        if self.cache not in {None, "ram", "disk"}:
+            raise ValueError(f"cache must be False, True, 'ram' or 'disk', not {cache!r}")
+        self.transform = transform or (classify_train_transforms(imgsz) if augment else classify_transforms(imgsz))
+
+        paths = [p for p, _ in self.samples]
+        self.ims = None
+        with ThreadPool(NUM_THREADS) as pool:
+            ok = pool.map(_is_readable, paths)
+            if self.cache == "disk":
+                ok = self._cache_disk(pool, paths, ok)
+            elif self.cache == "ram":
+                self.ims = pool.map(lambda i: cv2.imread(paths[i]) if ok[i] else None, range(len(paths)))
+                ok = [im is not None for im in self.ims]  # a file that verifies but fails to decode is unreadable
+        self._drop_unreadable(root, ok)
+        self._check_classes(root)
+        if self.ims is not None:
+            self.ims = [im for im in self.ims if im is not None]
+            gb = sum(im.nbytes for im in self.ims) / 1e9
+            LOGGER.info(f"{colorstr('dataset: ')}cached {len(self.ims)} images ({gb:.2f} GB RAM) from {root}")
+
+    def find_classes(self, directory):
+        """Sorted class folders, ignoring hidden ones (.ipynb_checkpoints, .cache, ...)."""
+        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+        if not classes:
+            raise FileNotFoundError(f"no class folders in {directory}: expected {directory}/<class>/<image>")
+        return classes, {c: i for i, c in enumerate(classes)}
+
+    def _cache_disk(self, pool, paths, ok):
+        """Write missing .npy files; returns ok with files that failed to decode marked unreadable."""
+        try:
+            return pool.map(lambda i: ok[i] and _write_npy(paths[i]), range(len(paths)))
+        except OSError as e:  # read-only dataset folder, full disk: train uncached rather than fail
+            LOGGER.warning(f"{colorstr('dataset: ')}WARNING ⚠️ cannot write .npy cache ({e}); reading images")
+            self.cache = None
+            return ok
+
+    def _drop_unreadable(self, root, ok):
+        bad = [p for (p, _), good in zip(self.samples, ok) if not good]
+        if not bad:
+            return
+        more = len(bad) - MAX_LISTED
+        shown = ", ".join(bad[:MAX_LISTED]) + (f" ... and {more} more" if more > 0 else "")
+        LOGGER.warning(f"{colorstr('dataset: ')}WARNING ⚠️ skipped {len(bad)} unreadable image(s) in {root}: "
+                       f"{shown}")
+        self.samples = [s for s, good in zip(self.samples, ok) if good]
+        self.imgs = self.samples
+        self.targets = [t for _, t in self.samples]
+
+    def _check_classes(self, root):
+        if not self.samples:
+            raise FileNotFoundError(f"no readable images in {root} (looked for {', '.join(self.extensions)} "
+                                    f"in {root}/<class>/)")
+        present = set(self.targets)
+        empty = [str(root / c) for i, c in enumerate(self.classes) if i not in present]
+        if empty:
+            raise FileNotFoundError(f"no readable images in class folder(s): {', '.join(empty[:MAX_LISTED])}")
+
+    def load(self, i):
+        """Decoded BGR image i, from RAM, .npy or the image file."""
+        if self.ims is not None:
+            return self.ims[i]
+        path = self.samples[i][0]
+        if self.cache == "disk":
+            return np.load(_npy_path(path))
+        im = cv2.imread(path)
+        if im is None:
+            raise FileNotFoundError(f"cannot read image {path}")
+        return im
+
+    def __getitem__(self, i):
+        return self.transform(self.load(i)), self.samples[i][1]
+
+
+def seed_worker(worker_id):
+    """Seed numpy and random in each DataLoader worker from torch's per-worker seed (reproducible runs)."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    cv2.setNumThreads(0)  # cv2's own thread pool fights the worker processes for cores
+
+
+def _distributed_sampler(dataset, shuffle, seed, rank):
+    # The seed must be the same on every rank so the ranks split one shared permutation.
+    if is_distributed():
+        return DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+    world, rank = int(os.getenv("WORLD_SIZE", 1)), int(os.getenv("RANK", rank))
+    return DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
+
+
+def create_classification_dataloader(path, imgsz=224, batch_size=16, augment=True, cache=False, rank=-1,
+                                     workers=8, shuffle=True, seed=0):
+    """DataLoader over ClassificationDataset(path); rank != -1 (DDP, pass LOCAL_RANK) adds a DistributedSampler.
+
+    With DDP, call `loader.sampler.set_epoch(epoch)` each epoch so the shuffle changes.
+    """
+    with torch_distributed_zero_first(rank):  # local rank 0 writes any .npy cache first
+        dataset = ClassificationDataset(root=path, augment=augment, imgsz=imgsz, cache=cache)
+    batch_size = min(batch_size, len(dataset))
+    nd = torch.cuda.device_count()
+    nw = min((os.cpu_count() or 1) // max(nd, 1), batch_size if batch_size > 1 else 0, workers)
+    sampler = None if rank == -1 else _distributed_sampler(dataset, shuffle, seed, rank)
+    global_rank = dist.get_rank() if is_distributed() else int(os.getenv("RANK", -1))
+    generator = torch.Generator()
+    generator.manual_seed(seed + max(global_rank, 0))  # distinct augmentation streams per rank
+    return DataLoader(dataset,
+                      batch_size=batch_size,
+                      shuffle=shuffle and sampler is None,
+                      sampler=sampler,
+                      num_workers=nw,
+                      persistent_workers=nw > 0,
+                      pin_memory=PIN_MEMORY and torch.cuda.is_available(),
+                      worker_init_fn=seed_worker,
+                      generator=generator)
