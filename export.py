@@ -1,0 +1,279 @@
+"""Export a (pruned or unpruned) YOLOv5 classifier checkpoint to TorchScript and ONNX.
+
+Usage:
+    python export.py --weights runs/train-cls/exp/weights/best.pt --include torchscript onnx
+
+Files are written next to the weights (best.torchscript, best.onnx). Each export is checked against the
+PyTorch model on the same random input, and its size is shown next to the size of the same architecture
+unpruned (rate 0), exported the same way. ONNX needs `pip install onnx` (onnxruntime to run the check,
+onnxslim or onnxsim for --simplify).
+"""
+
+import argparse
+import inspect
+import json
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from copy import deepcopy
+from pathlib import Path
+
+FILE = Path(__file__).resolve()
+ROOT = FILE.parents[0]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+import torch  # noqa: E402
+
+from models.experimental import attempt_load  # noqa: E402
+from models.yolo import ClassificationModel  # noqa: E402
+from utils.cli import UserError, print_args, run_cli  # noqa: E402
+from utils.device import select_device  # noqa: E402
+from utils.downloads import attempt_download  # noqa: E402
+from utils.log import LOGGER, colorstr  # noqa: E402
+
+FORMATS = {"torchscript": ("TorchScript", ".torchscript"), "onnx": ("ONNX", ".onnx")}  # name → (title, suffix)
+
+
+def file_size_mb(path):
+    return Path(path).stat().st_size / 1e6
+
+
+@contextmanager
+def quiet_deprecations():
+    """Hide torch's notices that jit and the TorchScript-based ONNX exporter are deprecated: both still work and
+    are what deployment runtimes load today; the notices would only bury this tool's own output."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+def model_config(model, im):
+    """What a deployment needs besides the weights: input shape, stride and class names (upstream's keys)."""
+    return {"shape": list(im.shape), "stride": int(max(getattr(model, "stride", torch.tensor([32])))),
+            "names": list(model.names)}
+
+
+def export_torchscript(model, im, file):
+    """torch.jit.trace the model; config.txt (shape, stride, names) travels inside the file as upstream's does."""
+    with quiet_deprecations():
+        ts = torch.jit.trace(model, im, strict=False)
+    ts.save(str(file), _extra_files={"config.txt": json.dumps(model_config(model, im))})
+    return file
+
+
+def export_onnx(model, im, file, opset=17, dynamic=False, simplify=False):
+    """torch.onnx.export with upstream's input/output names, then check the graph and store names as metadata."""
+    import onnx
+
+    # The legacy exporter needs only `onnx`; torch >= 2.9 defaults to the dynamo one, which also needs onnxscript.
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch"}} if dynamic else None
+    with quiet_deprecations():
+        torch.onnx.export(model, im, str(file), verbose=False, opset_version=opset, do_constant_folding=True,
+                          input_names=["images"], output_names=["output0"], dynamic_axes=axes, **legacy)
+    model_onnx = onnx.load(str(file))
+    onnx.checker.check_model(model_onnx)
+    if simplify:
+        model_onnx = simplify_onnx(model_onnx)
+    for k, v in model_config(model, im).items():
+        meta = model_onnx.metadata_props.add()
+        meta.key, meta.value = k, str(v)
+    onnx.save(model_onnx, str(file))
+    return file
+
+
+def simplify_onnx(model_onnx):
+    """onnxslim (upstream's current choice) or onnxsim when installed; otherwise the graph as is, with a warning."""
+    try:
+        import onnxslim
+
+        return onnxslim.slim(model_onnx)
+    except ImportError:
+        pass
+    try:
+        import onnxsim
+
+        simplified, ok = onnxsim.simplify(model_onnx)
+        return simplified if ok else model_onnx
+    except ImportError:
+        LOGGER.warning("WARNING ⚠️ --simplify needs onnxslim or onnxsim (pip install onnxslim); not simplified")
+        return model_onnx
+
+
+def run_torchscript(file, im):
+    with quiet_deprecations():
+        model = torch.jit.load(str(file), map_location=im.device)
+    return model(im)
+
+
+def run_onnx(file, im):
+    """Outputs of the ONNX file under onnxruntime, or None when onnxruntime is not installed."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if im.is_cuda else ["CPUExecutionProvider"]
+    providers = [p for p in providers if p in ort.get_available_providers()]
+    session = ort.InferenceSession(str(file), providers=providers)
+    y = session.run(None, {session.get_inputs()[0].name: im.cpu().numpy()})[0]
+    return torch.from_numpy(y)
+
+
+RUNNERS = {"torchscript": run_torchscript, "onnx": run_onnx}
+EXPORTERS = {"torchscript": export_torchscript, "onnx": export_onnx}
+
+
+def check_outputs(fmt, file, im, expected, tol):
+    """Log whether the exported file reproduces `expected` on im within tol; returns the max difference."""
+    title = FORMATS[fmt][0]
+    try:
+        y = RUNNERS[fmt](file, im)
+    except Exception as e:  # e.g. a runtime without FP16 kernels: the file is written, only the check is missing
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        LOGGER.warning(f"WARNING ⚠️ {title}: outputs not checked, running the file failed: {reason}")
+        return None
+    if y is None:
+        LOGGER.info(f"{title}: outputs not checked (pip install onnxruntime to check them)")
+        return None
+    diff = (y.float().cpu() - expected.float().cpu()).abs().max().item()
+    if diff <= tol:
+        LOGGER.info(f"{title}: outputs match PyTorch (max |difference| {diff:.2e} <= {tol:g})")
+    else:
+        LOGGER.warning(f"WARNING ⚠️ {title}: outputs differ from PyTorch by up to {diff:.2e} (> {tol:g})")
+    return diff
+
+
+def unpruned_twin(model):
+    """The same architecture at rate 0 (what the model was pruned from), or None when it is not pruned."""
+    cfg = getattr(model, "yaml", None)
+    if not isinstance(cfg, dict) or not any(cfg.get("rate") or []):
+        return None
+    twin = ClassificationModel(cfg, rate=0.0)
+    twin.names = list(model.names)
+    return twin.eval()
+
+
+def unpruned_sizes(model, im, include, opset, dynamic, simplify):
+    """File size (MB) per format of the rate-0 twin, exported the same way into a temp folder; {} if not pruned."""
+    twin = unpruned_twin(model)
+    if twin is None:
+        return {}
+    twin = twin.fuse().to(im.device)
+    twin = twin.half() if im.dtype == torch.half else twin
+    options = {"onnx": dict(opset=opset, dynamic=dynamic, simplify=simplify)}
+    sizes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in include:
+            file = Path(tmp) / f"unpruned{FORMATS[fmt][1]}"
+            sizes[fmt] = file_size_mb(EXPORTERS[fmt](twin, im, file, **options.get(fmt, {})))
+    return sizes
+
+
+def parse_include(include):
+    include = [x.lower() for x in ([include] if isinstance(include, str) else include)]
+    include = [x for item in include for x in item.replace(",", " ").split()]
+    unknown = sorted(set(include) - set(FORMATS))
+    if unknown or not include:
+        raise ValueError(f"--include {' '.join(unknown) or '(nothing)'}: supported formats are {', '.join(FORMATS)}")
+    return list(dict.fromkeys(include))  # keep order, drop repeats
+
+
+@torch.inference_mode()
+def run(
+    weights="yolov5s-cls.pt",  # weights path
+    imgsz=(224, 224),  # image (height, width)
+    batch_size=1,  # batch size
+    device="cpu",  # cuda device, i.e. 0 or 0,1,2,3 or cpu
+    include=("torchscript",),  # formats: torchscript, onnx
+    half=False,  # FP16 half-precision export (CUDA only)
+    opset=17,  # ONNX: opset version
+    dynamic=False,  # ONNX: dynamic batch and image size
+    simplify=False,  # ONNX: simplify the graph (onnxslim or onnxsim)
+):
+    """Export weights to each format in include; returns the list of exported file paths."""
+    t0 = time.time()
+    include = parse_include(include)
+    if "onnx" in include:
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise UserError("ONNX export needs the onnx package: pip install onnx (and onnxruntime to check the "
+                            "exported outputs)") from None
+    imgsz = [imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1)
+    device = select_device(device)
+    if half and device.type != "cuda":
+        raise ValueError("--half only works for GPU export, i.e. use --device 0")
+    if half and dynamic:
+        raise ValueError("--half is not compatible with --dynamic, i.e. use either --half or --dynamic")
+
+    file = Path(attempt_download(weights))
+    reference = attempt_load(file, device=device)  # unfused FP32: what the exports must reproduce
+    model = deepcopy(reference).fuse().eval()  # BN folded into convs, as deployed
+    for p in model.parameters():
+        p.requires_grad = False
+    gen = torch.Generator().manual_seed(0)
+    im = torch.randn(batch_size, 3, *imgsz, generator=gen).to(device)
+    expected = reference(im)
+    tol = 1e-4 * max(1.0, expected.abs().max().item())  # absolute 1e-4, relative for large logits
+    if half:
+        im, model = im.half(), model.half()
+        tol = 1e-2 * max(1.0, expected.abs().max().item())
+    model(im)  # dry run, as upstream, so lazily built state exists before tracing
+    LOGGER.info(f"\n{colorstr('PyTorch:')} starting from {file} with output shape {tuple(expected.shape)} "
+                f"({file_size_mb(file):.1f} MB)")
+
+    exported, sizes = [], {}
+    options = {"onnx": dict(opset=opset, dynamic=dynamic, simplify=simplify)}
+    for fmt in include:
+        title, suffix = FORMATS[fmt]
+        t = time.time()
+        LOGGER.info(f"\n{colorstr(title + ':')} starting export with torch {torch.__version__}...")
+        f = EXPORTERS[fmt](model, im, file.with_suffix(suffix), **options.get(fmt, {}))
+        LOGGER.info(f"{colorstr(title + ':')} export success ✅ {time.time() - t:.1f}s, saved as {f} "
+                    f"({file_size_mb(f):.1f} MB)")
+        check_outputs(fmt, f, im, expected, tol)
+        exported.append(str(f))
+        sizes[fmt] = file_size_mb(f)
+
+    unpruned = unpruned_sizes(model, im, include, opset, dynamic, simplify)
+    LOGGER.info(f"\nExport complete ({time.time() - t0:.1f}s)"
+                f"\nResults saved to {colorstr('bold', file.parent.resolve())}")
+    for fmt in include:
+        size = f"{FORMATS[fmt][0]:<12} {sizes[fmt]:8.2f} MB"
+        if fmt in unpruned:
+            size += f"   unpruned {unpruned[fmt]:8.2f} MB   ({sizes[fmt] / unpruned[fmt]:.1%} of unpruned)"
+        LOGGER.info(size)
+    LOGGER.info("Visualize:   https://netron.app")
+    return exported
+
+
+def parse_opt(argv=None):
+    parser = argparse.ArgumentParser(description="Export a YOLOv5 classifier to TorchScript / ONNX")
+    parser.add_argument("--weights", nargs="+", type=str, default="yolov5s-cls.pt", help="model.pt path(s)")
+    parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[224], help="image (h, w)")
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size")
+    parser.add_argument("--device", default="cpu", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    parser.add_argument("--half", action="store_true", help="FP16 half-precision export (CUDA only)")
+    parser.add_argument("--dynamic", action="store_true", help="ONNX: dynamic axes")
+    parser.add_argument("--simplify", action="store_true", help="ONNX: simplify model (onnxslim or onnxsim)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX: opset version")
+    parser.add_argument("--include", nargs="+", default=["torchscript"], help=f"formats: {', '.join(FORMATS)}")
+    opt = parser.parse_args(argv)
+    print_args(vars(opt))
+    return opt
+
+
+def main(opt):
+    weights = opt.weights if isinstance(opt.weights, list) else [opt.weights]
+    exported = []
+    for w in weights:  # upstream accepts several weights files
+        exported += run(**{**vars(opt), "weights": w})
+    return exported
+
+
+if __name__ == "__main__":
+    run_cli(main, parse_opt())

@@ -1,0 +1,51 @@
+"""What every command-line entry point shares: one-line user errors and YOLOv5's argument echo."""
+
+import inspect
+import os
+import sys
+from pathlib import Path
+
+from utils.checkpoints import CheckpointError
+from utils.log import LOGGER, colorstr
+from utils.paths import ROOT
+
+
+class UserError(Exception):
+    """A problem the user can fix from the command line (bad flag, missing file, no network, ...)."""
+
+
+# Errors that mean "the input was wrong", reported as one line. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, CheckpointError)
+
+
+def run_cli(main, opt, prog=None):
+    """Call main(opt); a user error becomes `<prog>: error: <message>` on stderr and exit status 2.
+
+    Set YOLOV5_DEBUG=1 to get the traceback of user errors as well.
+    """
+    try:
+        return main(opt)
+    except USER_ERRORS as e:
+        if os.getenv("YOLOV5_DEBUG"):
+            raise
+        prog = prog or Path(sys.argv[0]).name
+        message = " ".join(str(e).split()) or type(e).__name__  # one line, whatever the exception held
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def print_args(args=None, show_file=True, show_func=False):
+    """Log `file: k=v, k=v` for a dict or argparse Namespace (default: the calling function's arguments)."""
+    frame = inspect.currentframe().f_back
+    info = inspect.getframeinfo(frame)
+    if args is None:
+        names, _, _, values = inspect.getargvalues(frame)
+        args = {k: values[k] for k in names}
+    elif not isinstance(args, dict):
+        args = vars(args)
+    try:
+        file = Path(info.filename).resolve().relative_to(ROOT).with_suffix("").as_posix()
+    except ValueError:
+        file = Path(info.filename).stem
+    prefix = (f"{file}: " if show_file else "") + (f"{info.function}: " if show_func else "")
+    LOGGER.info(colorstr(prefix) + ", ".join(f"{k}={v}" for k, v in args.items()))
