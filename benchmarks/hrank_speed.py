@@ -51,6 +51,7 @@ def main():
     opt = parser.parse_args()
 
     torch.manual_seed(0)
+    torch.set_flush_denormal(True)  # randomly initialised nets fade into denormals, which CPUs run very slowly
     model = ClassificationModel(opt.cfg).eval()
     images = torch.rand(opt.batch, 3, opt.imgsz, opt.imgsz)
     runs = {"batched": lambda: compute_scores(model, "hrank", [(images, None)], batches=1),

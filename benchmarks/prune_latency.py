@@ -7,9 +7,7 @@ saved. Measured interleaved in one run, median of repeats, CPU, inference mode.
 """
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,21 +18,7 @@ import torch  # noqa: E402
 
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.model_info import model_gflops  # noqa: E402
-
-
-def median_latency(models, x, repeats):
-    """Median seconds per forward for each model, timing them in turn so drift hits both alike."""
-    times = [[] for _ in models]
-    with torch.inference_mode():
-        for m in models:  # warm-up
-            for _ in range(3):
-                m(x)
-        for _ in range(repeats):
-            for i, m in enumerate(models):
-                t = time.perf_counter()
-                m(x)
-                times[i].append(time.perf_counter() - t)
-    return [statistics.median(t) for t in times]
+from utils.profiling import median_latency  # noqa: E402
 
 
 def main():
@@ -49,6 +33,7 @@ def main():
     opt = parser.parse_args()
 
     torch.manual_seed(0)
+    torch.set_flush_denormal(True)  # randomly initialised nets fade into denormals, which CPUs run very slowly
     full = ClassificationModel(opt.cfg).eval()
     smaller = {f"{opt.cfg} rate {opt.rate}": ClassificationModel(opt.cfg, rate=opt.rate).eval()}
     if opt.reference:

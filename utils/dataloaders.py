@@ -2,6 +2,7 @@
 
 import os
 import random
+import sys
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
@@ -23,10 +24,17 @@ PIN_MEMORY = str(os.getenv("PIN_MEMORY", True)).lower() == "true"  # YOLOv5's sw
 MAX_LISTED = 10  # unreadable files named in the warning before "... and N more"
 
 
+def _pil_open(path):
+    """PIL's own Image.open: importing ultralytics patches it to pip-install a HEIF plugin whenever a file is
+    unidentified, which would reach for the network on every corrupt image."""
+    patches = sys.modules.get("ultralytics.utils.patches")
+    return (getattr(patches, "_image_open", None) or Image.open)(path)
+
+
 def _is_readable(path):
     """Cheap integrity check: the file opens and its header/structure verifies, without a full decode."""
     try:
-        with Image.open(path) as im:
+        with _pil_open(path) as im:
             im.verify()
         return True
     except Exception:  # PIL raises many types for broken files; any of them means "skip"

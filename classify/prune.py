@@ -1,0 +1,146 @@
+"""Prune a YOLOv5 classifier end to end: baseline → filter ranks → pruned fine-tune → before/after summary.
+
+Usage:
+    python classify/prune.py                                   # demo: yolov5n-cls on the built-in data, CPU-friendly
+    python classify/prune.py --weights yolov5s-cls.pt --cfg yolov5s-cls.yaml --data imagenette160 \
+        --rate "[0.]+[0.3]*8+[0.]" --criterion hrank --epochs 20 --imgsz 224
+
+Without --weights a baseline is trained first (on --data, --epochs). The run folder holds baseline/,
+ranks.pt, pruned/ and summary.csv. Each step is also its own command: classify/train.py, classify/rank.py.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+FILE = Path(__file__).resolve()
+ROOT = FILE.parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+import torch  # noqa: E402
+
+from classify import rank as rank_cli  # noqa: E402
+from classify import train as train_cli  # noqa: E402
+from classify import val as val_cli  # noqa: E402
+from models.experimental import attempt_load  # noqa: E402
+from models.prune import load_model  # noqa: E402
+from models.yolo import ClassificationModel  # noqa: E402
+from utils.cli import print_args, run_cli  # noqa: E402
+from utils.dataloaders import create_classification_dataloader  # noqa: E402
+from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
+from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.model_info import count_params, model_gflops  # noqa: E402
+from utils.paths import increment_path  # noqa: E402
+from utils.profiling import median_latency  # noqa: E402
+from utils.ranks import load_scores  # noqa: E402
+
+
+def _accuracy(model, loader):
+    top1, top5, _ = val_cli.run(model=model, dataloader=loader)
+    return top1, top5
+
+
+def summary_rows(stages, imgsz, batch=16):
+    """Parameters, GFLOPs, CPU latency (one interleaved run) and accuracy of each stage's model."""
+    models = [m.cpu().eval() for m, _ in stages.values()]
+    latency = median_latency(models, torch.randn(batch, 3, imgsz, imgsz), repeats=10)
+    rows = []
+    for (name, (model, (top1, top5))), t in zip(stages.items(), latency):
+        rows.append({"model": name, "parameters": count_params(model), "GFLOPs": model_gflops(model, imgsz),
+                     f"latency_ms_b{batch}": t * 1e3, "top1": top1, "top5": top5})
+    return rows
+
+
+def log_summary(rows, save_dir):
+    import pandas as pd
+
+    table = pd.DataFrame(rows).set_index("model")
+    table.to_csv(save_dir / "summary.csv")
+    base = rows[0]
+    lines = [f"{'model':<28}{'params':>11}{'GFLOPs':>8}{'latency':>10}{'top1':>7}{'top5':>7}"]
+    for r in rows:
+        lat = next(v for k, v in r.items() if k.startswith("latency"))
+        lines.append(f"{r['model']:<28}{r['parameters']:>11,}{r['GFLOPs']:>8.3f}{lat:>8.1f}ms{r['top1']:>7.3f}{r['top5']:>7.3f}")
+    last = rows[-1]
+    base_lat = next(v for k, v in base.items() if k.startswith("latency"))
+    last_lat = next(v for k, v in last.items() if k.startswith("latency"))
+    lines.append(f"pruned/baseline: {last['parameters'] / base['parameters']:.1%} parameters, "
+                 f"{last['GFLOPs'] / base['GFLOPs']:.1%} GFLOPs, {base_lat / last_lat:.2f}x faster (CPU), "
+                 f"top1 {last['top1'] - base['top1']:+.3f}")
+    LOGGER.info("\n" + colorstr("Pruning summary") + "\n" + "\n".join(lines))
+    LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}")
+
+
+def run(cfg="yolov5n-cls.yaml", weights="", data=DEFAULT_DATA, rate="0.5", criterion="hrank", rank_batches=5,
+        epochs=8, finetune_epochs=8, batch_size=64, imgsz=64, device="", workers=2, cache="ram",
+        project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0):
+    """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'summary'}."""
+    if rate in (None, "", 0, "0", "0.", "0.0"):
+        raise ValueError("--rate is 0: nothing to prune; give a rate such as 0.5 or '[0.]+[0.3]*8+[0.]'")
+    ClassificationModel(cfg, rate=rate)  # fail fast on a bad --cfg or --rate, before any training
+    save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)
+    common = dict(data=data, batch_size=batch_size, imgsz=imgsz, device=device, workers=workers, cache=cache,
+                  seed=seed, project=save_dir, exist_ok=True)
+
+    if weights:
+        baseline = weights
+        LOGGER.info(f"\n{colorstr('1/4 baseline:')} {weights}")
+    else:
+        LOGGER.info(f"\n{colorstr('1/4 baseline:')} training {cfg} for {epochs} epochs")
+        baseline = train_cli.run(cfg=cfg, epochs=epochs, name="baseline", **common)["best"]
+
+    LOGGER.info(f"\n{colorstr('2/4 ranks:')} {criterion} on {data}")
+    ranks = rank_cli.run(weights=baseline, data=data, criterion=criterion, batches=rank_batches,
+                         batch_size=min(batch_size, 32), imgsz=imgsz, device=device, workers=workers,
+                         output=save_dir / "ranks.pt", seed=seed)
+
+    LOGGER.info(f"\n{colorstr('3/4 prune:')} rate {rate}")
+    base_model = attempt_load(baseline)
+    pruned = load_model(ClassificationModel(base_model.yaml if hasattr(base_model, "yaml") else cfg,
+                                            nc=base_model.nc, rate=rate), base_model, load_scores(ranks)[0])
+    root = check_cls_dataset(data)
+    loader = create_classification_dataloader(eval_split(root), imgsz=imgsz, batch_size=batch_size, augment=False,
+                                              workers=workers, shuffle=False)
+    before = {"baseline": (base_model, _accuracy(base_model, loader)),
+              "pruned, before fine-tune": (pruned, _accuracy(pruned, loader))}
+
+    LOGGER.info(f"\n{colorstr('4/4 fine-tune:')} {finetune_epochs} epochs")
+    result = train_cli.run(cfg=cfg, rate=rate, weights=str(baseline), ranks=str(ranks), epochs=finetune_epochs,
+                           name="pruned", **common)
+    tuned = attempt_load(result["best"])
+    stages = {**before, "pruned, fine-tuned": (tuned, _accuracy(tuned, loader))}
+    rows = summary_rows(stages, imgsz)
+    log_summary(rows, save_dir)
+    return {"save_dir": save_dir, "baseline": baseline, "ranks": ranks, "pruned": result["best"], "summary": rows}
+
+
+def parse_opt(known=False):
+    parser = argparse.ArgumentParser(description="Prune a YOLOv5 classifier end to end")
+    parser.add_argument("--cfg", type=str, default="yolov5n-cls.yaml", help="model YAML")
+    parser.add_argument("--weights", type=str, default="", help="trained classifier/detector; '' trains a baseline first")
+    parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
+    parser.add_argument("--rate", type=str, default="0.5", help="compress rate(s): 0.5, a list, or '[0.]+[0.3]*8+[0.]'")
+    parser.add_argument("--criterion", type=str, default="hrank", choices=rank_cli.CRITERIA, help="ranking criterion")
+    parser.add_argument("--rank-batches", type=int, default=5, help="training batches averaged by hrank")
+    parser.add_argument("--epochs", type=int, default=8, help="baseline epochs (without --weights)")
+    parser.add_argument("--finetune-epochs", type=int, default=8, help="fine-tune epochs of the pruned model")
+    parser.add_argument("--batch-size", type=int, default=64, help="total batch size")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=64, help="image size (pixels)")
+    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
+    parser.add_argument("--workers", type=int, default=2, help="max dataloader workers")
+    parser.add_argument("--cache", type=str, nargs="?", const="ram", default="ram", choices=("ram", "disk"))
+    parser.add_argument("--project", default=ROOT / "runs/prune-cls", help="save to project/name")
+    parser.add_argument("--name", default="exp", help="save to project/name")
+    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    parser.add_argument("--seed", type=int, default=0, help="global seed")
+    return parser.parse_known_args()[0] if known else parser.parse_args()
+
+
+def main(opt):
+    print_args(vars(opt))
+    return run(**vars(opt))
+
+
+if __name__ == "__main__":
+    run_cli(main, parse_opt())

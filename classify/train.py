@@ -1,0 +1,550 @@
+"""Train a (pruned) YOLOv5 classifier on a classification dataset.
+
+The model is built from --cfg with per-layer compress rates --rate, filled with the top-ranked filters of
+--weights (a YOLOv5 classifier or detector checkpoint; '' trains from scratch), and fine-tuned.
+
+Usage - single process (GPU if available, else CPU):
+    python classify/train.py --cfg yolov5s-cls.yaml --weights yolov5s-cls.pt --rate 0.3 --data imagenette160 --img 224
+    python classify/train.py --cfg yolov5n-cls.yaml --img 64 --epochs 3          # built-in data, from scratch
+
+Usage - multi-GPU DDP (NCCL); --batch-size is the total over all processes:
+    torchrun --nproc_per_node 4 classify/train.py --weights yolov5s-cls.pt --rate 0.3 --device 0,1,2,3 --batch-size 256
+
+Usage - DDP on CPU (gloo), e.g. to try DDP without GPUs:
+    torchrun --nproc_per_node 2 classify/train.py --device cpu --cfg yolov5n-cls.yaml --img 64
+
+Usage - multi-node: run the same command on every node; torchrun's flags do the rendezvous:
+    torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --master_addr 10.0.0.1 --master_port 29500 classify/train.py
+    torchrun --nnodes 2 --node_rank 1 --nproc_per_node 8 --master_addr 10.0.0.1 --master_port 29500 classify/train.py
+  Rank 0 (node 0) saves the run folder; filter scores are computed once on rank 0 and sent to all ranks, so
+  nodes need no shared filesystem (the dataset must exist on each node).
+
+Usage - resume an interrupted run with its original options (--device/--workers may change):
+    python classify/train.py --resume                                   # latest last.pt under --project
+    python classify/train.py --resume runs/train-cls/exp3/weights/last.pt
+
+Output (runs/train-cls/exp*/): weights/last.pt (every epoch) and best.pt, results.csv, results.png,
+ranks.pt (the filter scores used), opt.yaml.
+"""
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+FILE = Path(__file__).resolve()
+ROOT = FILE.parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import yaml  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from classify import val as validate  # noqa: E402
+from classify.rank import ranking_model  # noqa: E402
+from models.prune import CRITERIA, compute_scores, load_model, needs_scores  # noqa: E402
+from models.yolo import ClassificationModel, load_yaml, resolve_rates  # noqa: E402
+from utils.checkpoints import checkpoint_dict, is_project_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from utils.cli import USER_ERRORS, UserError, print_args, run_cli  # noqa: E402
+from utils.dataloaders import create_classification_dataloader  # noqa: E402
+from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
+from utils.device import select_device  # noqa: E402
+from utils.distributed import (LOCAL_RANK, RANK, WORLD_SIZE, broadcast_object, cleanup, de_parallel,  # noqa: E402
+                               init_distributed, is_main_process, torch_distributed_zero_first)
+from utils.downloads import attempt_download  # noqa: E402
+from utils.ema import ModelEMA  # noqa: E402
+from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.metrics import EarlyStopping  # noqa: E402
+from utils.model_info import model_info  # noqa: E402
+from utils.optim import OPTIMIZERS, lr_scheduler, smart_optimizer  # noqa: E402
+from utils.paths import increment_path  # noqa: E402
+from utils.plots import plot_results  # noqa: E402
+from utils.profiling import median_latency  # noqa: E402
+from utils.ranks import load_scores, save_scores  # noqa: E402
+from utils.results import results_row, write_results  # noqa: E402
+
+LRF = 0.01  # final lr = lr0 * LRF (YOLOv5 classify)
+MAX_GRAD_NORM = 10.0  # gradient clipping, as upstream
+RESUME_OVERRIDES = ("device", "workers")  # the only options a resumed run takes from the new command line
+
+
+# ------------------------------------------------------------------------------------------ reproducibility
+def init_seeds(seed=0, deterministic=False):
+    """Seed python, numpy and torch; deterministic also asks cuDNN/torch for reproducible kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        # warn_only: some CUDA backward kernels (adaptive pooling) have no deterministic version
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+
+
+def rng_state(loader):
+    """Every random stream the training loop draws from, as checkpoint-safe plain values and tensors."""
+    np_state = np.random.get_state(legacy=False)
+    return {"python": random.getstate(),
+            "numpy": {"key": np_state["state"]["key"].tolist(), "pos": int(np_state["state"]["pos"]),
+                      "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
+            "torch": torch.get_rng_state(),
+            # this process's GPU only: get_rng_state_all() would open a CUDA context on every visible GPU
+            "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
+            "loader": loader.generator.get_state() if loader.generator is not None else None}
+
+
+def restore_rng_state(state, loader):
+    random.setstate(state["python"])
+    n = state["numpy"]
+    key = np.array(n["key"], dtype=np.uint32)
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": key, "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    if state["loader"] is not None and loader.generator is not None:
+        loader.generator.set_state(state["loader"])
+
+
+def fp32_state_dict(model):
+    return {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in model.state_dict().items()}
+
+
+def to_cpu(obj):
+    """obj with every tensor in it on the CPU, so a checkpoint written on a GPU loads anywhere."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+# ----------------------------------------------------------------------------------------------- options
+def plain_options(opt):
+    """vars(opt) with Paths as str, so a checkpoint holding it loads with weights_only=True."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(opt).items()}
+
+
+def get_latest_run(search_dir="."):
+    """The most recently written last*.pt under search_dir (for --resume without a path), or ''."""
+    runs = [p for p in Path(search_dir).rglob("last*.pt") if p.is_file()]
+    return str(max(runs, key=os.path.getmtime)) if runs else ""
+
+
+def resume_options(opt):
+    """(options of the interrupted run, its checkpoint) for --resume; only RESUME_OVERRIDES come from opt."""
+    last = opt.resume if isinstance(opt.resume, (str, Path)) else get_latest_run(opt.project)
+    if not last:
+        raise FileNotFoundError(f"--resume: no last.pt found under {opt.project}; pass --resume path/to/last.pt")
+    last = Path(last)
+    ckpt = load_checkpoint(last)
+    if not is_project_checkpoint(ckpt) or not isinstance(ckpt.get("opt"), dict) or ckpt.get("optimizer") is None:
+        raise UserError(f"--resume: {last} is not a resumable training checkpoint (it holds no optimizer state or "
+                        f"options); resume from a run's weights/last.pt, or start a new run with --weights {last}")
+    epochs = ckpt["opt"]["epochs"]
+    if ckpt.get("finished") or ckpt["epoch"] + 1 >= epochs:
+        raise UserError(f"--resume: {last} is from a finished run ({ckpt['epoch'] + 1}/{epochs} epochs), nothing to "
+                        f"resume; start a new training from it with --weights {last.parent / 'best.pt'}")
+    resumed = argparse.Namespace(**ckpt["opt"])
+    defaults = parse_opt(True, argv=[])
+    for k in RESUME_OVERRIDES:  # only when given: otherwise the run keeps its own setting
+        if getattr(opt, k) != getattr(defaults, k):
+            setattr(resumed, k, getattr(opt, k))
+    resumed.resume, resumed.save_dir = str(last), str(last.parent.parent)
+    return resumed, ckpt
+
+
+def classifier_yaml(cfg, cutoff=None):
+    """The classifier YAML dict for --cfg; a detector YAML keeps its first `cutoff` layers + a Classify head
+    (YOLOv5's detector→classifier conversion, done on the YAML so rates and checkpoints work on it)."""
+    d = load_yaml(cfg)
+    rows = d["backbone"] + d["head"]
+    if not any(m == "Detect" for _, _, m, _ in rows):
+        return d
+    cutoff = cutoff or 10
+    d["backbone"], d["head"] = rows[:cutoff - 1], [[-1, 1, "Classify", ["nc"]]]
+    d.pop("anchors", None)
+    d.pop("rate", None)
+    return d
+
+
+def check_options(opt):
+    """Fail fast, before any folder or file is made, on options that cannot work."""
+    if opt.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, not {opt.epochs}")
+    if opt.batch_size < WORLD_SIZE or opt.batch_size % WORLD_SIZE:
+        raise ValueError(f"--batch-size {opt.batch_size} is the total over {WORLD_SIZE} processes and must be a "
+                         f"multiple of it")
+    if opt.criterion not in CRITERIA:
+        raise ValueError(f"--criterion must be one of {', '.join(CRITERIA)}, not '{opt.criterion}'")
+    if opt.rank_batches < 1:
+        raise ValueError(f"--rank-batches must be at least 1, not {opt.rank_batches}")
+    resolve_rates(classifier_yaml(opt.cfg, opt.cutoff), opt.rate)  # bad --rate: one-line ValueError
+    if opt.weights and opt.pretrained:
+        attempt_download(opt.weights)  # missing --weights: one-line FileNotFoundError
+    if opt.ranks and not Path(opt.ranks).is_file():
+        raise FileNotFoundError(f"--ranks file '{opt.ranks}' not found (make one with classify/rank.py)")
+
+
+# ---------------------------------------------------------------------------------------- model building
+def compute_ranks(opt, cfg, data_dir, device, batch_size):
+    """(scores, meta): rank the filters of the unpruned --weights model on un-augmented training images."""
+    LOGGER.info(f"{colorstr('ranks:')} scoring filters of {opt.weights} by {opt.criterion}...")
+    model = ranking_model(opt.weights, dict(cfg, rate=0.0)).to(device)
+    loader = None
+    if opt.criterion == "hrank":
+        loader = create_classification_dataloader(data_dir / "train", imgsz=opt.imgsz, batch_size=batch_size,
+                                                  augment=False, rank=-1, workers=opt.workers, shuffle=True,
+                                                  seed=opt.seed)
+    scores = compute_scores(model, opt.criterion, loader, batches=opt.rank_batches, device=device, seed=opt.seed)
+    hrank = opt.criterion == "hrank"
+    meta = {"criterion": opt.criterion, "source": str(opt.weights), "cfg": str(opt.cfg), "data": str(data_dir),
+            "imgsz": opt.imgsz if hrank else None, "batches": opt.rank_batches if hrank else None,
+            "batch_size": batch_size, "seed": opt.seed}
+    return scores, meta
+
+
+def shared_scores(opt, cfg, data_dir, device, batch_size):
+    """(scores, meta or None): from --ranks, or computed once on rank 0 and broadcast to every rank.
+
+    Broadcasting (instead of a file + barrier) also works across nodes without a shared filesystem, and a
+    failure on rank 0 reaches the other ranks as the same error instead of leaving them waiting.
+    """
+    if opt.ranks:
+        scores, meta = load_scores(opt.ranks)
+        if meta.get("criterion") not in (None, opt.criterion):
+            LOGGER.warning(f"WARNING ⚠️ --ranks {opt.ranks} holds '{meta['criterion']}' scores; --criterion "
+                           f"{opt.criterion} is ignored")
+        return scores, None
+    result = None
+    if is_main_process():
+        try:
+            result = compute_ranks(opt, cfg, data_dir, device, batch_size)
+        except USER_ERRORS as e:
+            result = e
+    result = broadcast_object(result)
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def build_model(opt, nc, data_dir, device, batch_size):
+    """(model, scores, meta): the pruned classifier with the top-ranked filters of --weights copied in."""
+    cfg = classifier_yaml(opt.cfg, opt.cutoff)
+    model = ClassificationModel(cfg, nc=nc, rate=opt.rate)
+    scores = meta = None
+    if opt.weights and not opt.pretrained:
+        LOGGER.warning(f"WARNING ⚠️ --pretrained False: --weights {opt.weights} ignored, training from scratch")
+    elif opt.weights:
+        if needs_scores(model):
+            scores, meta = shared_scores(opt, cfg, data_dir, device, batch_size)
+        load_model(model, opt.weights, scores)
+    elif needs_scores(model):
+        LOGGER.info(f"{colorstr('model:')} no --weights: training the pruned architecture from scratch")
+    return model, scores, meta
+
+
+def set_dropout(model, p):
+    """--dropout: the probability of every Dropout (the Classify head's); None keeps the model's."""
+    if p is not None:
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = p
+
+
+def summarize(model, imgsz, best_row, files):
+    """Log parameters, GFLOPs and batch-1 latency of the trained model against the same YAML at rate 0, the best
+    accuracy and where the files are; returns the numbers."""
+    model = de_parallel(model).eval()
+    p = next(model.parameters())
+    memory_format = training_memory_format(p.device)
+    unpruned = ClassificationModel(dict(model.yaml, rate=0.0)).to(p.device, memory_format=memory_format).eval()
+    base = model_info(unpruned, imgsz, name="unpruned")
+    pruned = model_info(model, imgsz, name="pruned  ")
+    x = torch.zeros(1, 3, imgsz, imgsz, device=p.device).to(memory_format=memory_format)
+    base["latency"], pruned["latency"] = median_latency([unpruned, model], x)
+    LOGGER.info(f"pruned/unpruned: {pruned['parameters'] / base['parameters']:.1%} parameters, "
+                f"{pruned['gflops'] / base['gflops']:.1%} GFLOPs, {pruned['latency'] * 1e3:.2f}/"
+                f"{base['latency'] * 1e3:.2f} ms latency (batch 1, {p.device.type})")
+    if best_row:
+        LOGGER.info(f"best epoch {best_row[0]}: top1_acc {best_row[3]:.4g}, top5_acc {best_row[4]:.4g}")
+    for label, path in files.items():
+        LOGGER.info(f"{label:<12} {colorstr('bold', path)}")
+    return {"parameters": pruned["parameters"], "gflops": pruned["gflops"], "latency": pruned["latency"],
+            "unpruned_parameters": base["parameters"], "unpruned_gflops": base["gflops"],
+            "unpruned_latency": base["latency"]}
+
+
+# --------------------------------------------------------------------------------------------- training
+def training_memory_format(device):
+    """channels_last (NHWC) where convolutions run faster in it: CUDA (tensor cores under AMP) and CPU (oneDNN,
+    about 15% faster training here); MPS keeps NCHW."""
+    return torch.channels_last if device.type in {"cuda", "cpu"} else torch.contiguous_format
+
+
+def train_step(model, images, labels, criterion, optimizer, scaler, ema=None):
+    """One optimisation step: forward under AMP when the scaler is enabled (CUDA), backward, clip, step, EMA.
+
+    Returns the (detached) loss.
+    """
+    with torch.amp.autocast(device_type=images.device.type, enabled=scaler.is_enabled()):
+        loss = criterion(model(images), labels)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=MAX_GRAD_NORM)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad()
+    if ema:
+        ema.update(model)
+    return loss.detach()
+
+
+def train(opt, device, resume_ckpt=None):
+    save_dir = Path(opt.save_dir)
+    wdir = save_dir / "weights"
+    last, best, csv = wdir / "last.pt", wdir / "best.pt", save_dir / "results.csv"
+    main_process = is_main_process()
+    cuda = device.type == "cuda"
+    bs = opt.batch_size // WORLD_SIZE  # per process
+    epochs = opt.epochs
+    init_seeds(opt.seed + 1 + RANK, deterministic=True)
+
+    # Data: local rank 0 of each node downloads/generates the dataset first
+    with torch_distributed_zero_first(LOCAL_RANK):
+        data_dir = check_cls_dataset(opt.data)
+    trainloader = create_classification_dataloader(data_dir / "train", imgsz=opt.imgsz, batch_size=bs, augment=True,
+                                                   cache=opt.cache or False, rank=LOCAL_RANK, workers=opt.workers,
+                                                   seed=opt.seed)
+    names = trainloader.dataset.classes
+    nc = len(names)
+    testloader = None
+    if main_process:
+        testloader = create_classification_dataloader(eval_split(data_dir), imgsz=opt.imgsz, batch_size=bs * 2,
+                                                      augment=False, cache=opt.cache or False, rank=-1,
+                                                      workers=opt.workers, shuffle=False)
+
+    # Model
+    scores = meta = None
+    if resume_ckpt is not None:
+        if resume_ckpt["nc"] != nc:
+            raise ValueError(f"--resume: the run was trained on {resume_ckpt['nc']} classes but {data_dir} now has "
+                             f"{nc} class folders")
+        model = ClassificationModel(resume_ckpt["yaml"])
+        model.load_state_dict(resume_ckpt["model"])
+    else:
+        model, scores, meta = build_model(opt, nc, data_dir, device, bs)
+    model.names = names
+    set_dropout(model, opt.dropout)
+    memory_format = training_memory_format(device)
+    model = model.to(device, memory_format=memory_format)
+
+    # Run folder (only now: bad options and incompatible weights have failed before anything was written)
+    if main_process:
+        wdir.mkdir(parents=True, exist_ok=True)
+        if resume_ckpt is None:
+            with open(save_dir / "opt.yaml", "w") as f:
+                yaml.safe_dump(plain_options(opt), f, sort_keys=False)
+        if scores is not None and meta is not None:
+            save_scores(save_dir / "ranks.pt", scores, meta)
+        if opt.verbose:
+            model_info(model, opt.imgsz, verbose=True, name="pruned")
+
+    # Optimizer, schedule, EMA, AMP
+    optimizer = smart_optimizer(model, opt.optimizer, opt.lr0, momentum=0.9, decay=opt.decay)
+    scheduler = lr_scheduler(optimizer, epochs, lrf=LRF, cos_lr=opt.cos_lr)
+    ema = ModelEMA(model) if main_process else None
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    criterion = nn.CrossEntropyLoss(label_smoothing=opt.label_smoothing)
+    stopper = EarlyStopping(patience=opt.patience)
+    start_epoch, best_fitness, rows = 0, 0.0, []
+
+    if resume_ckpt is not None:
+        optimizer.load_state_dict(resume_ckpt["optimizer"])  # after the scheduler: keeps its lr, not lf(0)
+        scheduler.load_state_dict(resume_ckpt["scheduler"])
+        if resume_ckpt.get("scaler"):
+            scaler.load_state_dict(resume_ckpt["scaler"])
+        if ema:
+            ema.ema.load_state_dict(resume_ckpt["ema"])
+            ema.updates = resume_ckpt["updates"]
+        start_epoch, best_fitness = resume_ckpt["epoch"] + 1, resume_ckpt["best_fitness"]
+        rows = [list(r) for r in resume_ckpt["results"]]
+        for r in rows:  # replay so patience counts from the true best epoch
+            stopper(r[0], r[3])
+        if main_process:  # other DDP ranks keep their fresh per-rank seeds
+            write_results(csv, rows)  # drops any row of the epoch the kill interrupted
+            restore_rng_state(resume_ckpt["rng"], trainloader)
+        LOGGER.info(f"{colorstr('resume:')} {opt.resume} from epoch {start_epoch + 1}/{epochs}")
+    else:  # training draws the same random numbers however the model was built (ranked here, --ranks, scratch)
+        init_seeds(opt.seed + 1 + RANK)
+
+    if RANK != -1:
+        model = DDP(model, device_ids=[LOCAL_RANK] if cuda else None, output_device=LOCAL_RANK if cuda else None)
+
+    t0 = time.time()
+    if main_process:
+        LOGGER.info(f"Image sizes {opt.imgsz} train, {opt.imgsz} test\n"
+                    f"Using {trainloader.num_workers * WORLD_SIZE} dataloader workers\n"
+                    f"Logging results to {colorstr('bold', save_dir)}\n"
+                    f"Starting {Path(str(opt.cfg)).stem} training on {data_dir} dataset with {nc} classes for "
+                    f"{epochs} epochs...\n\n"
+                    f"{'Epoch':>10}{'GPU_mem':>10}{'train_loss':>12}{'val_loss':>12}{'top1_acc':>12}{'top5_acc':>12}")
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, epochs):
+        tloss, vloss, top1, top5 = 0.0, 0.0, 0.0, 0.0
+        model.train()
+        if RANK != -1:
+            trainloader.sampler.set_epoch(epoch)
+        nb = len(trainloader)
+        pbar = enumerate(trainloader)
+        if main_process:
+            pbar = tqdm(pbar, total=nb, bar_format=validate.TQDM_BAR_FORMAT)
+        for i, (images, labels) in pbar:
+            images = images.to(device, non_blocking=True, memory_format=memory_format)
+            labels = labels.to(device, non_blocking=True)
+            loss = train_step(model, images, labels, criterion, optimizer, scaler, ema)
+            if main_process:
+                tloss = (tloss * i + loss.item()) / (i + 1)
+                mem = f"{torch.cuda.memory_reserved(device) / 1e9 if cuda else 0:.3g}G"
+                pbar.desc = f"{f'{epoch + 1}/{epochs}':>10}{mem:>10}{tloss:>12.3g}" + " " * validate.VAL_COLUMNS
+                if i == nb - 1:  # validate the EMA on the same progress line
+                    top1, top5, vloss = validate.run(model=ema.ema, dataloader=testloader, criterion=criterion,
+                                                     pbar=pbar)
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+
+        stop = False
+        if main_process:
+            fitness = top1
+            improved = fitness >= best_fitness
+            best_fitness = max(best_fitness, fitness)
+            rows.append(results_row(epoch, tloss, vloss, top1, top5, lr))
+            write_results(csv, rows)
+            stop = stopper(epoch, fitness)
+            final = stop or epoch + 1 == epochs
+            if not opt.nosave or final:
+                ema.update_attr(model, include=("names", "nc", "yaml"))
+                ckpt = to_cpu(checkpoint_dict(de_parallel(model), names=names,
+                                              ema=fp32_state_dict(ema.ema), updates=ema.updates,
+                                              optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                                              scaler=scaler.state_dict(), epoch=epoch, best_fitness=best_fitness,
+                                              opt=plain_options(opt), results=rows, rng=rng_state(trainloader),
+                                              finished=final))
+                save_checkpoint(ckpt, last)
+                if improved:  # best.pt is for use, not for resuming: no training state
+                    save_checkpoint(dict(ckpt, optimizer=None, scheduler=None, scaler=None, rng=None), best)
+                del ckpt
+        if broadcast_object(stop):  # every rank stops together
+            break
+
+    result = {"save_dir": save_dir, "best": best, "last": last, "results": csv, "epochs": epoch + 1}
+    if main_process:
+        try:
+            plot_results(csv)
+        except Exception as e:  # a plotting problem must not fail a finished training
+            LOGGER.warning(f"WARNING ⚠️ could not plot {csv}: {e}")
+        best_row = max(reversed(rows), key=lambda r: r[3])  # best.pt is rewritten on ties: the last of them
+        LOGGER.info(f"\nTraining complete ({(time.time() - t0) / 3600:.3f} hours)")
+        files = {"Results:": save_dir, "Best:": best, "Last:": last, "Curves:": save_dir / "results.png",
+                 "Ranks:": save_dir / "ranks.pt"}
+        files = {k: v for k, v in files.items() if v.exists()}  # --nosave may skip best.pt; ranks only when pruned
+        result.update(summarize(ema.ema, opt.imgsz, best_row, files))
+        result.update(top1=best_row[3], top5=best_row[4])
+        weights = best if best.exists() else last
+        LOGGER.info(f"Validate:    python classify/val.py --weights {weights} --data {data_dir} --img {opt.imgsz}\n"
+                    f"Predict:     python classify/predict.py --weights {weights} --source im.jpg --img {opt.imgsz}")
+    return result
+
+
+def parse_opt(known=False, argv=None):
+    parser = argparse.ArgumentParser(description="Train a (pruned) YOLOv5 classifier")
+    parser.add_argument("--cfg", type=str, default="yolov5s-cls.yaml", help="model YAML (detector: cut at --cutoff)")
+    parser.add_argument("--rate", type=str, default=None,
+                        help="compress rate(s): 0.3, a comma list, or '[0.]+[0.3]*8+[0.]' (one per YAML layer)")
+    parser.add_argument("--weights", type=str, default="", help="source classifier/detector .pt, '' = scratch")
+    parser.add_argument("--criterion", type=str, default="hrank", choices=CRITERIA, help="filter ranking criterion")
+    parser.add_argument("--ranks", type=str, default="", help="scores file from classify/rank.py (skips ranking)")
+    parser.add_argument("--rank-batches", type=int, default=5, help="training batches averaged by hrank")
+    parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
+    parser.add_argument("--epochs", type=int, default=10, help="total training epochs")
+    parser.add_argument("--batch-size", type=int, default=64, help="total batch size for all processes")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="train, val image size (pixels)")
+    parser.add_argument("--nosave", action="store_true", help="only save final checkpoint")
+    parser.add_argument("--cache", type=str, nargs="?", const="ram", choices=("ram", "disk"),
+                        help="cache images in 'ram' (default) or 'disk'")
+    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    parser.add_argument("--workers", type=int, default=8, help="max dataloader workers (per process in DDP)")
+    parser.add_argument("--project", default=ROOT / "runs/train-cls", help="save to project/name")
+    parser.add_argument("--name", default="exp", help="save to project/name")
+    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    parser.add_argument("--pretrained", type=_bool, nargs="?", const=True, default=True,
+                        help="start from --weights; --pretrained False trains the architecture from scratch")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="Adam", help="optimizer")
+    parser.add_argument("--lr0", type=float, default=0.001, help="initial learning rate")
+    parser.add_argument("--decay", type=float, default=5e-5, help="weight decay")
+    parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing epsilon")
+    parser.add_argument("--cutoff", type=int, default=None, help="detector YAML --cfg: layers kept before the head")
+    parser.add_argument("--dropout", type=float, default=None, help="dropout (fraction)")
+    parser.add_argument("--verbose", action="store_true", help="per-layer table of the pruned model")
+    parser.add_argument("--seed", type=int, default=0, help="global training seed")
+    parser.add_argument("--cos-lr", action="store_true", help="cosine lr schedule")
+    parser.add_argument("--patience", type=int, default=100, help="epochs without improvement before stopping")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest or the given last.pt")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="set by DDP launchers")
+    return parser.parse_known_args(argv)[0] if known else parser.parse_args(argv)
+
+
+def _bool(text):
+    if str(text).lower() in {"true", "1", "yes"}:
+        return True
+    if str(text).lower() in {"false", "0", "no"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, not '{text}'")
+
+
+def main(opt):
+    resume_ckpt = None
+    if opt.resume:
+        opt, resume_ckpt = resume_options(opt)
+    if is_main_process():
+        print_args(vars(opt))
+    device = select_device(opt.device, batch_size=opt.batch_size)
+    if LOCAL_RANK != -1:
+        device = init_distributed(device)
+    try:
+        if resume_ckpt is None:
+            with torch_distributed_zero_first(LOCAL_RANK):  # a --weights download happens once per node
+                check_options(opt)
+            # rank 0 names the run folder; every rank must use the same one
+            opt.save_dir = str(broadcast_object(
+                increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok) if is_main_process() else None))
+        return train(opt, device, resume_ckpt)
+    finally:
+        cleanup()
+
+
+def run(**kwargs):
+    """Train from Python, e.g. `run(cfg='yolov5n-cls.yaml', data='builtin10', imgsz=64, epochs=3)`.
+
+    Returns a dict: save_dir, best, last, results (paths), epochs run, top1/top5 of the best epoch, and the
+    parameters/GFLOPs of the trained model and of its unpruned architecture.
+    """
+    opt = parse_opt(True, argv=[])
+    for k, v in kwargs.items():
+        if not hasattr(opt, k):
+            raise TypeError(f"run() got an unexpected option '{k}'")
+        setattr(opt, k, v)
+    return main(opt)
+
+
+if __name__ == "__main__":
+    run_cli(main, parse_opt())

@@ -1,0 +1,169 @@
+"""Validate a YOLOv5 classifier (this project's checkpoint or an upstream YOLOv5 .pt) on a classification dataset.
+
+Usage:
+    python classify/val.py --weights runs/train-cls/exp/weights/best.pt --data builtin10 --img 224
+    python classify/val.py --weights yolov5s-cls.pt --data ../datasets/imagenet --img 224 --half --verbose
+
+Reports top-1 / top-5 accuracy (per class with --verbose) on the dataset's val/ split (test/ when there
+is no val/), and writes them to <project>/<name>/accuracy.csv.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+FILE = Path(__file__).resolve()
+ROOT = FILE.parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from models.experimental import attempt_load  # noqa: E402
+from utils.cli import print_args, run_cli  # noqa: E402
+from utils.dataloaders import create_classification_dataloader  # noqa: E402
+from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
+from utils.device import select_device  # noqa: E402
+from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.metrics import accuracy_table, top5_predictions  # noqa: E402
+from utils.paths import increment_path  # noqa: E402
+
+TQDM_BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"  # YOLOv5's compact progress bar
+VAL_COLUMNS = 36  # width of the loss/top1/top5 part of the training progress line
+
+
+def class_names(model, nc):
+    """Model class names as a list (upstream stores a dict), or the indices when it has none."""
+    names = getattr(model, "names", None) or [str(i) for i in range(nc)]
+    return [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
+
+
+def check_classes(model, dataset, weights):
+    """A model must predict at least the dataset's classes; warn when folder names and model names differ."""
+    nc = int(getattr(model, "nc", 0) or len(class_names(model, 0)))
+    if nc and len(dataset.classes) > nc:
+        raise ValueError(f"{weights} predicts {nc} classes but {dataset.root} has {len(dataset.classes)} class "
+                         f"folders: validate on the dataset the model was trained for")
+    names = class_names(model, nc)
+    if names[:len(dataset.classes)] != dataset.classes and not all(str(n).isdigit() for n in names):
+        LOGGER.warning(f"WARNING ⚠️ class names of {weights} differ from the folders of {dataset.root}; "
+                       f"accuracy assumes folder i is class i")
+
+
+def write_accuracy(path, rows):
+    """accuracy.csv: class, images, top1_acc, top5_acc (first row: all classes)."""
+    lines = ["class,images,top1_acc,top5_acc"] + [f"{c},{n},{t1:.5g},{t5:.5g}" for c, n, t1, t5 in rows]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+@torch.inference_mode()
+def evaluate(model, dataloader, criterion=None, half=False, desc="validating", leave=True):
+    """Top-5 predictions, targets, mean loss and (pre-process, inference, post-process) seconds over a loader."""
+    device = next(model.parameters()).device
+    top5, targets, loss, seconds = [], [], 0.0, [0.0, 0.0, 0.0]
+    bar = tqdm(dataloader, desc, len(dataloader), leave, bar_format=TQDM_BAR_FORMAT, position=0)
+    with torch.amp.autocast(device_type=device.type, enabled=device.type == "cuda"):
+        for images, labels in bar:
+            t0 = time.perf_counter()
+            images, labels = images.to(device, non_blocking=True), labels.to(device)
+            images = images.half() if half else images
+            t1 = time.perf_counter()
+            y = model(images)
+            t2 = time.perf_counter()
+            top5.append(top5_predictions(y))
+            targets.append(labels)
+            if criterion:
+                loss += criterion(y, labels).item()
+            t3 = time.perf_counter()
+            for k, dt in enumerate((t1 - t0, t2 - t1, t3 - t2)):
+                seconds[k] += dt
+    return torch.cat(top5), torch.cat(targets), loss / max(len(dataloader), 1), seconds
+
+
+def run(
+        data=DEFAULT_DATA,  # dataset name or ImageFolder root (uses val/, else test/)
+        weights="yolov5s-cls.pt",  # checkpoint path (this project's or upstream YOLOv5's)
+        batch_size=128,
+        imgsz=224,
+        device="",  # cuda device, i.e. 0 or 0,1,2,3 or cpu
+        workers=8,  # max dataloader workers
+        verbose=False,  # per-class table and speed
+        project=ROOT / "runs/val-cls",
+        name="exp",
+        exist_ok=False,
+        half=False,  # FP16 inference (CUDA only)
+        model=None,  # set by train.py: validate this model ...
+        dataloader=None,  # ... on this loader,
+        criterion=None,  # ... also reporting this loss,
+        pbar=None,  # ... on the training progress bar
+):
+    """Top-1 and top-5 accuracy and the mean criterion loss: (top1, top5, loss)."""
+    training = model is not None
+    if training:
+        half &= next(model.parameters()).device.type == "cuda"
+        model.half() if half else model.float()
+    else:
+        device = select_device(device, batch_size=batch_size)
+        if half and device.type != "cuda":
+            LOGGER.warning(f"WARNING ⚠️ --half needs CUDA; validating in FP32 on {device.type.upper()}")
+            half = False
+        model = attempt_load(weights, device=device)
+        model.half() if half else model.float()
+        test_dir = eval_split(check_cls_dataset(data))
+        dataloader = create_classification_dataloader(test_dir, imgsz=imgsz, batch_size=batch_size, augment=False,
+                                                      rank=-1, workers=workers, shuffle=False)
+        check_classes(model, dataloader.dataset, weights)
+
+    model.eval()
+    action = "validating" if Path(dataloader.dataset.root).name == "val" else "testing"
+    desc = f"{pbar.desc[:-VAL_COLUMNS]}{action:>{VAL_COLUMNS}}" if pbar else action
+    top5, targets, loss, seconds = evaluate(model, dataloader, criterion, half, desc, leave=not training)
+    acc = accuracy_table(top5, targets)
+    top1_all, top5_all = acc.mean(0).tolist()
+    if pbar:
+        pbar.desc = f"{pbar.desc[:-VAL_COLUMNS]}{loss:>12.3g}{top1_all:>12.3g}{top5_all:>12.3g}"
+    if training:
+        return top1_all, top5_all, loss
+
+    rows = [("all", targets.shape[0], top1_all, top5_all)]
+    for i, c in enumerate(class_names(model, len(dataloader.dataset.classes))[:len(dataloader.dataset.classes)]):
+        acc_i = acc[targets == i]
+        rows.append((c, acc_i.shape[0], *(acc_i.mean(0).tolist() if len(acc_i) else (0.0, 0.0))))
+    save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)
+    write_accuracy(save_dir / "accuracy.csv", rows)
+    if verbose:
+        LOGGER.info(f"{'Class':>24}{'Images':>12}{'top1_acc':>12}{'top5_acc':>12}")
+        for c, k, t1, t5 in rows:
+            LOGGER.info(f"{c:>24}{k:>12}{t1:>12.3g}{t5:>12.3g}")
+        per_image = tuple(s / max(targets.shape[0], 1) * 1e3 for s in seconds)
+        LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms post-process per image at shape "
+                    f"{(1, 3, imgsz, imgsz)}" % per_image)
+    LOGGER.info(f"top1_acc {top1_all:.4g}, top5_acc {top5_all:.4g}; results saved to {colorstr('bold', save_dir)}")
+    return top1_all, top5_all, loss
+
+
+def parse_opt(known=False, argv=None):
+    parser = argparse.ArgumentParser(description="Validate a YOLOv5 classifier")
+    parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
+    parser.add_argument("--weights", type=str, default="yolov5s-cls.pt", help="model.pt path or a YOLOv5 release name")
+    parser.add_argument("--batch-size", type=int, default=128, help="batch size")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="inference size (pixels)")
+    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    parser.add_argument("--workers", type=int, default=8, help="max dataloader workers")
+    parser.add_argument("--verbose", nargs="?", const=True, default=True, help="per-class accuracy table")
+    parser.add_argument("--project", default=ROOT / "runs/val-cls", help="save to project/name")
+    parser.add_argument("--name", default="exp", help="save to project/name")
+    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
+    return parser.parse_known_args(argv)[0] if known else parser.parse_args(argv)
+
+
+def main(opt):
+    print_args(vars(opt))
+    return run(**vars(opt))
+
+
+if __name__ == "__main__":
+    run_cli(main, parse_opt())

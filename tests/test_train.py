@@ -1,0 +1,320 @@
+"""classify/train.py: run files, EMA validation, resume (in-process and after SIGKILL), DDP on CPU, CLI errors,
+pruned training. Tiny generated data (10 classes x 8 images at 32 px) and yolov5n-cls keep it CPU-fast."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import classify.train as train
+import utils.datasets as datasets
+from classify import val
+from data.builtin import make_builtin_dataset
+from models.experimental import attempt_load
+from models.yolo import ClassificationModel
+from utils.checkpoints import checkpoint_dict, save_checkpoint
+from utils.ranks import load_scores
+from utils.results import COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = str(ROOT / "classify" / "train.py")
+COMMON = dict(cfg="yolov5n-cls.yaml", imgsz=32, batch_size=16, workers=0, device="cpu", seed=0)
+
+
+def cli_args(options):
+    """['--batch-size', '16', ...] from a dict of run() options."""
+    args = []
+    for k, v in options.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+def subprocess_env(tmp):
+    env = dict(os.environ, OMP_NUM_THREADS="1", YOLOV5_DATASETS_DIR=str(tmp / "datasets"), PYTHONPATH=str(ROOT))
+    env.pop("YOLOV5_DEBUG", None)
+    return env
+
+
+def read_results(save_dir):
+    return pd.read_csv(Path(save_dir) / "results.csv")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_builtin_dataset(tmp_path_factory.mktemp("data") / "tiny", n_train=8, n_val=4, size=32)
+
+
+@pytest.fixture(autouse=True)
+def _datasets_dir(tmp_path, monkeypatch):
+    """Nothing may touch the real datasets folder."""
+    monkeypatch.setenv("YOLOV5_DATASETS_DIR", str(tmp_path / "datasets"))
+    monkeypatch.setattr(datasets, "DATASETS_DIR", tmp_path / "datasets")
+
+
+@pytest.fixture(scope="module")
+def two_epochs(data, tmp_path_factory):
+    """An uninterrupted 2-epoch run, shared by the file checks and the resume-equivalence test."""
+    project = tmp_path_factory.mktemp("runs")
+    return train.run(data=str(data), epochs=2, project=str(project), name="full", **COMMON)
+
+
+@pytest.fixture(scope="module")
+def source_weights(tmp_path_factory):
+    """A tiny yolov5n classifier checkpoint (random weights, random BN gammas so l1/bn ranks differ)."""
+    torch.manual_seed(1)
+    model = ClassificationModel("yolov5n-cls.yaml", nc=10)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.1, 1.0)
+    return save_checkpoint(checkpoint_dict(model), tmp_path_factory.mktemp("src") / "yolov5n-src.pt")
+
+
+def test_two_epochs_write_run_files(two_epochs):
+    save_dir = two_epochs["save_dir"]
+    for f in ("weights/last.pt", "weights/best.pt", "results.csv", "results.png", "opt.yaml"):
+        assert (save_dir / f).is_file(), f
+    df = read_results(save_dir)
+    assert list(df.columns) == list(COLUMNS) == ["epoch", "train/loss", "val/loss", "metrics/accuracy_top1",
+                                                 "metrics/accuracy_top5", "lr/0"]
+    assert df["epoch"].tolist() == [0, 1] and two_epochs["epochs"] == 2
+    assert df["lr/0"].iloc[1] < df["lr/0"].iloc[0]  # linear schedule stepped once per epoch
+
+
+def test_checkpoints_are_weights_only_and_complete(two_epochs):
+    last = torch.load(two_epochs["last"], weights_only=True)
+    best = torch.load(two_epochs["best"], weights_only=True)
+    for k in ("model", "ema", "optimizer", "scheduler", "epoch", "best_fitness", "opt", "updates", "rng", "results"):
+        assert last[k] is not None, k
+    assert last["epoch"] == 1 and last["finished"] and last["updates"] == 2 * 5  # 80 images / batch 16
+    assert isinstance(last["opt"]["project"], str) and last["opt"]["epochs"] == 2
+    assert best["optimizer"] is None and best["ema"].keys() == last["ema"].keys()
+    model = attempt_load(two_epochs["best"])
+    assert not model.training and model.nc == 10 and len(model.names) == 10
+
+
+def test_val_reproduces_logged_accuracy_of_ema(two_epochs, data, tmp_path):
+    df = read_results(two_epochs["save_dir"])
+    top1_last = val.run(data=str(data), weights=two_epochs["last"], batch_size=32, imgsz=32, device="cpu",
+                        workers=0, project=tmp_path, name="last")[0]
+    assert top1_last == pytest.approx(df["metrics/accuracy_top1"].iloc[-1], abs=1e-4)
+    best_row = df.iloc[::-1]["metrics/accuracy_top1"].idxmax()  # best.pt is rewritten on ties: last of them
+    top1_best, top5_best, _ = val.run(data=str(data), weights=two_epochs["best"], batch_size=32, imgsz=32,
+                                      device="cpu", workers=0, project=tmp_path, name="best")
+    assert top1_best == pytest.approx(df["metrics/accuracy_top1"].iloc[best_row], abs=1e-4)
+    assert top5_best == pytest.approx(df["metrics/accuracy_top5"].iloc[best_row], abs=1e-4)
+    assert two_epochs["top1"] == pytest.approx(top1_best, abs=1e-4)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(two_epochs, data, tmp_path, monkeypatch):
+    """2 epochs straight == 1 epoch, a 'kill' right after its last.pt, then --resume for the 2nd epoch."""
+    real_save = train.save_checkpoint
+
+    def save_then_die(ckpt, path):
+        real_save(ckpt, path)
+        if Path(path).name == "last.pt":
+            raise Killed
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train.run(data=str(data), epochs=2, project=str(tmp_path), name="part", **COMMON)
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    last = tmp_path / "part" / "weights" / "last.pt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+
+    resumed = train.run(resume=str(last), workers=0, device="cpu")
+    assert resumed["save_dir"] == tmp_path / "part" and resumed["epochs"] == 2
+    a = torch.load(two_epochs["last"], weights_only=True)
+    b = torch.load(last, weights_only=True)
+    for key in ("model", "ema"):
+        for k, v in a[key].items():
+            torch.testing.assert_close(b[key][k], v, rtol=0, atol=0, msg=f"{key}.{k}")
+    assert b["updates"] == a["updates"]
+    pd.testing.assert_frame_equal(read_results(resumed["save_dir"]), read_results(two_epochs["save_dir"]),
+                                  rtol=1e-4)
+
+
+def test_sigkill_then_resume_writes_each_epoch_once(data, tmp_path):
+    epochs = 5
+    project = tmp_path / "runs"
+    args = [sys.executable, TRAIN, *cli_args(dict(COMMON, data=data, epochs=epochs, project=project, imgsz=48))]
+    env = subprocess_env(tmp_path)
+    last = project / "exp" / "weights" / "last.pt"
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not last.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        assert last.exists(), proc.stderr.read() if proc.poll() is not None else "no last.pt in time"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    killed_at = torch.load(last, weights_only=True)["epoch"]
+    assert killed_at < epochs - 1, "the run finished before it could be killed"
+
+    # bare --resume finds the latest last.pt under --project
+    out = subprocess.run([sys.executable, TRAIN, "--resume", "--project", str(project), "--workers", "0"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    df = read_results(project / "exp")
+    assert df["epoch"].tolist() == list(range(epochs))
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["epoch"] == epochs - 1 and ckpt["finished"] and len(ckpt["results"]) == epochs
+
+    again = subprocess.run([sys.executable, TRAIN, "--resume", str(last)], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 2 and "finished run" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_ddp_two_cpu_processes(data, tmp_path, source_weights):
+    """torchrun with 2 gloo processes; hrank scores computed on rank 0 and shared with rank 1."""
+    project = tmp_path / "runs"
+    options = dict(COMMON, data=data, epochs=2, project=project, rate=0.25, weights=source_weights,
+                   criterion="hrank", rank_batches=1)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", TRAIN, *cli_args(options)]
+    out = subprocess.run(cmd, env=subprocess_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-4000:]
+    save_dir = project / "exp"
+    assert sorted(p.name for p in project.iterdir()) == ["exp"]  # both ranks used one run folder
+    for f in ("weights/last.pt", "weights/best.pt", "results.csv", "results.png", "ranks.pt"):
+        assert (save_dir / f).is_file(), f
+    assert read_results(save_dir)["epoch"].tolist() == [0, 1]
+    ckpt = torch.load(save_dir / "weights" / "last.pt", weights_only=True)
+    assert ckpt["updates"] == 2 * 5  # 80 images / 2 ranks, total batch 16 → 8 per rank: 5 steps per epoch
+
+
+def test_pruned_training_from_ranked_weights(data, tmp_path, source_weights):
+    result = train.run(data=str(data), epochs=1, project=str(tmp_path), rate=0.5, weights=str(source_weights),
+                       criterion="l1", **COMMON)
+    assert result["parameters"] < 0.5 * result["unpruned_parameters"]
+    assert result["gflops"] < result["unpruned_gflops"]
+    scores, meta = load_scores(result["save_dir"] / "ranks.pt")
+    assert meta["criterion"] == "l1" and meta["source"] == str(source_weights) and "model.9.conv" in scores
+    model = attempt_load(result["best"])
+    assert model.yaml["rate"] == [0.5] * 10 and model.model[0].conv.out_channels == 8
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+    # the saved scores are reused with --ranks and select the same filters
+    again = train.run(data=str(data), epochs=1, project=str(tmp_path), rate=0.5, weights=str(source_weights),
+                      ranks=str(result["save_dir"] / "ranks.pt"), **COMMON)
+    assert not (again["save_dir"] / "ranks.pt").exists()
+    a, b = (torch.load(r["last"], weights_only=True)["model"] for r in (result, again))
+    torch.testing.assert_close(a, b)
+
+
+@pytest.fixture(scope="module")
+def wrong_size_weights(tmp_path_factory):
+    return save_checkpoint(checkpoint_dict(ClassificationModel("yolov5s-cls.yaml", nc=10)),
+                           tmp_path_factory.mktemp("wrong") / "yolov5s-src.pt")
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--rate", "[0.3]*9"], ["bad rate", "got 9", "10 rates"]),
+    (["--rate", "1.5"], ["bad rate", "out of [0, 1)"]),
+    (["--weights", "missing-weights.pt"], ["missing-weights.pt", "not found"]),
+    (["--weights", "WRONG"], ["do not match", "another model size"]),
+])
+def test_cli_errors_are_one_line(data, tmp_path, wrong_size_weights, extra, words):
+    extra = [str(wrong_size_weights) if a == "WRONG" else a for a in extra]
+    project = tmp_path / "runs"
+    args = [sys.executable, TRAIN, *cli_args(dict(COMMON, data=data, epochs=1, project=project)), *extra]
+    out = subprocess.run(args, env=subprocess_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    error_lines = [ln for ln in out.stderr.splitlines() if "error:" in ln]
+    assert len(error_lines) == 1 and all(w in error_lines[0] for w in words), out.stderr[-2000:]
+    assert not project.exists()  # no empty run folder left behind
+
+
+# ------------------------------------------------------------------------------------------ helper modules
+def test_ema_follows_yolov5_decay_ramp():
+    from utils.ema import ModelEMA
+
+    model = nn_linear()
+    ema = ModelEMA(model, decay=0.9999, tau=2000)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    d = 0.9999 * (1 - math.exp(-1 / 2000))
+    torch.testing.assert_close(ema.ema.weight, d * start + (1 - d) * model.weight.detach())
+    assert not ema.ema.weight.requires_grad and not ema.ema.training
+    restored = ModelEMA(nn_linear())
+    restored.load_state_dict(ema.state_dict())
+    assert restored.updates == 1 and torch.equal(restored.ema.weight, ema.ema.weight)
+
+
+def nn_linear():
+    torch.manual_seed(0)
+    return torch.nn.Linear(3, 2)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSProp"])
+def test_smart_optimizer_groups(name):
+    from utils.optim import smart_optimizer
+
+    model = ClassificationModel("yolov5n-cls.yaml", nc=3)
+    opt = smart_optimizer(model, name, lr=0.01, momentum=0.9, decay=1e-4)
+    biases, weights, norm = (g["params"] for g in opt.param_groups)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.0, 1e-4, 0.0]
+    bn_weights = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert {id(p) for p in norm} == bn_weights
+    assert all(p.ndim == 1 for p in biases) and all(p.ndim > 1 for p in weights)
+    assert len(biases) + len(weights) + len(norm) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="not known"):
+        smart_optimizer(model, "Lion")
+
+
+def test_lr_schedules_run_from_1_to_lrf():
+    from utils.optim import CosineLR, LinearLR
+
+    for f in (LinearLR(10, 0.01), CosineLR(10, 0.01)):
+        assert f(0) == pytest.approx(1.0) and f(10) == pytest.approx(0.01)
+        assert all(f(x) > f(x + 1) for x in range(10))
+    assert LinearLR(10, 0.01)(5) == pytest.approx(0.505)
+
+
+def test_early_stopping():
+    from utils.metrics import EarlyStopping
+
+    stop = EarlyStopping(patience=2)
+    assert [stop(e, f) for e, f in enumerate([0.1, 0.3, 0.2, 0.3, 0.25, 0.2])] == [False] * 5 + [True]
+    assert not any(EarlyStopping(patience=0)(e, 0.0) for e in range(50))
+
+
+def test_get_latest_run(tmp_path):
+    assert train.get_latest_run(tmp_path) == ""
+    for i, name in enumerate(("exp", "exp2")):
+        f = tmp_path / name / "weights" / "last.pt"
+        f.parent.mkdir(parents=True)
+        f.write_bytes(b"x")
+        os.utime(f, (1000 + i, 1000 + i))
+    assert train.get_latest_run(tmp_path) == str(tmp_path / "exp2" / "weights" / "last.pt")
+
+
+def test_plot_results_reads_ours_and_yolov5_padded_csv(tmp_path):
+    from utils.plots import plot_results
+    from utils.results import results_row, write_results
+
+    write_results(tmp_path / "results.csv", [results_row(e, 2 - e, 2.1 - e, 0.1 * e, 0.5, 1e-3) for e in range(3)])
+    assert plot_results(tmp_path / "results.csv").stat().st_size > 0
+    padded = tmp_path / "yolo"
+    padded.mkdir()
+    header = ("%23s," * 6 % COLUMNS).rstrip(",")
+    row = ("%23.5g," * 6 % (0, 1, 1, 0.5, 0.9, 0.01)).rstrip(",")
+    (padded / "results.csv").write_text(f"{header}\n{row}\n")
+    assert (plot_results(padded / "results.csv")).is_file()

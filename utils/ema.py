@@ -1,0 +1,51 @@
+"""Exponential moving average of model weights (YOLOv5's ModelEMA).
+
+The average is what gets validated and shipped: it is smoother than the raw weights. The decay ramps up
+from 0 as d = decay * (1 - exp(-updates / tau)), so early averages are not dominated by the random init.
+"""
+
+import math
+from copy import deepcopy
+
+import torch
+
+from utils.distributed import de_parallel
+
+
+class ModelEMA:
+    """Keeps `self.ema`, a frozen eval-mode copy of the model whose floats track the model's."""
+
+    def __init__(self, model, decay=0.9999, tau=2000, updates=0):
+        self.ema = deepcopy(de_parallel(model)).eval()
+        self.updates = updates  # number of update() calls, drives the decay ramp
+        self.decay_max, self.tau = decay, tau
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+
+    def decay(self, updates):
+        return self.decay_max * (1 - math.exp(-updates / self.tau))
+
+    @torch.no_grad()
+    def update(self, model):
+        """One EMA step towards model's current weights (parameters and float buffers such as BN stats)."""
+        self.updates += 1
+        d = self.decay(self.updates)
+        msd = de_parallel(model).state_dict()
+        for k, v in self.ema.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
+
+    def update_attr(self, model, include=(), exclude=("process_group", "reducer")):
+        """Copy plain attributes (names, yaml, ...) from model; include limits it to those names."""
+        for k, v in de_parallel(model).__dict__.items():
+            if (include and k not in include) or k.startswith("_") or k in exclude:
+                continue
+            setattr(self.ema, k, v)
+
+    def state_dict(self):
+        """Plain tensors and ints, loadable with torch.load(weights_only=True)."""
+        return {"ema": {k: v.detach().clone() for k, v in self.ema.state_dict().items()}, "updates": self.updates}
+
+    def load_state_dict(self, state):
+        self.ema.load_state_dict(state["ema"])
+        self.updates = int(state["updates"])

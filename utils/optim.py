@@ -1,0 +1,71 @@
+"""Optimizer and learning-rate schedule, as YOLOv5 sets them up."""
+
+import math
+
+import torch
+import torch.nn as nn
+
+from utils.log import LOGGER, colorstr
+
+OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSProp")
+_NORM_LAYERS = tuple(v for k, v in vars(nn).items() if "Norm" in k and isinstance(v, type))
+
+
+def smart_optimizer(model, name="Adam", lr=0.001, momentum=0.9, decay=1e-5):
+    """YOLOv5's three parameter groups: biases and norm-layer weights get no weight decay, other weights do.
+
+    Decay on BN gammas or biases only shrinks scales and offsets that the next layer would undo.
+    """
+    weights, norm_weights, biases = [], [], []
+    for module in model.modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            if p_name == "bias":
+                biases.append(p)
+            elif p_name == "weight" and isinstance(module, _NORM_LAYERS):
+                norm_weights.append(p)
+            else:
+                weights.append(p)
+    if name == "Adam":
+        optimizer = torch.optim.Adam(biases, lr=lr, betas=(momentum, 0.999))
+    elif name == "AdamW":
+        optimizer = torch.optim.AdamW(biases, lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
+    elif name == "RMSProp":
+        optimizer = torch.optim.RMSprop(biases, lr=lr, momentum=momentum)
+    elif name == "SGD":
+        optimizer = torch.optim.SGD(biases, lr=lr, momentum=momentum, nesterov=True)
+    else:
+        raise ValueError(f"optimizer '{name}' not known: use one of {', '.join(OPTIMIZERS)}")
+    optimizer.add_param_group({"params": weights, "weight_decay": decay})
+    optimizer.add_param_group({"params": norm_weights, "weight_decay": 0.0})
+    LOGGER.info(f"{colorstr('optimizer:')} {type(optimizer).__name__}(lr={lr}) with parameter groups "
+                f"{len(norm_weights)} weight(decay=0.0), {len(weights)} weight(decay={decay}), {len(biases)} bias")
+    return optimizer
+
+
+class LinearLR:
+    """lr factor falling linearly from 1 at epoch 0 to lrf at `epochs` (YOLOv5 classify's default).
+
+    A callable object, not a lambda, so LambdaLR's state_dict records its settings as plain floats.
+    """
+
+    def __init__(self, epochs, lrf=0.01):
+        self.epochs, self.lrf = epochs, lrf
+
+    def __call__(self, x):
+        return (1 - x / self.epochs) * (1.0 - self.lrf) + self.lrf
+
+
+class CosineLR:
+    """lr factor following half a cosine from 1 to lrf over `epochs` (YOLOv5's one_cycle, --cos-lr)."""
+
+    def __init__(self, epochs, lrf=0.01):
+        self.epochs, self.lrf = epochs, lrf
+
+    def __call__(self, x):
+        return ((1 - math.cos(x * math.pi / self.epochs)) / 2) * (self.lrf - 1) + 1
+
+
+def lr_scheduler(optimizer, epochs, lrf=0.01, cos_lr=False):
+    """Per-epoch LambdaLR: step it once after each epoch."""
+    factor = CosineLR(epochs, lrf) if cos_lr else LinearLR(epochs, lrf)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
