@@ -11,6 +11,7 @@ ranks.pt, pruned/ and summary.csv. Each step is also its own command: classify/t
 
 import argparse
 import sys
+from copy import deepcopy
 from pathlib import Path
 
 FILE = Path(__file__).resolve()
@@ -24,7 +25,7 @@ from classify import rank as rank_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
 from classify import val as val_cli  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
-from models.prune import load_model  # noqa: E402
+from models.prune import load_model, recalibrate_bn  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.cli import print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
@@ -103,7 +104,11 @@ def run(cfg="yolov5n-cls.yaml", weights="", data=DEFAULT_DATA, rate="0.5", crite
     loader = create_classification_dataloader(eval_split(root), imgsz=imgsz, batch_size=batch_size, augment=False,
                                               workers=workers, shuffle=False)
     before = {"baseline": (base_model, _accuracy(base_model, loader)),
-              "pruned, before fine-tune": (pruned, _accuracy(pruned, loader))}
+              "pruned": (pruned, _accuracy(pruned, loader))}
+    train_images = create_classification_dataloader(root / "train", imgsz=imgsz, batch_size=batch_size,
+                                                    augment=False, workers=workers, shuffle=True, seed=seed)
+    recalibrated = recalibrate_bn(deepcopy(pruned), train_images, batches=10)
+    before["pruned + BN recalibrated"] = (recalibrated, _accuracy(recalibrated, loader))
 
     LOGGER.info(f"\n{colorstr('4/4 fine-tune:')} {finetune_epochs} epochs")
     result = train_cli.run(cfg=cfg, rate=rate, weights=str(baseline), ranks=str(ranks), epochs=finetune_epochs,

@@ -54,30 +54,37 @@ def default_output(weights, criterion):
     return WEIGHTS_DIR / "ranks" / f"{Path(weights).stem}-{criterion}.pt"
 
 
-def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion="hrank", batches=5, batch_size=16,
-        imgsz=224, device="", workers=8, output="", seed=0):
-    """Compute and save per-channel scores; returns the scores file path."""
+def score_filters(weights, cfg="", data=DEFAULT_DATA, criterion="hrank", batches=5, batch_size=16, imgsz=224,
+                  device="cpu", workers=8, seed=0):
+    """(scores, meta): rank the filters of the unpruned model of `weights` on un-augmented training images."""
     if criterion not in CRITERIA:
         raise ValueError(f"--criterion must be one of {', '.join(CRITERIA)}, not '{criterion}'")
     if batches < 1:
         raise ValueError(f"--batches must be at least 1, not {batches}")
-    torch.manual_seed(seed)
-    device = select_device(device, batch_size=batch_size)
     model = ranking_model(weights, cfg).to(device)
     loader, data_root = None, ""
     if criterion == "hrank":
         data_root = check_cls_dataset(data)
-        loader = create_classification_dataloader(data_root / "train", imgsz=imgsz, batch_size=batch_size,
+        loader = create_classification_dataloader(Path(data_root) / "train", imgsz=imgsz, batch_size=batch_size,
                                                   augment=False, workers=workers, shuffle=True, seed=seed)
     scores = compute_scores(model, criterion, loader, batches=batches, device=device, seed=seed)
+    hrank = criterion == "hrank"
+    meta = {"criterion": criterion, "source": str(weights), "cfg": str(cfg.get("yaml_file", "") if isinstance(cfg, dict) else cfg or ""),
+            "data": str(data_root or data), "imgsz": imgsz if hrank else None, "batches": batches if hrank else None,
+            "batch_size": batch_size, "seed": seed}
+    return scores, meta
 
+
+def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion="hrank", batches=5, batch_size=16,
+        imgsz=224, device="", workers=8, output="", seed=0):
+    """Compute and save per-channel scores; returns the scores file path."""
+    torch.manual_seed(seed)
+    device = select_device(device, batch_size=batch_size)
+    scores, meta = score_filters(weights, cfg, data, criterion, batches, batch_size, imgsz, device, workers, seed)
     LOGGER.info(f"\n{'group':<22}{'channels':>9}{'min':>10}{'mean':>10}{'max':>10}")
     for name, s in scores.items():
         LOGGER.info(f"{name:<22}{len(s):>9}{s.min():>10.3f}{s.mean():>10.3f}{s.max():>10.3f}")
     output = Path(output) if output else default_output(weights, criterion)
-    meta = {"criterion": criterion, "source": str(weights), "cfg": str(cfg or ""), "data": str(data_root or data),
-            "imgsz": imgsz if criterion == "hrank" else None, "batches": batches if criterion == "hrank" else None,
-            "batch_size": batch_size, "seed": seed}
     save_scores(output, scores, meta)
     LOGGER.info(f"\n{len(scores)} channel groups ranked by {criterion}; scores saved to {colorstr('bold', output)}")
     return output

@@ -47,9 +47,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from classify import val as validate  # noqa: E402
-from classify.rank import ranking_model  # noqa: E402
-from models.prune import CRITERIA, compute_scores, load_model, needs_scores  # noqa: E402
-from models.yolo import ClassificationModel, load_yaml, resolve_rates  # noqa: E402
+from classify.rank import score_filters  # noqa: E402
+from models.prune import CRITERIA, load_model, needs_scores  # noqa: E402
+from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
 from utils.checkpoints import checkpoint_dict, is_project_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from utils.cli import USER_ERRORS, UserError, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
@@ -163,20 +163,6 @@ def resume_options(opt):
     return resumed, ckpt
 
 
-def classifier_yaml(cfg, cutoff=None):
-    """The classifier YAML dict for --cfg; a detector YAML keeps its first `cutoff` layers + a Classify head
-    (YOLOv5's detector→classifier conversion, done on the YAML so rates and checkpoints work on it)."""
-    d = load_yaml(cfg)
-    rows = d["backbone"] + d["head"]
-    if not any(m == "Detect" for _, _, m, _ in rows):
-        return d
-    cutoff = cutoff or 10
-    d["backbone"], d["head"] = rows[:cutoff - 1], [[-1, 1, "Classify", ["nc"]]]
-    d.pop("anchors", None)
-    d.pop("rate", None)
-    return d
-
-
 def check_options(opt):
     """Fail fast, before any folder or file is made, on options that cannot work."""
     if opt.epochs < 1:
@@ -199,18 +185,8 @@ def check_options(opt):
 def compute_ranks(opt, cfg, data_dir, device, batch_size):
     """(scores, meta): rank the filters of the unpruned --weights model on un-augmented training images."""
     LOGGER.info(f"{colorstr('ranks:')} scoring filters of {opt.weights} by {opt.criterion}...")
-    model = ranking_model(opt.weights, dict(cfg, rate=0.0)).to(device)
-    loader = None
-    if opt.criterion == "hrank":
-        loader = create_classification_dataloader(data_dir / "train", imgsz=opt.imgsz, batch_size=batch_size,
-                                                  augment=False, rank=-1, workers=opt.workers, shuffle=True,
-                                                  seed=opt.seed)
-    scores = compute_scores(model, opt.criterion, loader, batches=opt.rank_batches, device=device, seed=opt.seed)
-    hrank = opt.criterion == "hrank"
-    meta = {"criterion": opt.criterion, "source": str(opt.weights), "cfg": str(opt.cfg), "data": str(data_dir),
-            "imgsz": opt.imgsz if hrank else None, "batches": opt.rank_batches if hrank else None,
-            "batch_size": batch_size, "seed": opt.seed}
-    return scores, meta
+    return score_filters(opt.weights, dict(cfg, rate=0.0), data_dir, opt.criterion, opt.rank_batches, batch_size,
+                         opt.imgsz, device, opt.workers, opt.seed)
 
 
 def shared_scores(opt, cfg, data_dir, device, batch_size):

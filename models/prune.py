@@ -307,3 +307,29 @@ def _copy_conv(target, src, name, out, inp, ref):
     nbt = f"{name}.bn.num_batches_tracked"
     if nbt in src:
         target[nbt].copy_(src[nbt])
+
+
+def recalibrate_bn(model, dataloader, batches=10):
+    """Re-estimate BatchNorm running statistics on a few batches after pruning.
+
+    Removing filters changes what every later layer sees, so the source's running means/variances no longer
+    fit; a cumulative average over `batches` forward passes (no gradients, weights untouched) restores
+    much of the accuracy before any fine-tuning. Returns the model in eval mode.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch weighs the same
+    device = next(model.parameters()).device
+    model.train()
+    try:
+        with torch.no_grad():
+            for b, (images, *_) in enumerate(dataloader):
+                if b >= batches:
+                    break
+                model(images.to(device, non_blocking=True).float())
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+    return model.eval()

@@ -76,6 +76,19 @@ def load_yaml(cfg):
     return d
 
 
+def classifier_yaml(cfg, cutoff=10):
+    """A classifier YAML dict from cfg; a detector YAML keeps its first `cutoff` layers and gets a Classify head
+    (YOLOv5's detector → classifier conversion, done on the YAML so rates and checkpoints work on it)."""
+    d = load_yaml(cfg)
+    rows = d["backbone"] + d["head"]
+    if not any(m == "Detect" for _, _, m, _ in rows):
+        return d
+    d["backbone"], d["head"] = rows[: (cutoff or 10) - 1], [[-1, 1, "Classify", ["nc"]]]
+    d.pop("anchors", None)
+    d.pop("rate", None)
+    return d
+
+
 def layer_names(d):
     """'index Module' labels of a YAML's layers, used in messages."""
     return [f"{i} {m}" for i, (_, _, m, _) in enumerate(d["backbone"] + d["head"])]
@@ -258,12 +271,7 @@ class ClassificationModel(BaseModel):
         self.names = [str(i) for i in range(nc)]
         # A YAML that rebuilds this architecture, so checkpoints of it need no pickled modules.
         if isinstance(getattr(model, "yaml", None), dict) and "backbone" in model.yaml:
-            d = deepcopy(model.yaml)
-            rows = (d["backbone"] + d["head"])[: cutoff - 1]
-            d["backbone"], d["head"], d["nc"] = rows, [[-1, 1, "Classify", ["nc"]]], nc
-            d.pop("anchors", None)
-            d["rate"] = [0.0] * cutoff
-            self.yaml = d
+            self.yaml = dict(classifier_yaml(model.yaml, cutoff), nc=nc, rate=[0.0] * cutoff)
 
 
 def _initialize_weights(model):

@@ -1,8 +1,10 @@
-"""Shared test setup: repo root on sys.path, small CPU-friendly torch settings."""
+"""Shared test setup: repo root on sys.path, small CPU-friendly torch settings, shared fixtures."""
 
+import logging
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -10,3 +12,27 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def datasets_dir(tmp_path, monkeypatch):
+    """Nothing may touch the real datasets folder: DATASETS_DIR (and its env override, inherited by
+    subprocesses) point at tmp_path/datasets for every test. Request it by name to get that path."""
+    import utils.datasets
+
+    d = tmp_path / "datasets"
+    monkeypatch.setenv("YOLOV5_DATASETS_DIR", str(d))
+    monkeypatch.setattr(utils.datasets, "DATASETS_DIR", d)
+    return d
+
+
+@pytest.fixture
+def logs(caplog):
+    """Records of the project LOGGER, INFO and above (it does not propagate to the root logger caplog listens on).
+    Filter by level where needed: [r.getMessage() for r in logs.records if r.levelno >= logging.WARNING]."""
+    from utils.log import LOGGER
+
+    LOGGER.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger=LOGGER.name)
+    yield caplog
+    LOGGER.removeHandler(caplog.handler)

@@ -23,7 +23,6 @@ from data.builtin import CLASSES, make_builtin_dataset
 from utils.augmentations import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, RandomFlip, RandomResizedCrop, ToTensor,
                                  classify_train_transforms, classify_transforms)
 from utils.dataloaders import ClassificationDataset, create_classification_dataloader
-from utils.log import LOGGER
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -46,22 +45,6 @@ def make_split_dataset(root, classes=("a", "b"), n=2):
         for i, c in enumerate(classes):
             write_images(Path(root) / split / c, n, seed=10 * s + i)
     return Path(root)
-
-
-@pytest.fixture
-def logs(caplog):
-    """Records of the project LOGGER (it does not propagate to the root logger caplog listens on)."""
-    LOGGER.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger=LOGGER.name)
-    yield caplog
-    LOGGER.removeHandler(caplog.handler)
-
-
-@pytest.fixture
-def datasets_dir(tmp_path, monkeypatch):
-    d = tmp_path / "datasets"
-    monkeypatch.setattr(datasets, "DATASETS_DIR", d)
-    return d
 
 
 @contextmanager

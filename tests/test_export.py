@@ -2,21 +2,18 @@
 
 import ast
 import json
-import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from export import parse_include, run, unpruned_twin
 from models.experimental import attempt_load
-from test_predict import make_checkpoint  # the same lively test checkpoints as the prediction tests
 from utils.cli import UserError
-from utils.log import LOGGER
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, make_checkpoint  # the same lively test checkpoints as the prediction tests
+
 IMGSZ = 64
 
 
@@ -25,23 +22,13 @@ def pruned(tmp_path_factory):
     return make_checkpoint(tmp_path_factory.mktemp("weights") / "pruned.pt", nc=4, rate=0.5)
 
 
-@pytest.fixture
-def info_log():
-    records = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: records.append(record.getMessage())
-    LOGGER.addHandler(handler)
-    yield records
-    LOGGER.removeHandler(handler)
-
-
 def reference_outputs(weights, x):
     with torch.no_grad():
         return attempt_load(weights)(x)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
-def test_torchscript_matches_pytorch_and_reports_sizes(pruned, info_log):
+def test_torchscript_matches_pytorch_and_reports_sizes(pruned, logs):
     files = run(weights=pruned, imgsz=IMGSZ, include=["torchscript"])
     assert files == [str(pruned.with_suffix(".torchscript"))]
     extra = {"config.txt": ""}
@@ -51,8 +38,9 @@ def test_torchscript_matches_pytorch_and_reports_sizes(pruned, info_log):
     expected = reference_outputs(pruned, x)
     assert expected.std() > 0.1  # a model whose outputs depend on the input, so the comparison means something
     torch.testing.assert_close(ts(x), expected, rtol=1e-4, atol=1e-4)
-    assert any("outputs match PyTorch" in m for m in info_log)
-    assert any("of unpruned" in m for m in info_log)  # size next to the rate-0 export's
+    messages = [r.getMessage() for r in logs.records]  # INFO and above
+    assert any("outputs match PyTorch" in m for m in messages)
+    assert any("of unpruned" in m for m in messages)  # size next to the rate-0 export's
 
 
 def test_onnx_matches_pytorch_with_dynamic_shapes(pruned):

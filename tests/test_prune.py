@@ -168,3 +168,16 @@ def test_hrank_returns_known_rank():
     assert (average_rank(maps) / 3).tolist() == [float(r) for r in ranks]
     loop = torch.tensor([[torch.linalg.matrix_rank(maps[n, c]).item() for c in range(4)] for n in range(3)])
     assert torch.equal(average_rank(maps), loop.sum(0).double())  # batched == HRank's per-map loop
+
+
+def test_recalibrate_bn_fits_statistics_to_the_data():
+    from models.prune import recalibrate_bn
+
+    model = _source()
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    images = [torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(b)) for b in range(2)]
+    recalibrate_bn(model, [(x, None) for x in images], batches=2)
+    conv_out = torch.cat([model.model[0].conv(x) for x in images])
+    assert torch.allclose(model.model[0].bn.running_mean, conv_out.mean((0, 2, 3)), atol=1e-5)
+    assert not model.training and model.model[0].bn.momentum == 0.03  # momentum restored
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())  # weights untouched

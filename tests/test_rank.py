@@ -12,7 +12,8 @@ from models.prune import channel_groups, load_model
 from models.yolo import ClassificationModel, DetectionModel
 from utils.checkpoints import checkpoint_dict, save_checkpoint
 from utils.ranks import load_scores
-from tests.conftest import ROOT
+
+from helpers import ROOT
 
 
 @pytest.fixture(scope="module")

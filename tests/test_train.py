@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import classify.train as train
-import utils.datasets as datasets
 from classify import val
 from data.builtin import make_builtin_dataset
 from models.experimental import attempt_load
@@ -23,7 +22,8 @@ from utils.checkpoints import checkpoint_dict, save_checkpoint
 from utils.ranks import load_scores
 from utils.results import COLUMNS
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 TRAIN = str(ROOT / "classify" / "train.py")
 COMMON = dict(cfg="yolov5n-cls.yaml", imgsz=32, batch_size=16, workers=0, device="cpu", seed=0)
 
@@ -49,13 +49,6 @@ def read_results(save_dir):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_builtin_dataset(tmp_path_factory.mktemp("data") / "tiny", n_train=8, n_val=4, size=32)
-
-
-@pytest.fixture(autouse=True)
-def _datasets_dir(tmp_path, monkeypatch):
-    """Nothing may touch the real datasets folder."""
-    monkeypatch.setenv("YOLOV5_DATASETS_DIR", str(tmp_path / "datasets"))
-    monkeypatch.setattr(datasets, "DATASETS_DIR", tmp_path / "datasets")
 
 
 @pytest.fixture(scope="module")

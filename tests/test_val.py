@@ -3,13 +3,11 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
-import utils.datasets as datasets
 from classify import val
 from data.builtin import make_builtin_dataset
 from models.yolo import ClassificationModel
@@ -17,19 +15,14 @@ from utils.augmentations import classify_transforms
 from utils.checkpoints import checkpoint_dict, save_checkpoint
 from utils.dataloaders import ClassificationDataset, create_classification_dataloader
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 COMMON = dict(batch_size=16, imgsz=32, device="cpu", workers=0)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_builtin_dataset(tmp_path_factory.mktemp("data") / "tiny", n_train=2, n_val=6, size=32)
-
-
-@pytest.fixture(autouse=True)
-def _datasets_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("YOLOV5_DATASETS_DIR", str(tmp_path / "datasets"))
-    monkeypatch.setattr(datasets, "DATASETS_DIR", tmp_path / "datasets")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,37 @@
+"""Shared non-fixture test helpers (fixtures live in conftest.py).
+
+Imported as `from helpers import ...`: pytest's default (prepend) import mode puts tests/ on sys.path.
+"""
+
+import torch
+import torch.nn as nn
+
+from models.yolo import ClassificationModel
+from utils.checkpoints import checkpoint_dict, save_checkpoint
+from utils.paths import ROOT  # repository root
+
+__all__ = ["ROOT", "lively", "make_checkpoint"]
+
+
+def lively(model, seed=0):
+    """Random weights whose outputs depend on the input (default init fades to a constant through the depth)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                gain = 2 if isinstance(m, nn.Conv2d) else 0.5
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (gain / m.weight[0].numel()) ** 0.5)
+            elif isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+    return model
+
+
+def make_checkpoint(path, nc=3, rate=None, cfg="yolov5n-cls.yaml"):
+    """A project checkpoint of a small classifier with class names c0, c1, ... and input-dependent outputs."""
+    model = lively(ClassificationModel(cfg, nc=nc, rate=rate))
+    model.names = [f"c{i}" for i in range(nc)]
+    return save_checkpoint(checkpoint_dict(model), path)
