@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from classify import rank as rank_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
 from classify import val as val_cli  # noqa: E402
-from models.experimental import attempt_load  # noqa: E402
+from models.experimental import attempt_load, cfg_from_weights  # noqa: E402
 from models.prune import load_model, recalibrate_bn  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.cli import print_args, run_cli  # noqa: E402
@@ -73,12 +73,19 @@ def log_summary(rows, save_dir):
     LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}")
 
 
-def run(cfg="yolov5n-cls.yaml", weights="", data=DEFAULT_DATA, rate="0.5", criterion="hrank", rank_batches=5,
+DEMO_CFG = "yolov5n-cls.yaml"  # small enough to train a baseline in a minute on 2 CPU cores
+
+
+def run(cfg="", weights="", data=DEFAULT_DATA, rate="0.5", criterion="hrank", rank_batches=5,
         epochs=8, finetune_epochs=8, batch_size=64, imgsz=64, device="", workers=2, cache="ram",
         project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0):
     """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'summary'}."""
     if rate in (None, "", 0, "0", "0.", "0.0"):
         raise ValueError("--rate is 0: nothing to prune; give a rate such as 0.5 or '[0.]+[0.3]*8+[0.]'")
+    if weights and not isinstance(attempt_load(weights), ClassificationModel):
+        raise ValueError(f"classify/prune.py needs a trained classifier as --weights; to start from the backbone of "
+                         f"detector {weights}, train with classify/train.py --weights {weights} first")
+    cfg = cfg or (cfg_from_weights(weights) if weights else DEMO_CFG)
     ClassificationModel(cfg, rate=rate)  # fail fast on a bad --cfg or --rate, before any training
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)
     common = dict(data=data, batch_size=batch_size, imgsz=imgsz, device=device, workers=workers, cache=cache,
@@ -98,8 +105,7 @@ def run(cfg="yolov5n-cls.yaml", weights="", data=DEFAULT_DATA, rate="0.5", crite
 
     LOGGER.info(f"\n{colorstr('3/4 prune:')} rate {rate}")
     base_model = attempt_load(baseline)
-    pruned = load_model(ClassificationModel(base_model.yaml if hasattr(base_model, "yaml") else cfg,
-                                            nc=base_model.nc, rate=rate), base_model, load_scores(ranks)[0])
+    pruned = load_model(ClassificationModel(cfg, nc=base_model.nc, rate=rate), base_model, load_scores(ranks)[0])
     root = check_cls_dataset(data)
     loader = create_classification_dataloader(eval_split(root), imgsz=imgsz, batch_size=batch_size, augment=False,
                                               workers=workers, shuffle=False)
@@ -122,8 +128,8 @@ def run(cfg="yolov5n-cls.yaml", weights="", data=DEFAULT_DATA, rate="0.5", crite
 
 def parse_opt(known=False):
     parser = argparse.ArgumentParser(description="Prune a YOLOv5 classifier end to end")
-    parser.add_argument("--cfg", type=str, default="yolov5n-cls.yaml", help="model YAML")
-    parser.add_argument("--weights", type=str, default="", help="trained classifier/detector; '' trains a baseline first")
+    parser.add_argument("--cfg", type=str, default="", help=f"model YAML (default: that of --weights, else {DEMO_CFG})")
+    parser.add_argument("--weights", "--model", type=str, default="", help="trained classifier/detector; '' trains a baseline first")
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
     parser.add_argument("--rate", type=str, default="0.5", help="compress rate(s): 0.5, a list, or '[0.]+[0.3]*8+[0.]'")
     parser.add_argument("--criterion", type=str, default="hrank", choices=rank_cli.CRITERIA, help="ranking criterion")

@@ -48,6 +48,7 @@ from tqdm import tqdm  # noqa: E402
 
 from classify import val as validate  # noqa: E402
 from classify.rank import score_filters  # noqa: E402
+from models.experimental import cfg_from_weights  # noqa: E402
 from models.prune import CRITERIA, load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
 from utils.checkpoints import checkpoint_dict, is_project_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
@@ -163,6 +164,9 @@ def resume_options(opt):
     return resumed, ckpt
 
 
+DEFAULT_CFG = "yolov5s-cls.yaml"
+
+
 def check_options(opt):
     """Fail fast, before any folder or file is made, on options that cannot work."""
     if opt.epochs < 1:
@@ -174,6 +178,8 @@ def check_options(opt):
         raise ValueError(f"--criterion must be one of {', '.join(CRITERIA)}, not '{opt.criterion}'")
     if opt.rank_batches < 1:
         raise ValueError(f"--rank-batches must be at least 1, not {opt.rank_batches}")
+    if not opt.cfg:  # YOLOv5 users pass only --model/--weights: rebuild that architecture
+        opt.cfg = cfg_from_weights(opt.weights) if opt.weights and opt.pretrained else DEFAULT_CFG
     resolve_rates(classifier_yaml(opt.cfg, opt.cutoff), opt.rate)  # bad --rate: one-line ValueError
     if opt.weights and opt.pretrained:
         attempt_download(opt.weights)  # missing --weights: one-line FileNotFoundError
@@ -371,7 +377,7 @@ def train(opt, device, resume_ckpt=None):
         LOGGER.info(f"Image sizes {opt.imgsz} train, {opt.imgsz} test\n"
                     f"Using {trainloader.num_workers * WORLD_SIZE} dataloader workers\n"
                     f"Logging results to {colorstr('bold', save_dir)}\n"
-                    f"Starting {Path(str(opt.cfg)).stem} training on {data_dir} dataset with {nc} classes for "
+                    f"Starting {Path(str(de_parallel(model).yaml.get('yaml_file', 'model'))).stem} training on {data_dir} dataset with {nc} classes for "
                     f"{epochs} epochs...\n\n"
                     f"{'Epoch':>10}{'GPU_mem':>10}{'train_loss':>12}{'val_loss':>12}{'top1_acc':>12}{'top5_acc':>12}")
     epoch = start_epoch - 1
@@ -443,10 +449,11 @@ def train(opt, device, resume_ckpt=None):
 
 def parse_opt(known=False, argv=None):
     parser = argparse.ArgumentParser(description="Train a (pruned) YOLOv5 classifier")
-    parser.add_argument("--cfg", type=str, default="yolov5s-cls.yaml", help="model YAML (detector: cut at --cutoff)")
+    parser.add_argument("--cfg", type=str, default="",
+                        help="model YAML (detector: cut at --cutoff); default: the architecture of --weights, else yolov5s-cls.yaml")
     parser.add_argument("--rate", type=str, default=None,
                         help="compress rate(s): 0.3, a comma list, or '[0.]+[0.3]*8+[0.]' (one per YAML layer)")
-    parser.add_argument("--weights", type=str, default="", help="source classifier/detector .pt, '' = scratch")
+    parser.add_argument("--weights", "--model", type=str, default="", help="source classifier/detector .pt, '' = scratch")
     parser.add_argument("--criterion", type=str, default="hrank", choices=CRITERIA, help="filter ranking criterion")
     parser.add_argument("--ranks", type=str, default="", help="scores file from classify/rank.py (skips ranking)")
     parser.add_argument("--rank-batches", type=int, default=5, help="training batches averaged by hrank")

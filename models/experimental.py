@@ -45,3 +45,34 @@ def attempt_load(weights, device=None, fuse=False):
     if fuse and hasattr(model, "fuse"):
         model.fuse()
     return model.to(device or "cpu").eval()
+
+
+def builtin_cfg_for(state_dict):
+    """The built-in `*-cls.yaml` whose unpruned backbone has exactly these tensor shapes, or None.
+
+    Upstream YOLOv5 classifier checkpoints carry no YAML; their architecture is recognised from the weights.
+    """
+    from models.yolo import MODELS_DIR
+
+    for path in sorted(MODELS_DIR.glob("yolov5*-cls.yaml")):
+        with torch.device("meta"):
+            shapes = {k: v.shape for k, v in ClassificationModel(path.name).state_dict().items()}
+        backbone = [k for k in shapes if ".linear." not in k]
+        if all(k in state_dict and state_dict[k].shape == shapes[k] for k in backbone):
+            return path.name
+    return None
+
+
+def cfg_from_weights(weights):
+    """The model YAML (a built-in name or a dict) that rebuilds the unpruned architecture of `weights`."""
+    model = model_from_checkpoint(load_checkpoint(attempt_download(weights)))
+    yaml_dict = getattr(model, "yaml", None)
+    if isinstance(yaml_dict, dict) and "backbone" in yaml_dict:
+        from models.yolo import MODELS_DIR
+
+        name = yaml_dict.get("yaml_file")
+        return name if name and (MODELS_DIR / name).is_file() else dict(yaml_dict, rate=0.0)
+    name = builtin_cfg_for(model.state_dict())
+    if name is None:
+        raise ValueError(f"cannot tell the architecture of {weights}: pass --cfg with its model YAML")
+    return name

@@ -311,3 +311,22 @@ def test_plot_results_reads_ours_and_yolov5_padded_csv(tmp_path):
     row = ("%23.5g," * 6 % (0, 1, 1, 0.5, 0.9, 0.01)).rstrip(",")
     (padded / "results.csv").write_text(f"{header}\n{row}\n")
     assert (plot_results(padded / "results.csv")).is_file()
+
+
+def test_upstream_flags_infer_the_architecture_from_weights(data, tmp_path):
+    """YOLOv5 users pass only --model: an upstream-style classifier pickle (no YAML inside) or a detector."""
+    torch.manual_seed(0)
+    upstream_cls = ClassificationModel("yolov5n-cls.yaml", nc=10)
+    del upstream_cls.yaml  # upstream classifiers carry no YAML
+    torch.save({"model": upstream_cls.half(), "ema": None, "epoch": -1}, tmp_path / "cls.pt")
+    from models.yolo import DetectionModel
+
+    torch.save({"model": DetectionModel("yolov5n.yaml").half(), "epoch": -1}, tmp_path / "det.pt")
+    options = dict(COMMON, cfg="", data=str(data), epochs=1, project=str(tmp_path))
+    for source in ("cls.pt", "det.pt"):
+        parsed = train.parse_opt(argv=["--model", str(tmp_path / source)])
+        assert parsed.weights == str(tmp_path / source)
+        result = train.run(weights=str(tmp_path / source), rate=0.25, criterion="l1", name=source, **options)
+        model = attempt_load(result["best"])
+        assert model.yaml["rate"] == [0.25] * 10 and model.nc == 10
+        assert result["unpruned_parameters"] == sum(p.numel() for p in ClassificationModel("yolov5n-cls.yaml", nc=10).parameters())
