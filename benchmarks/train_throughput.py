@@ -26,7 +26,8 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from classify.train import init_seeds, train_step, training_memory_format  # noqa: E402
+from classify.train import train_step, training_memory_format  # noqa: E402
+from utils.seeds import init_seeds  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.dataloaders import (PIN_MEMORY, ClassificationDataset, create_classification_dataloader,  # noqa: E402
                                seed_worker)

@@ -29,7 +29,6 @@ ranks.pt (the filter scores used), opt.yaml.
 
 import argparse
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,6 @@ ROOT = FILE.parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import yaml  # noqa: E402
@@ -51,7 +49,8 @@ from classify.rank import score_filters  # noqa: E402
 from models.experimental import cfg_from_weights  # noqa: E402
 from models.prune import CRITERIA, load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
-from utils.checkpoints import checkpoint_dict, is_project_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from utils.checkpoints import (checkpoint_dict, float_state_dict, is_project_checkpoint, load_checkpoint,  # noqa: E402
+                               save_checkpoint, to_cpu)
 from utils.cli import USER_ERRORS, UserError, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
@@ -69,64 +68,11 @@ from utils.plots import plot_results  # noqa: E402
 from utils.profiling import median_latency  # noqa: E402
 from utils.ranks import load_scores, save_scores  # noqa: E402
 from utils.results import results_row, write_results  # noqa: E402
+from utils.seeds import init_seeds, restore_rng_state, rng_state  # noqa: E402
 
 LRF = 0.01  # final lr = lr0 * LRF (YOLOv5 classify)
 MAX_GRAD_NORM = 10.0  # gradient clipping, as upstream
 RESUME_OVERRIDES = ("device", "workers")  # the only options a resumed run takes from the new command line
-
-
-# ------------------------------------------------------------------------------------------ reproducibility
-def init_seeds(seed=0, deterministic=False):
-    """Seed python, numpy and torch; deterministic also asks cuDNN/torch for reproducible kernels."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        # warn_only: some CUDA backward kernels (adaptive pooling) have no deterministic version
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.deterministic = True
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
-
-
-def rng_state(loader):
-    """Every random stream the training loop draws from, as checkpoint-safe plain values and tensors."""
-    np_state = np.random.get_state(legacy=False)
-    return {"python": random.getstate(),
-            "numpy": {"key": np_state["state"]["key"].tolist(), "pos": int(np_state["state"]["pos"]),
-                      "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
-            "torch": torch.get_rng_state(),
-            # this process's GPU only: get_rng_state_all() would open a CUDA context on every visible GPU
-            "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
-            "loader": loader.generator.get_state() if loader.generator is not None else None}
-
-
-def restore_rng_state(state, loader):
-    random.setstate(state["python"])
-    n = state["numpy"]
-    key = np.array(n["key"], dtype=np.uint32)
-    np.random.set_state({"bit_generator": "MT19937", "state": {"key": key, "pos": n["pos"]},
-                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-    if state["loader"] is not None and loader.generator is not None:
-        loader.generator.set_state(state["loader"])
-
-
-def fp32_state_dict(model):
-    return {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in model.state_dict().items()}
-
-
-def to_cpu(obj):
-    """obj with every tensor in it on the CPU, so a checkpoint written on a GPU loads anywhere."""
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return {k: to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_cpu(v) for v in obj)
-    return obj
 
 
 # ----------------------------------------------------------------------------------------------- options
@@ -416,7 +362,7 @@ def train(opt, device, resume_ckpt=None):
             if not opt.nosave or final:
                 ema.update_attr(model, include=("names", "nc", "yaml"))
                 ckpt = to_cpu(checkpoint_dict(de_parallel(model), names=names,
-                                              ema=fp32_state_dict(ema.ema), updates=ema.updates,
+                                              ema=float_state_dict(ema.ema), updates=ema.updates,
                                               optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                                               scaler=scaler.state_dict(), epoch=epoch, best_fitness=best_fitness,
                                               opt=plain_options(opt), results=rows, rng=rng_state(trainloader),

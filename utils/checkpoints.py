@@ -113,6 +113,21 @@ def checkpoint_dict(model, names=None, **fields):
     """This project's checkpoint: the YAML (with rates) rebuilds the architecture, state dicts fill it."""
     from datetime import datetime
 
-    state = {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in model.state_dict().items()}
     return {"format": FORMAT, "yaml": model.yaml, "nc": model.nc, "names": list(names or model.names),
-            "model": state, "date": datetime.now().isoformat(timespec="seconds"), **fields}
+            "model": float_state_dict(model), "date": datetime.now().isoformat(timespec="seconds"), **fields}
+
+
+def float_state_dict(model):
+    """A detached state dict with floating tensors in float32 (checkpoints hold fp32 whatever the training dtype)."""
+    return {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in model.state_dict().items()}
+
+
+def to_cpu(obj):
+    """obj with every tensor in it on the CPU, so a checkpoint written on a GPU loads anywhere."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import torch
 
 from utils.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 

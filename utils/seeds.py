@@ -1,0 +1,45 @@
+"""Seeding and the RNG state a resumed training run restores, as checkpoint-safe plain values."""
+
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def init_seeds(seed=0, deterministic=False):
+    """Seed python, numpy and torch; deterministic also asks cuDNN/torch for reproducible kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        # warn_only: some CUDA backward kernels (adaptive pooling) have no deterministic version
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+
+
+def rng_state(loader):
+    """Every random stream the training loop draws from, as checkpoint-safe plain values and tensors."""
+    np_state = np.random.get_state(legacy=False)
+    return {"python": random.getstate(),
+            "numpy": {"key": np_state["state"]["key"].tolist(), "pos": int(np_state["state"]["pos"]),
+                      "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
+            "torch": torch.get_rng_state(),
+            # this process's GPU only: get_rng_state_all() would open a CUDA context on every visible GPU
+            "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
+            "loader": loader.generator.get_state() if loader.generator is not None else None}
+
+
+def restore_rng_state(state, loader):
+    random.setstate(state["python"])
+    n = state["numpy"]
+    key = np.array(n["key"], dtype=np.uint32)
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": key, "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    if state["loader"] is not None and loader.generator is not None:
+        loader.generator.set_state(state["loader"])
