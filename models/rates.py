@@ -79,6 +79,8 @@ def parse_rates(spec, layer_names):
     if len(values) != n:
         raise ValueError(f"bad rate {spec!r}: got {len(values)} rates; {expected}")
     bad = [f"layer {name}: {v:g}" for name, v in zip(layer_names, values) if not (0.0 <= v < 1.0) or math.isnan(v)]
+    if bad and uniform:
+        raise ValueError(f"bad rate {spec!r}: {values[0]:g} is outside [0, 1); {expected}")
     if bad:
         raise ValueError(f"bad rate {spec!r}: out of [0, 1) at {', '.join(bad)}; {expected}")
     return values

@@ -113,3 +113,19 @@ def test_release_weights_offline_give_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(downloads, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="download"):
         downloads.attempt_download("yolov5s-cls.pt", release_url="http://127.0.0.1:9")  # closed local port
+
+
+def test_unknown_yolov5_class_is_named(tmp_path):
+    import models.common as common
+
+    class Focus(torch.nn.Module):  # YOLOv5 < 6.0 had it; this project does not
+        pass
+
+    Focus.__module__, Focus.__qualname__ = "models.common", "Focus"
+    common.Focus = Focus
+    try:
+        torch.save({"model": Focus()}, tmp_path / "old.pt")
+    finally:
+        del common.Focus
+    with pytest.raises(UnsafeCheckpointError, match="needs YOLOv5's models.common.Focus"):
+        load_checkpoint(tmp_path / "old.pt")

@@ -59,9 +59,9 @@ def test_rate_parser_accepts(spec, expected):
 @pytest.mark.parametrize("spec,words", [
     ("[0.3]*9", ["got 9", "10 rates", "9 Classify"]),
     ("0.1,0.2", ["got 2", "10 rates"]),
-    (1.0, ["out of [0, 1)", "layer 0 Conv: 1"]),
+    (1.0, ["1 is outside [0, 1)"]),
     ("[0.]+[1.5]*9", ["out of [0, 1)", "layer 1 Conv: 1.5"]),
-    (-0.1, ["out of [0, 1)"]),
+    (-0.1, ["outside [0, 1)"]),
     ("abc", ["cannot parse", "10 rates"]),
     ("[0.]+__import__('os')", ["cannot parse"]),
     ("[0.3]*x", ["cannot parse"]),

@@ -217,7 +217,7 @@ def wrong_size_weights(tmp_path_factory):
 
 @pytest.mark.parametrize("extra,words", [
     (["--rate", "[0.3]*9"], ["bad rate", "got 9", "10 rates"]),
-    (["--rate", "1.5"], ["bad rate", "out of [0, 1)"]),
+    (["--rate", "1.5"], ["bad rate", "outside [0, 1)"]),
     (["--weights", "missing-weights.pt"], ["missing-weights.pt", "not found"]),
     (["--weights", "WRONG"], ["do not match", "another model size"]),
 ])

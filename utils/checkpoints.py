@@ -78,8 +78,13 @@ def load_checkpoint(path, map_location="cpu"):
         if not found:
             raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint (corrupt, truncated, or an "
                                   f"unsupported pickle)") from None
+        name = found.group(1)
+        if name.startswith(("models.", "utils.")):  # a YOLOv5 class this project does not define
+            raise UnsafeCheckpointError(
+                f"cannot load '{path}': it needs YOLOv5's {name}, which this project does not implement (a checkpoint "
+                f"from another YOLOv5 version or architecture?); nothing in the file was run") from None
         raise UnsafeCheckpointError(
-            f"refusing to load '{path}': it references '{found.group(1)}', which is not a known YOLOv5 model class "
+            f"refusing to load '{path}': it references '{name}', which is not a known YOLOv5 model class "
             f"or tensor type; nothing in the file was run") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint (corrupt or truncated?): {str(e).splitlines()[0]}") from None
