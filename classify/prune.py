@@ -59,10 +59,10 @@ def log_summary(rows, save_dir):
     table = pd.DataFrame(rows).set_index("model")
     table.to_csv(save_dir / "summary.csv")
     base = rows[0]
-    lines = [f"{'model':<28}{'params':>11}{'GFLOPs':>8}{'latency':>10}{'top1':>7}{'top5':>7}"]
+    lines = [f"{'model':<28}{'params':>11}{'GFLOPs':>8}{'ms/b16':>10}{'top1':>7}{'top5':>7}"]
     for r in rows:
         lat = next(v for k, v in r.items() if k.startswith("latency"))
-        lines.append(f"{r['model']:<28}{r['parameters']:>11,}{r['GFLOPs']:>8.3f}{lat:>8.1f}ms{r['top1']:>7.3f}{r['top5']:>7.3f}")
+        lines.append(f"{r['model']:<28}{r['parameters']:>11,}{r['GFLOPs']:>8.3f}{lat:>10.1f}{r['top1']:>7.3f}{r['top5']:>7.3f}")
     last = rows[-1]
     base_lat = next(v for k, v in base.items() if k.startswith("latency"))
     last_lat = next(v for k, v in last.items() if k.startswith("latency"))
