@@ -29,6 +29,7 @@ import torch  # noqa: E402
 
 from models.experimental import attempt_load  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
+from utils.atomic import atomic_path  # noqa: E402
 from utils.cli import UserError, print_args, run_cli  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.downloads import attempt_download  # noqa: E402
@@ -61,7 +62,8 @@ def export_torchscript(model, im, file):
     """torch.jit.trace the model; config.txt (shape, stride, names) travels inside the file as upstream's does."""
     with quiet_deprecations():
         ts = torch.jit.trace(model, im, strict=False)
-    ts.save(str(file), _extra_files={"config.txt": json.dumps(model_config(model, im))})
+    with atomic_path(file) as tmp:  # a failed or killed export never leaves a broken file under the final name
+        ts.save(str(tmp), _extra_files={"config.txt": json.dumps(model_config(model, im))})
     return file
 
 
@@ -72,17 +74,18 @@ def export_onnx(model, im, file, opset=17, dynamic=False, simplify=False):
     # The legacy exporter needs only `onnx`; torch >= 2.9 defaults to the dynamo one, which also needs onnxscript.
     legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch"}} if dynamic else None
-    with quiet_deprecations():
-        torch.onnx.export(model, im, str(file), verbose=False, opset_version=opset, do_constant_folding=True,
-                          input_names=["images"], output_names=["output0"], dynamic_axes=axes, **legacy)
-    model_onnx = onnx.load(str(file))
-    onnx.checker.check_model(model_onnx)
-    if simplify:
-        model_onnx = simplify_onnx(model_onnx)
-    for k, v in model_config(model, im).items():
-        meta = model_onnx.metadata_props.add()
-        meta.key, meta.value = k, str(v)
-    onnx.save(model_onnx, str(file))
+    with atomic_path(file) as tmp:  # exported, checked and annotated before it takes the final name
+        with quiet_deprecations():
+            torch.onnx.export(model, im, str(tmp), verbose=False, opset_version=opset, do_constant_folding=True,
+                              input_names=["images"], output_names=["output0"], dynamic_axes=axes, **legacy)
+        model_onnx = onnx.load(str(tmp))
+        onnx.checker.check_model(model_onnx)
+        if simplify:
+            model_onnx = simplify_onnx(model_onnx)
+        for k, v in model_config(model, im).items():
+            meta = model_onnx.metadata_props.add()
+            meta.key, meta.value = k, str(v)
+        onnx.save(model_onnx, str(tmp))
     return file
 
 

@@ -16,7 +16,6 @@ holding `prob name` lines, highest first) to runs/predict-cls/exp{,2,3,...}.
 
 import argparse
 import sys
-import time
 from collections import namedtuple
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from utils.cli import print_args, run_cli  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
+from utils.profiling import Timer  # noqa: E402
 from utils.sources import load_source  # noqa: E402
 
 # One classified image or video frame, as run() returns it. top5: class indices, most likely first;
@@ -55,26 +55,6 @@ def square_size(imgsz):
     if len(sizes) > 1 and len(set(sizes)) > 1:
         LOGGER.warning(f"WARNING ⚠️ --imgsz {sizes}: classification inputs are square, using {sizes[0]}")
     return int(sizes[0])
-
-
-class Timer:
-    """Accumulating wall-clock timer; synchronises CUDA so GPU work is counted where it happens."""
-
-    def __init__(self, device):
-        self.cuda = device.type == "cuda"
-        self.total = self.last = 0.0
-
-    def __enter__(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        if self.cuda:
-            torch.cuda.synchronize()
-        self.last = time.perf_counter() - self.start
-        self.total += self.last
 
 
 def annotate(im0, lines, names):

@@ -25,11 +25,13 @@ from classify import rank as rank_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
 from classify import val as val_cli  # noqa: E402
 from models.experimental import attempt_load, cfg_from_weights  # noqa: E402
-from models.prune import load_model, recalibrate_bn  # noqa: E402
+from models.prune import load_model, needs_scores, recalibrate_bn  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
+from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
+from utils.device import select_device  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
 from utils.model_info import count_params, model_gflops  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
@@ -42,14 +44,17 @@ def _accuracy(model, loader):
     return top1, top5
 
 
-def summary_rows(stages, imgsz, batch=16):
-    """Parameters, GFLOPs, CPU latency (one interleaved run) and accuracy of each stage's model."""
+LATENCY_BATCH = 16  # images per timed CPU forward in the summary
+
+
+def summary_rows(stages, imgsz):
+    """Parameters, GFLOPs, CPU latency (ms per batch of LATENCY_BATCH, one interleaved run) and accuracy."""
     models = [m.cpu().eval() for m, _ in stages.values()]
-    latency = median_latency(models, torch.randn(batch, 3, imgsz, imgsz), repeats=10)
+    latency = median_latency(models, torch.randn(LATENCY_BATCH, 3, imgsz, imgsz), repeats=10)
     rows = []
     for (name, (model, (top1, top5))), t in zip(stages.items(), latency):
         rows.append({"model": name, "parameters": count_params(model), "GFLOPs": model_gflops(model, imgsz),
-                     f"latency_ms_b{batch}": t * 1e3, "top1": top1, "top5": top5})
+                     "cpu_ms": t * 1e3, "top1": top1, "top5": top5})
     return rows
 
 
@@ -57,17 +62,15 @@ def log_summary(rows, save_dir):
     import pandas as pd
 
     table = pd.DataFrame(rows).set_index("model")
-    table.to_csv(save_dir / "summary.csv")
+    write_text_atomic(save_dir / "summary.csv", table.to_csv())
     base = rows[0]
-    lines = [f"{'model':<28}{'params':>11}{'GFLOPs':>8}{'ms/b16':>10}{'top1':>7}{'top5':>7}"]
+    lines = [f"{'model':<28}{'params':>11}{'GFLOPs':>8}{f'CPU ms/{LATENCY_BATCH}':>12}{'top1':>7}{'top5':>7}"]
     for r in rows:
-        lat = next(v for k, v in r.items() if k.startswith("latency"))
-        lines.append(f"{r['model']:<28}{r['parameters']:>11,}{r['GFLOPs']:>8.3f}{lat:>10.1f}{r['top1']:>7.3f}{r['top5']:>7.3f}")
+        lines.append(f"{r['model']:<28}{r['parameters']:>11,}{r['GFLOPs']:>8.3f}{r['cpu_ms']:>12.1f}"
+                     f"{r['top1']:>7.3f}{r['top5']:>7.3f}")
     last = rows[-1]
-    base_lat = next(v for k, v in base.items() if k.startswith("latency"))
-    last_lat = next(v for k, v in last.items() if k.startswith("latency"))
     lines.append(f"pruned/baseline: {last['parameters'] / base['parameters']:.1%} parameters, "
-                 f"{last['GFLOPs'] / base['GFLOPs']:.1%} GFLOPs, {base_lat / last_lat:.2f}x faster (CPU), "
+                 f"{last['GFLOPs'] / base['GFLOPs']:.1%} GFLOPs, {base['cpu_ms'] / last['cpu_ms']:.2f}x faster (CPU), "
                  f"top1 {last['top1'] - base['top1']:+.3f}")
     LOGGER.info("\n" + colorstr("Pruning summary") + "\n" + "\n".join(lines))
     LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}")
@@ -80,13 +83,12 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate="0.5", criterion="hrank", ra
         epochs=8, finetune_epochs=8, batch_size=64, imgsz=64, device="", workers=2, cache="ram",
         project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0):
     """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'summary'}."""
-    if rate in (None, "", 0, "0", "0.", "0.0"):
-        raise ValueError("--rate is 0: nothing to prune; give a rate such as 0.5 or '[0.]+[0.3]*8+[0.]'")
     if weights and not isinstance(attempt_load(weights), ClassificationModel):
         raise ValueError(f"classify/prune.py needs a trained classifier as --weights; to start from the backbone of "
                          f"detector {weights}, train with classify/train.py --weights {weights} first")
     cfg = cfg or (cfg_from_weights(weights) if weights else DEMO_CFG)
-    ClassificationModel(cfg, rate=rate)  # fail fast on a bad --cfg or --rate, before any training
+    if not needs_scores(ClassificationModel(cfg, rate=rate)):  # a bad --cfg or --rate fails here, before any work
+        raise ValueError("--rate is 0 everywhere: nothing to prune; give a rate such as 0.5 or '[0.]+[0.3]*8+[0.]'")
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)
     common = dict(data=data, batch_size=batch_size, imgsz=imgsz, device=device, workers=workers, cache=cache,
                   seed=seed, project=save_dir, exist_ok=True)
@@ -104,8 +106,10 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate="0.5", criterion="hrank", ra
                          output=save_dir / "ranks.pt", seed=seed)
 
     LOGGER.info(f"\n{colorstr('3/4 prune:')} rate {rate}")
-    base_model = attempt_load(baseline)
-    pruned = load_model(ClassificationModel(cfg, nc=base_model.nc, rate=rate), base_model, load_scores(ranks)[0])
+    dev = select_device(device, batch_size=batch_size)
+    base_model = attempt_load(baseline, device=dev)
+    pruned = load_model(ClassificationModel(cfg, nc=base_model.nc, rate=rate).to(dev), base_model,
+                        load_scores(ranks)[0])
     root = check_cls_dataset(data)
     loader = create_classification_dataloader(eval_split(root), imgsz=imgsz, batch_size=batch_size, augment=False,
                                               workers=workers, shuffle=False)
@@ -119,7 +123,7 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate="0.5", criterion="hrank", ra
     LOGGER.info(f"\n{colorstr('4/4 fine-tune:')} {finetune_epochs} epochs")
     result = train_cli.run(cfg=cfg, rate=rate, weights=str(baseline), ranks=str(ranks), epochs=finetune_epochs,
                            name="pruned", **common)
-    tuned = attempt_load(result["best"])
+    tuned = attempt_load(result["best"], device=dev)
     stages = {**before, "pruned, fine-tuned": (tuned, _accuracy(tuned, loader))}
     rows = summary_rows(stages, imgsz)
     log_summary(rows, save_dir)

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from models.experimental import model_from_checkpoint  # noqa: E402
 from models.prune import CRITERIA, compute_scores, load_model  # noqa: E402
-from models.yolo import ClassificationModel, DetectionModel  # noqa: E402
+from models.yolo import ClassificationModel, DetectionModel, classifier_yaml  # noqa: E402
 from utils.checkpoints import load_checkpoint  # noqa: E402
 from utils.cli import print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
@@ -34,20 +34,16 @@ from utils.ranks import save_scores  # noqa: E402
 
 
 def ranking_model(weights, cfg=None):
-    """The unpruned classifier whose filters are ranked: the source itself, or cfg filled from the source."""
+    """The classifier whose filters are ranked: a classifier source itself (pruned or not), or, for a detector
+    source, cfg (a classifier YAML, default YOLOv5's cut at layer 10) filled with the detector's backbone."""
     source = model_from_checkpoint(load_checkpoint(attempt_download(weights)))
-    is_detector = isinstance(source, DetectionModel)
+    if not isinstance(source, DetectionModel):
+        return source.float()
+    LOGGER.warning("rank: the source is a detector; the Classify head has no trained weights, so its ranks "
+                   "reflect its initialisation")
     if cfg:
-        nc = None if is_detector else source.nc
-        model = load_model(ClassificationModel(cfg, nc=nc, rate=0.0), source)
-    elif is_detector:
-        model = ClassificationModel(model=source, nc=1000, cutoff=10)
-    else:
-        model = source
-    if is_detector:
-        LOGGER.warning("rank: the source is a detector; the Classify head has no trained weights, so its ranks "
-                       "reflect its initialisation")
-    return model.float()
+        return load_model(ClassificationModel(classifier_yaml(cfg), rate=0.0), source).float()
+    return ClassificationModel(model=source, nc=1000, cutoff=10).float()
 
 
 def default_output(weights, criterion):

@@ -260,6 +260,9 @@ def train(opt, device, resume_ckpt=None):
         testloader = create_classification_dataloader(eval_split(data_dir), imgsz=opt.imgsz, batch_size=bs * 2,
                                                       augment=False, cache=opt.cache or False, rank=-1,
                                                       workers=opt.workers, shuffle=False)
+        if testloader.dataset.classes != names:  # ImageFolder numbers classes by folder: they must line up
+            raise ValueError(f"{eval_split(data_dir)} has class folders {testloader.dataset.classes[:5]}... but "
+                             f"{data_dir / 'train'} has {names[:5]}...: both splits need the same class folders")
 
     # Model
     scores = meta = None
@@ -368,8 +371,9 @@ def train(opt, device, resume_ckpt=None):
                                               opt=plain_options(opt), results=rows, rng=rng_state(trainloader),
                                               finished=final))
                 save_checkpoint(ckpt, last)
-                if improved:  # best.pt is for use, not for resuming: no training state
-                    save_checkpoint(dict(ckpt, optimizer=None, scheduler=None, scaler=None, rng=None), best)
+                if improved:  # best.pt is for use, not for resuming: the EMA weights only, no training state
+                    save_checkpoint(dict(ckpt, model=ckpt["ema"], ema=None, optimizer=None, scheduler=None,
+                                         scaler=None, rng=None), best)
                 del ckpt
         if broadcast_object(stop):  # every rank stops together
             break

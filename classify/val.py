@@ -10,7 +10,6 @@ is no val/), and writes them to <project>/<name>/accuracy.csv.
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 FILE = Path(__file__).resolve()
@@ -18,6 +17,7 @@ ROOT = FILE.parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -28,7 +28,9 @@ from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: 
 from utils.device import select_device  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
 from utils.metrics import accuracy_table, top5_predictions  # noqa: E402
+from utils.atomic import write_text_atomic  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
+from utils.profiling import Timer  # noqa: E402
 
 TQDM_BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"  # YOLOv5's compact progress bar
 VAL_COLUMNS = 36  # width of the loss/top1/top5 part of the training progress line
@@ -54,32 +56,30 @@ def check_classes(model, dataset, weights):
 
 def write_accuracy(path, rows):
     """accuracy.csv: class, images, top1_acc, top5_acc (first row: all classes)."""
-    lines = ["class,images,top1_acc,top5_acc"] + [f"{c},{n},{t1:.5g},{t5:.5g}" for c, n, t1, t5 in rows]
-    Path(path).write_text("\n".join(lines) + "\n")
+    table = pd.DataFrame(rows, columns=["class", "images", "top1_acc", "top5_acc"])
+    write_text_atomic(path, table.to_csv(index=False, float_format="%.5g"))  # quotes class names with commas
 
 
 @torch.inference_mode()
 def evaluate(model, dataloader, criterion=None, half=False, desc="validating", leave=True):
     """Top-5 predictions, targets, mean loss and (pre-process, inference, post-process) seconds over a loader."""
     device = next(model.parameters()).device
-    top5, targets, loss, seconds = [], [], 0.0, [0.0, 0.0, 0.0]
+    top5, targets, loss = [], [], 0.0
+    dt = (Timer(device), Timer(device), Timer(device))  # pre-process, inference, post-process
     bar = tqdm(dataloader, desc, len(dataloader), leave, bar_format=TQDM_BAR_FORMAT, position=0)
     with torch.amp.autocast(device_type=device.type, enabled=device.type == "cuda"):
         for images, labels in bar:
-            t0 = time.perf_counter()
-            images, labels = images.to(device, non_blocking=True), labels.to(device)
-            images = images.half() if half else images
-            t1 = time.perf_counter()
-            y = model(images)
-            t2 = time.perf_counter()
-            top5.append(top5_predictions(y))
-            targets.append(labels)
-            if criterion:
-                loss += criterion(y, labels).item()
-            t3 = time.perf_counter()
-            for k, dt in enumerate((t1 - t0, t2 - t1, t3 - t2)):
-                seconds[k] += dt
-    return torch.cat(top5), torch.cat(targets), loss / max(len(dataloader), 1), seconds
+            with dt[0]:
+                images, labels = images.to(device, non_blocking=True), labels.to(device)
+                images = images.half() if half else images
+            with dt[1]:
+                y = model(images)
+            with dt[2]:
+                top5.append(top5_predictions(y))
+                targets.append(labels)
+                if criterion:
+                    loss += criterion(y, labels).item()
+    return torch.cat(top5), torch.cat(targets), loss / max(len(dataloader), 1), [t.total for t in dt]
 
 
 def run(
@@ -94,6 +94,7 @@ def run(
         name="exp",
         exist_ok=False,
         half=False,  # FP16 inference (CUDA only)
+        dnn=False,  # accepted for YOLOv5 compatibility (OpenCV DNN is for ONNX files; .pt files ignore it)
         model=None,  # set by train.py: validate this model ...
         dataloader=None,  # ... on this loader,
         criterion=None,  # ... also reporting this loss,
@@ -157,6 +158,7 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--name", default="exp", help="save to project/name")
     parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
+    parser.add_argument("--dnn", action="store_true", help="accepted for YOLOv5 compatibility; no effect on .pt files")
     return parser.parse_known_args(argv)[0] if known else parser.parse_args(argv)
 
 

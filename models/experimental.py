@@ -64,14 +64,11 @@ def builtin_cfg_for(state_dict):
 
 
 def cfg_from_weights(weights):
-    """The model YAML (a built-in name or a dict) that rebuilds the unpruned architecture of `weights`."""
+    """The model YAML (a dict with its rates, or a built-in name) that rebuilds the architecture of `weights`."""
     model = model_from_checkpoint(load_checkpoint(attempt_download(weights)))
     yaml_dict = getattr(model, "yaml", None)
     if isinstance(yaml_dict, dict) and "backbone" in yaml_dict:
-        from models.yolo import MODELS_DIR
-
-        name = yaml_dict.get("yaml_file")
-        return name if name and (MODELS_DIR / name).is_file() else dict(yaml_dict, rate=0.0)
+        return yaml_dict
     name = builtin_cfg_for(model.state_dict())
     if name is None:
         raise ValueError(f"cannot tell the architecture of {weights}: pass --cfg with its model YAML")

@@ -190,10 +190,11 @@ def select_channels(scores, k):
 
 
 # ------------------------------------------------------------------------------------------ load_model
-def _source_state_dict(source):
-    """A float32 state dict from a checkpoint path, a model, or a state dict."""
+def _source_weights(source):
+    """(float32 state dict, YAML dict or None) from a checkpoint path, a model, or a state dict."""
+    yaml_dict = None
     if isinstance(source, nn.Module):
-        state = source.state_dict()
+        state, yaml_dict = source.state_dict(), getattr(source, "yaml", None)
     elif isinstance(source, dict) and source and all(isinstance(v, torch.Tensor) for v in source.values()):
         state = source
     else:
@@ -202,17 +203,25 @@ def _source_state_dict(source):
         from utils.downloads import attempt_download
 
         ckpt = load_checkpoint(attempt_download(source)) if not isinstance(source, dict) else source
-        state = model_from_checkpoint(ckpt).state_dict()
+        return _source_weights(model_from_checkpoint(ckpt))
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, yaml_dict
 
 
-def _reference_shapes(model):
-    """Shapes of the same architecture at rate 0, built on the meta device (no memory, no init cost)."""
+def _same_layers(a, b):
+    """True when YAML dicts a and b describe the same layers (rates and nc aside)."""
+    keys = ("backbone", "head", "depth_multiple", "width_multiple")
+    return isinstance(a, dict) and isinstance(b, dict) and all(a.get(k) == b.get(k) for k in keys)
+
+
+def _reference_shapes(model, source_yaml=None):
+    """Shapes of the source's architecture: the model's layers at the source's rates (an already pruned
+    source, same YAML) or at rate 0; built on the meta device (no memory, no init cost)."""
     from models.yolo import ClassificationModel
 
+    rates = source_yaml["rate"] if _same_layers(source_yaml, model.yaml) and "rate" in source_yaml else 0.0
     with torch.device("meta"):
-        ref = ClassificationModel(dict(model.yaml, rate=0.0))
+        ref = ClassificationModel(dict(model.yaml, rate=rates))
     return {k: v.shape for k, v in ref.state_dict().items()}
 
 
@@ -232,17 +241,20 @@ def _layout_index(layout, kept, source_width):
 def load_model(model, source, scores=None):
     """Map `source` weights (YOLOv5 classifier or detector backbone) into the possibly pruned `model`.
 
+    The source may itself be pruned (a checkpoint of this project with the same YAML): then it is pruned
+    further from its own widths, and `scores` must come from ranking that pruned source.
+
     For each channel group the top-k channels by `scores` are kept (k = the model's width); conv kernels
     are copied as W[out][:, in], BatchNorm weight/bias/mean/var follow the kept outputs, and the Classify
     linear keeps the columns of its conv's kept channels. Layers missing from the source, or whose shape
     differs only because `nc` differs, keep their initialisation and are logged. Returns the model.
     """
-    src = _source_state_dict(source)
-    ref = _reference_shapes(model)
+    src, source_yaml = _source_weights(source)
+    ref = _reference_shapes(model, source_yaml)
     tracer = _trace(model)
     target = model.state_dict()
 
-    # Architecture check: every tensor the source shares with the model must have the unpruned shape.
+    # Architecture check: every tensor the source shares with the model must have the source architecture's shape.
     head = {k for k in ref if ".linear." in k}
     kept_init, wrong = [], []
     for k, shape in ref.items():
@@ -262,6 +274,9 @@ def load_model(model, source, scores=None):
     kept, source_width = {}, {}
     for g in tracer.groups.values():
         n_src = source_width[g.name] = ref[f"{g.members[0]}.conv.weight"][0]
+        if g.channels > n_src:
+            raise ValueError(f"group {g.name} keeps {g.channels} channels but the source has only {n_src}: the source is "
+                             f"pruned more than the model (lower --rate, or start from the unpruned weights)")
         if g.channels == n_src or not any(f"{n}.conv.weight" in src for n in g.members):
             kept[g.name] = torch.arange(g.channels)  # unpruned, or nothing to copy: any choice is the same
             continue
@@ -287,13 +302,19 @@ def load_model(model, source, scores=None):
 
     ignored = [k for k in src if k not in ref]
     if kept_init:
-        modules = sorted({k.rsplit(".", 1)[0].removesuffix(".bn").removesuffix(".conv") for k in kept_init})
+        modules = sorted({_conv_module_of(k) for k in kept_init})
         nc_note = f" (source nc {src[f'{h}'].shape[0]}, model nc {ref[h][0]})" if (h := next(
             (k for k in kept_init if k in head and k in src), None)) else ""
         LOGGER.info(f"load_model: kept initialisation of {', '.join(modules)}: not in the source or of another nc{nc_note}")
     LOGGER.info(f"load_model: transferred {len(ref) - len(kept_init)}/{len(ref)} tensors"
                 + (f", ignored {len(ignored)} source tensors outside the classifier" if ignored else ""))
     return model
+
+
+def _conv_module_of(key):
+    """'model.9.conv.bn.weight' → 'model.9.conv' (the Conv block a tensor belongs to); linears stay themselves."""
+    parent = key.rsplit(".", 1)[0]
+    return parent.rsplit(".", 1)[0] if parent.endswith((".bn", ".conv")) else parent
 
 
 def _copy_conv(target, src, name, out, inp, ref):

@@ -115,7 +115,7 @@ def parse_model(d, ch, rates=None):
     rows = d["backbone"] + d["head"]
     rates = rates if rates is not None else [0.0] * len(rows)
     LOGGER.debug(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
-    ch = [ch]
+    ch = ch_full = [ch]  # kept and unpruned output widths per layer
     layers, save = [], []
     for i, (f, n, name, args) in enumerate(rows):
         if name not in MODULES:
@@ -134,11 +134,13 @@ def parse_model(d, ch, rates=None):
                 args = [c1, c2, n, *args[1:]]
                 n = 1
             elif m is SPPF:
-                kwargs["c_"] = kept_width(c1 // 2, r)
+                kwargs["c_"] = kept_width(ch_full[f] // 2, r)  # halves the unpruned input, then prunes by r
                 args = [c1, c2, *args[1:]]
             elif m is Bottleneck:
                 e = args[3] if len(args) > 3 else 0.5  # YAML args: [c2, shortcut, g, e]
                 kwargs["c_"] = kept_width(int(full * e), r)
+                if (args[1] if len(args) > 1 else True) and ch_full[f] == full:
+                    c2 = c1  # a residual add: the output keeps its input's channels, only the hidden conv is pruned
                 args = [c1, c2, *args[1:]]
             else:
                 args = [c1, c2, *args[1:]]
@@ -149,12 +151,12 @@ def parse_model(d, ch, rates=None):
             args = [c1, *args]
             width = (kwargs["c_"], 1280)  # report the prunable hidden conv, not the classes
         elif m is Concat:
-            c2 = full = sum(ch[x] for x in f)
+            c2, full = sum(ch[x] for x in f), sum(ch_full[x] for x in f)
         elif m is Detect:
             args.append([ch[x] for x in f])
             c2 = full = None
         else:  # parameter-free layers keep their input width
-            c2 = full = ch[f]
+            c2, full = ch[f], ch_full[f]
         if r and m in {Concat, Detect, nn.Upsample}:
             raise ValueError(f"rate for layer {i} ({name}) must be 0: it has no filters to prune")
         m_ = nn.Sequential(*(m(*args, **kwargs) for _ in range(n))) if n > 1 else m(*args, **kwargs)
@@ -165,8 +167,9 @@ def parse_model(d, ch, rates=None):
         save.extend(x % i for x in ([f] if isinstance(f, int) else f) if x != -1)
         layers.append(m_)
         if i == 0:
-            ch = []
+            ch, ch_full = [], []
         ch.append(c2)
+        ch_full.append(full)
     return nn.Sequential(*layers), sorted(set(save))
 
 

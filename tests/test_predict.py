@@ -4,6 +4,7 @@ Everything runs on CPU on images and videos generated into tmp_path; no network.
 """
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -227,3 +228,24 @@ def test_select_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="use '--device cpu'"):
             select_device("0")
+
+
+def test_select_device_twice_on_a_non_zero_gpu(monkeypatch):
+    """`--device 1` narrows CUDA_VISIBLE_DEVICES before CUDA starts; a second call (prune.py: train, rank, train)
+    must still find that GPU as cuda:0. CUDA is simulated: 4 GPUs, narrowed by the variable until initialised."""
+    import types
+
+    import utils.device as device_module
+
+    state = {"initialized": False}
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(device_module, "_remapped", {})
+    visible = lambda: len(os.environ["CUDA_VISIBLE_DEVICES"].split(",")) if "CUDA_VISIBLE_DEVICES" in os.environ else 4
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: state["initialized"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", visible)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda k: types.SimpleNamespace(name="GPU", total_memory=1 << 30))
+    assert select_device("1") == torch.device("cuda:0") and os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    state["initialized"] = True  # CUDA started: the variable can no longer change what torch sees
+    assert select_device("1") == torch.device("cuda:0")

@@ -181,3 +181,42 @@ def test_recalibrate_bn_fits_statistics_to_the_data():
     assert torch.allclose(model.model[0].bn.running_mean, conv_out.mean((0, 2, 3)), atol=1e-5)
     assert not model.training and model.model[0].bn.momentum == 0.03  # momentum restored
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())  # weights untouched
+
+
+def test_a_pruned_source_is_pruned_further_from_its_own_widths():
+    src = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.25), _source(),
+                     compute_scores(_source(), "l1"))  # a pruned checkpoint's model, with its YAML
+    scores = compute_scores(src, "l1")
+    assert len(scores["model.9.conv"]) == 960  # ranked at the source's own (pruned) widths
+    same = load_model(ClassificationModel(src.yaml, nc=10), src)  # same rates: copied as is
+    assert (same.eval()(X) - src.eval()(X)).abs().max() <= 1e-5
+    further = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.5), src, scores)
+    kept = select_channels(scores["model.0"], 8)
+    assert torch.equal(further.model[0].conv.weight, src.model[0].conv.weight[kept])
+    with pytest.raises(ValueError, match="pruned more than the model"):
+        load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.0), src)
+
+
+def test_dead_filters_through_sppf_and_a_top_level_bottleneck():
+    """Layouts the shipped YAMLs do not use: SPPF's 4-way concat, and a residual Bottleneck as its own layer."""
+    from models.yolo import classifier_yaml
+
+    sppf = classifier_yaml("yolov5n.yaml", cutoff=11)  # layers 0-9 (SPPF at 9) + Classify
+    chain = {"nc": 5, "depth_multiple": 1.0, "width_multiple": 1.0, "head": [[-1, 1, "Classify", ["nc"]]],
+             "backbone": [[-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Bottleneck", [32]], [-1, 1, "Conv", [64, 3, 2]]]}
+    for cfg, rate in ((sppf, [0.0] * 8 + [0.5, 0.5, 0.25]), (chain, [0.5, 0.25, 0.5, 0.0])):
+        torch.manual_seed(0)
+        src = _randomise_bn(ClassificationModel(cfg)).eval()
+        model = ClassificationModel(cfg, rate=rate)
+        g = torch.Generator().manual_seed(2)
+        scores = {}
+        for group in channel_groups(model):
+            n = src.get_submodule(group.members[0]).conv.out_channels
+            dead = torch.randperm(n, generator=g)[: n - group.channels]
+            scores[group.name] = torch.ones(n)
+            scores[group.name][dead] = 0
+            for name in group.members:
+                src.get_submodule(name).bn.weight.data[dead] = 0
+                src.get_submodule(name).bn.bias.data[dead] = 0
+        load_model(model, src, scores)
+        assert (model.eval()(X) - src(X)).abs().max() <= 1e-5

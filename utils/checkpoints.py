@@ -9,11 +9,12 @@ anything else (os.system, eval, builtins.exec, …) is refused before anything i
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from utils.atomic import atomic_path
 
 FORMAT = "yolov5-prune/1"  # marks this project's checkpoint dicts
 
@@ -26,13 +27,10 @@ class UnsafeCheckpointError(CheckpointError):
     """A checkpoint whose pickle references something outside the allowlist."""
 
 
-def _torch_module_classes():
-    classes = set()
-    for name in dir(nn):
-        obj = getattr(nn, name)
-        if isinstance(obj, type) and issubclass(obj, nn.Module):
-            classes.add(obj)
-    return classes
+# The torch.nn classes YOLOv5 models (v5.0-v7.0, detection and classification) are built from.
+TORCH_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.SiLU, nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.Sigmoid,
+                 nn.Identity, nn.Sequential, nn.ModuleList, nn.MaxPool2d, nn.Upsample, nn.AdaptiveAvgPool2d,
+                 nn.Dropout, nn.Linear, nn.Flatten)
 
 
 def _numpy_globals():
@@ -62,7 +60,7 @@ def allowed_globals():
                augmentations.CenterCrop, augmentations.ToTensor]
     transforms = [T.Compose, T.Normalize, T.Resize, T.CenterCrop, T.ToTensor, InterpolationMode]
     paths = [pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
-    return project + transforms + paths + sorted(_torch_module_classes(), key=str) + _numpy_globals()
+    return project + transforms + paths + list(TORCH_MODULES) + _numpy_globals()
 
 
 def load_checkpoint(path, map_location="cpu"):
@@ -95,19 +93,11 @@ def save_checkpoint(ckpt, path):
 
     A crash or kill mid-save leaves the previous file intact, never a truncated one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(ckpt, f)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def is_project_checkpoint(ckpt):

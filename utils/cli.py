@@ -15,7 +15,7 @@ class UserError(Exception):
 
 
 # Errors that mean "the input was wrong", reported as one line. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, CheckpointError)
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, CheckpointError, ConnectionError, PermissionError)
 
 
 def run_cli(main, opt, prog=None):

@@ -8,6 +8,9 @@ import torch
 from utils.log import LOGGER
 
 
+_remapped = {}  # the --device spec this process set CUDA_VISIBLE_DEVICES to, once CUDA has started
+
+
 def select_device(device="", batch_size=0):
     """torch.device for `device`: '' → cuda:0 if available else cpu; '0,1' → those GPUs, seen as cuda:0, cuda:1.
 
@@ -29,6 +32,8 @@ def select_device(device="", batch_size=0):
                              f"or a list like '0,1'")
         # CUDA_VISIBLE_DEVICES only takes effect before CUDA starts; after that, address the GPU by its index.
         remap, before = not torch.cuda.is_initialized(), os.environ.get("CUDA_VISIBLE_DEVICES")
+        if not remap and spec == _remapped.get("spec"):  # an earlier call already narrowed CUDA to these GPUs
+            remap = True
         if remap:
             os.environ["CUDA_VISIBLE_DEVICES"] = spec
         if not torch.cuda.is_available() or torch.cuda.device_count() < (len(ids) if remap else max(map(int, ids)) + 1):
@@ -39,6 +44,8 @@ def select_device(device="", batch_size=0):
             raise ValueError(f"invalid CUDA '--device {device}' requested ({torch.cuda.device_count()} CUDA devices "
                              f"available); use '--device cpu' or pass valid CUDA device(s)")
         local = list(range(len(ids))) if remap else [int(i) for i in ids]  # torch's indices of the chosen GPUs
+        if remap:
+            _remapped["spec"] = spec
     elif torch.cuda.is_available():
         ids, local = ["0"], [0]
     else:

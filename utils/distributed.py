@@ -60,12 +60,6 @@ def torch_distributed_zero_first(local_rank):
         dist.barrier()
 
 
-def barrier():
-    """Wait for every process; a no-op without DDP."""
-    if is_distributed():
-        dist.barrier()
-
-
 def broadcast_object(obj, src=0):
     """rank src's obj on every rank (any picklable object); returns obj unchanged without DDP."""
     if not is_distributed():

@@ -41,11 +41,3 @@ class ModelEMA:
             if (include and k not in include) or k.startswith("_") or k in exclude:
                 continue
             setattr(self.ema, k, v)
-
-    def state_dict(self):
-        """Plain tensors and ints, loadable with torch.load(weights_only=True)."""
-        return {"ema": {k: v.detach().clone() for k, v in self.ema.state_dict().items()}, "updates": self.updates}
-
-    def load_state_dict(self, state):
-        self.ema.load_state_dict(state["ema"])
-        self.updates = int(state["updates"])

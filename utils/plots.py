@@ -16,7 +16,7 @@ def plot_results(file="runs/train-cls/exp/results.csv", dir=""):
 
     Several results.csv files can be overlaid by passing dir: every results*.csv in it is drawn.
     """
-    save_dir = Path(file).parent if file else Path(dir)
+    save_dir = Path(dir) if dir else Path(file).parent
     files = sorted(save_dir.glob("results*.csv")) if dir else [Path(file)]
     if not files:
         raise FileNotFoundError(f"no results*.csv in {save_dir.resolve()}")

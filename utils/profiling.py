@@ -1,4 +1,4 @@
-"""Latency measurement shared by benchmarks and summaries: interleaved, warmed-up, median of repeats."""
+"""Timing shared by benchmarks, summaries, val and predict: CUDA-synchronised, interleaved, medians."""
 
 import statistics
 import time
@@ -23,3 +23,23 @@ def median_latency(models, x, repeats=10, warmup=3):
                     torch.cuda.synchronize()
                 times[i].append(time.perf_counter() - t)
     return [statistics.median(t) for t in times]
+
+
+class Timer:
+    """Accumulating wall-clock timer; synchronises CUDA so GPU work is counted where it happens."""
+
+    def __init__(self, device):
+        self.cuda = device.type == "cuda"
+        self.total = self.last = 0.0
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.last = time.perf_counter() - self.start
+        self.total += self.last

@@ -4,8 +4,9 @@ The file is always rewritten whole (temp file + rename) from the rows kept in me
 checkpoint, so a run that is killed and resumed lists every epoch exactly once.
 """
 
-import os
 from pathlib import Path
+
+from utils.atomic import write_text_atomic
 
 RESULT_KEYS = ("train/loss", "val/loss", "metrics/accuracy_top1", "metrics/accuracy_top5", "lr/0")
 COLUMNS = ("epoch",) + RESULT_KEYS
@@ -21,7 +22,4 @@ def write_results(path, rows):
     path = Path(path)
     lines = [",".join(COLUMNS)]
     lines += [",".join([str(int(r[0]))] + [f"{v:.5g}" for v in r[1:]]) for r in rows]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, "\n".join(lines) + "\n")
