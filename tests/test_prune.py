@@ -99,15 +99,10 @@ def test_c3_residual_stream_keeps_one_index_set_by_hand():
     assert torch.equal(model.model[3].conv.weight, src.model[3].conv.weight[:, out])  # next layer reads cv3's kept
 
 
-@pytest.mark.parametrize("rate", ["[0.5]*10", "[0.]+[0.3]*4+[0.5]*5", "[0.]*2+[0.75]+[0.]*7"])
-def test_pruning_dead_filters_changes_nothing(rate):
-    """Silence exactly the filters pruning will drop; the pruned model must then equal the source.
-
-    This checks every index mapping at once: residual adds, the C3 concat, layer to layer and conv → linear.
-    """
-    src = _source()
-    model = ClassificationModel("yolov5n-cls.yaml", nc=10, rate=rate)
-    g = torch.Generator().manual_seed(1)
+def _silence_filters_pruning_drops(src, model, seed):
+    """Pick random filters of src to drop (as many as model prunes per group), make their outputs exactly 0 and
+    return scores that rank them last."""
+    g = torch.Generator().manual_seed(seed)
     scores = {}
     for group in channel_groups(model):
         n = src.get_submodule(group.members[0]).conv.out_channels
@@ -118,7 +113,18 @@ def test_pruning_dead_filters_changes_nothing(rate):
             bn = src.get_submodule(name).bn
             bn.weight.data[dead] = 0  # BN output 0 → SiLU(0) = 0: the channel carries nothing
             bn.bias.data[dead] = 0
-    load_model(model, src, scores)
+    return scores
+
+
+@pytest.mark.parametrize("rate", ["[0.5]*10", "[0.]+[0.3]*4+[0.5]*5", "[0.]*2+[0.75]+[0.]*7"])
+def test_pruning_dead_filters_changes_nothing(rate):
+    """Silence exactly the filters pruning will drop; the pruned model must then equal the source.
+
+    This checks every index mapping at once: residual adds, the C3 concat, layer to layer and conv → linear.
+    """
+    src = _source()
+    model = ClassificationModel("yolov5n-cls.yaml", nc=10, rate=rate)
+    load_model(model, src, _silence_filters_pruning_drops(src, model, seed=1))
     assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
 
 
@@ -208,15 +214,5 @@ def test_dead_filters_through_sppf_and_a_top_level_bottleneck():
         torch.manual_seed(0)
         src = _randomise_bn(ClassificationModel(cfg)).eval()
         model = ClassificationModel(cfg, rate=rate)
-        g = torch.Generator().manual_seed(2)
-        scores = {}
-        for group in channel_groups(model):
-            n = src.get_submodule(group.members[0]).conv.out_channels
-            dead = torch.randperm(n, generator=g)[: n - group.channels]
-            scores[group.name] = torch.ones(n)
-            scores[group.name][dead] = 0
-            for name in group.members:
-                src.get_submodule(name).bn.weight.data[dead] = 0
-                src.get_submodule(name).bn.bias.data[dead] = 0
-        load_model(model, src, scores)
+        load_model(model, src, _silence_filters_pruning_drops(src, model, seed=2))
         assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
