@@ -313,7 +313,7 @@ def train(opt, device, resume_ckpt=None):
             stopper(r[0], r[3])
         if main_process:  # other DDP ranks keep their fresh per-rank seeds
             write_results(csv, rows)  # drops any row of the epoch the kill interrupted
-            restore_rng_state(resume_ckpt["rng"], trainloader)
+            restore_rng_state(resume_ckpt["rng"])
         LOGGER.info(f"{colorstr('resume:')} {opt.resume} from epoch {start_epoch + 1}/{epochs}")
     else:  # training draws the same random numbers however the model was built (ranked here, --ranks, scratch)
         init_seeds(opt.seed + 1 + RANK)
@@ -333,8 +333,7 @@ def train(opt, device, resume_ckpt=None):
     for epoch in range(start_epoch, epochs):
         tloss, vloss, top1, top5 = 0.0, 0.0, 0.0, 0.0
         model.train()
-        if RANK != -1:
-            trainloader.sampler.set_epoch(epoch)
+        trainloader.sampler.set_epoch(epoch)  # order and augmentation follow (seed, epoch): exact resume
         nb = len(trainloader)
         pbar = enumerate(trainloader)
         if main_process:
@@ -368,7 +367,7 @@ def train(opt, device, resume_ckpt=None):
                                               ema=float_state_dict(ema.ema), updates=ema.updates,
                                               optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                                               scaler=scaler.state_dict(), epoch=epoch, best_fitness=best_fitness,
-                                              opt=plain_options(opt), results=rows, rng=rng_state(trainloader),
+                                              opt=plain_options(opt), results=rows, rng=rng_state(),
                                               finished=final))
                 save_checkpoint(ckpt, last)
                 if improved:  # best.pt is for use, not for resuming: the EMA weights only, no training state

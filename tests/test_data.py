@@ -22,7 +22,7 @@ import utils.datasets as datasets
 from data.builtin import CLASSES, make_builtin_dataset
 from utils.augmentations import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, RandomFlip, RandomResizedCrop, ToTensor,
                                  classify_train_transforms, classify_transforms)
-from utils.dataloaders import ClassificationDataset, create_classification_dataloader
+from utils.dataloaders import ClassificationDataset, EpochSampler, create_classification_dataloader
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -218,7 +218,7 @@ def test_bad_cache_value(tmp_path):
 def test_dataloader_batches_and_reproducible_order(tmp_path):
     root = make_imagefolder(tmp_path / "ds")
     loader = create_classification_dataloader(root, imgsz=16, batch_size=5, augment=False, workers=0)
-    assert loader.sampler is not None and not isinstance(loader.sampler, DistributedSampler)
+    assert isinstance(loader.sampler, EpochSampler) and loader.sampler.order.num_replicas == 1
     shapes = [(x.shape, y.shape) for x, y in loader]
     assert shapes == [((5, 3, 16, 16), (5,))] * 2 + [((2, 3, 16, 16), (2,))]
     labels = [torch.cat([y for _, y in create_classification_dataloader(root, imgsz=16, batch_size=5, augment=False,
@@ -231,11 +231,14 @@ def test_dataloader_batches_and_reproducible_order(tmp_path):
 def test_dataloader_workers_reproducible_augmentation(tmp_path):
     root = make_imagefolder(tmp_path / "ds", n=2)
     batches = []
-    for _ in range(2):
-        loader = create_classification_dataloader(root, imgsz=16, batch_size=3, augment=True, workers=2)
-        assert loader.num_workers == 2 and loader.persistent_workers
+    for workers in (2, 2, 0):  # the same batches with or without worker processes
+        loader = create_classification_dataloader(root, imgsz=16, batch_size=3, augment=True, workers=workers)
+        assert loader.num_workers == workers and loader.persistent_workers == (workers > 0)
         batches.append(next(iter(loader)))
-    assert torch.equal(batches[0][0], batches[1][0]) and torch.equal(batches[0][1], batches[1][1])
+    for b in batches[1:]:
+        assert torch.equal(batches[0][0], b[0]) and torch.equal(batches[0][1], b[1])
+    loader.sampler.set_epoch(1)  # another epoch: another order and other augmentations
+    assert not torch.equal(next(iter(loader))[0], batches[0][0])
 
 
 def test_dataloader_distributed_sampler_with_process_group(tmp_path):
@@ -243,7 +246,7 @@ def test_dataloader_distributed_sampler_with_process_group(tmp_path):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     try:
         loader = create_classification_dataloader(root, imgsz=16, batch_size=4, augment=False, rank=0, workers=0)
-        assert isinstance(loader.sampler, DistributedSampler) and loader.sampler.num_replicas == 1
+        assert isinstance(loader.sampler.order, DistributedSampler) and loader.sampler.order.num_replicas == 1
         loader.sampler.set_epoch(1)
         assert sum(len(y) for _, y in loader) == 12
     finally:
@@ -255,7 +258,7 @@ def test_dataloader_distributed_sampler_splits_by_env(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     loader = create_classification_dataloader(root, imgsz=16, batch_size=4, augment=False, rank=1, workers=0)
-    sampler = loader.sampler
+    sampler = loader.sampler.order
     assert isinstance(sampler, DistributedSampler) and (sampler.num_replicas, sampler.rank) == (2, 1)
     assert len(sampler) == math.ceil(9 / 2) and sum(len(y) for _, y in loader) == 5
 

@@ -110,8 +110,10 @@ class Killed(Exception):
     pass
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(two_epochs, data, tmp_path, monkeypatch):
-    """2 epochs straight == 1 epoch, a 'kill' right after its last.pt, then --resume for the 2nd epoch."""
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(two_epochs, data, tmp_path, monkeypatch, workers):
+    """2 epochs straight == 1 epoch, a 'kill' right after its last.pt, then --resume for the 2nd epoch; with
+    DataLoader workers too (the uninterrupted run had none): data order and augmentation follow (seed, epoch)."""
     real_save = train.save_checkpoint
 
     def save_then_die(ckpt, path):
@@ -121,12 +123,12 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(two_epochs, data,
 
     monkeypatch.setattr(train, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
-        train.run(data=str(data), epochs=2, project=str(tmp_path), name="part", **COMMON)
+        train.run(data=str(data), epochs=2, project=str(tmp_path), name="part", **dict(COMMON, workers=workers))
     monkeypatch.setattr(train, "save_checkpoint", real_save)
     last = tmp_path / "part" / "weights" / "last.pt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
 
-    resumed = train.run(resume=str(last), workers=0, device="cpu")
+    resumed = train.run(resume=str(last), workers=workers, device="cpu")
     assert resumed["save_dir"] == tmp_path / "part" and resumed["epochs"] == 2
     a = torch.load(two_epochs["last"], weights_only=True)
     b = torch.load(last, weights_only=True)

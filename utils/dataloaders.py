@@ -9,10 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.distributed as dist
 import torchvision
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from utils.augmentations import classify_train_transforms, classify_transforms
@@ -147,8 +146,39 @@ class ClassificationDataset(torchvision.datasets.ImageFolder):
             raise FileNotFoundError(f"cannot read image {path}")
         return im
 
-    def __getitem__(self, i):
-        return self.transform(self.load(i)), self.samples[i][1]
+    seed = 0  # base of the per-sample augmentation seeds (set by create_classification_dataloader)
+
+    def __getitem__(self, key):
+        """key: an index, or (index, epoch) from EpochSampler: then the augmentation draws from a seed of
+        (seed, epoch, index) alone, the same in any worker, with any number of workers, after any resume."""
+        if isinstance(key, tuple):
+            i, epoch = key
+            with torch.random.fork_rng(devices=[]):  # leave the process's own random stream untouched
+                # CPU generator only: transforms draw from it, and torch.manual_seed would cost ~20x more
+                torch.default_generator.manual_seed(hash((self.seed, epoch, i)) & 0xFFFF_FFFF)
+                return self.transform(self.load(i)), self.samples[i][1]
+        return self.transform(self.load(key)), self.samples[key][1]
+
+
+class EpochSampler(Sampler):
+    """Yields (index, epoch) pairs in an order that depends only on (seed, epoch) and the rank's share.
+
+    Wraps torch's DistributedSampler (one replica without DDP); call set_epoch(epoch) before each epoch.
+    """
+
+    def __init__(self, dataset, shuffle, seed, num_replicas=None, rank=None):
+        self.order = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+        self.order.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((i, self.epoch) for i in self.order)
+
+    def __len__(self):
+        return len(self.order)
 
 
 def seed_worker(worker_id):
@@ -159,35 +189,33 @@ def seed_worker(worker_id):
     cv2.setNumThreads(0)  # cv2's own thread pool fights the worker processes for cores
 
 
-def _distributed_sampler(dataset, shuffle, seed, rank):
+def _epoch_sampler(dataset, shuffle, seed, rank):
     # The seed must be the same on every rank so the ranks split one shared permutation.
+    if rank == -1:
+        return EpochSampler(dataset, shuffle, seed, num_replicas=1, rank=0)
     if is_distributed():
-        return DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+        return EpochSampler(dataset, shuffle, seed)
     world, rank = int(os.getenv("WORLD_SIZE", 1)), int(os.getenv("RANK", rank))
-    return DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
+    return EpochSampler(dataset, shuffle, seed, num_replicas=world, rank=rank)
 
 
 def create_classification_dataloader(path, imgsz=224, batch_size=16, augment=True, cache=False, rank=-1,
                                      workers=8, shuffle=True, seed=0):
-    """DataLoader over ClassificationDataset(path); rank != -1 (DDP, pass LOCAL_RANK) adds a DistributedSampler.
+    """DataLoader over ClassificationDataset(path); rank != -1 (DDP, pass LOCAL_RANK) splits it across ranks.
 
-    With DDP, call `loader.sampler.set_epoch(epoch)` each epoch so the shuffle changes.
+    Call `loader.sampler.set_epoch(epoch)` each epoch: the order and the augmentation of every image are then
+    functions of (seed, epoch) alone, so a resumed run sees exactly the batches an uninterrupted one would.
     """
     with torch_distributed_zero_first(rank):  # local rank 0 writes any .npy cache first
         dataset = ClassificationDataset(root=path, augment=augment, imgsz=imgsz, cache=cache)
     batch_size = min(batch_size, len(dataset))
     nd = torch.cuda.device_count()
     nw = min((os.cpu_count() or 1) // max(nd, 1), batch_size if batch_size > 1 else 0, workers)
-    sampler = None if rank == -1 else _distributed_sampler(dataset, shuffle, seed, rank)
-    global_rank = dist.get_rank() if is_distributed() else int(os.getenv("RANK", -1))
-    generator = torch.Generator()
-    generator.manual_seed(seed + max(global_rank, 0))  # distinct augmentation streams per rank
+    dataset.seed = seed
     return DataLoader(dataset,
                       batch_size=batch_size,
-                      shuffle=shuffle and sampler is None,
-                      sampler=sampler,
+                      sampler=_epoch_sampler(dataset, shuffle, seed, rank),
                       num_workers=nw,
                       persistent_workers=nw > 0,
                       pin_memory=PIN_MEMORY and torch.cuda.is_available(),
-                      worker_init_fn=seed_worker,
-                      generator=generator)
+                      worker_init_fn=seed_worker)

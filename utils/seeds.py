@@ -20,19 +20,19 @@ def init_seeds(seed=0, deterministic=False):
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
 
 
-def rng_state(loader):
-    """Every random stream the training loop draws from, as checkpoint-safe plain values and tensors."""
+def rng_state():
+    """The process's random streams (dropout and anything else drawn in the training loop), as checkpoint-safe
+    plain values and tensors. Data order and augmentation need none: they follow (seed, epoch)."""
     np_state = np.random.get_state(legacy=False)
     return {"python": random.getstate(),
             "numpy": {"key": np_state["state"]["key"].tolist(), "pos": int(np_state["state"]["pos"]),
                       "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
             "torch": torch.get_rng_state(),
             # this process's GPU only: get_rng_state_all() would open a CUDA context on every visible GPU
-            "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
-            "loader": loader.generator.get_state() if loader.generator is not None else None}
+            "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None}
 
 
-def restore_rng_state(state, loader):
+def restore_rng_state(state):
     random.setstate(state["python"])
     n = state["numpy"]
     key = np.array(n["key"], dtype=np.uint32)
@@ -41,5 +41,3 @@ def restore_rng_state(state, loader):
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
-    if state["loader"] is not None and loader.generator is not None:
-        loader.generator.set_state(state["loader"])
