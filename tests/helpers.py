@@ -3,6 +3,11 @@
 Imported as `from helpers import ...`: pytest's default (prepend) import mode puts tests/ on sys.path.
 """
 
+import functools
+import http.server
+import threading
+from contextlib import contextmanager
+
 import torch
 import torch.nn as nn
 
@@ -10,7 +15,7 @@ from models.yolo import ClassificationModel
 from utils.checkpoints import checkpoint_dict, save_checkpoint
 from utils.paths import ROOT  # repository root
 
-__all__ = ["ROOT", "lively", "make_checkpoint"]
+__all__ = ["ROOT", "http_server", "lively", "make_checkpoint"]
 
 
 def lively(model, seed=0):
@@ -35,3 +40,21 @@ def make_checkpoint(path, nc=3, rate=None, cfg="yolov5n-cls.yaml"):
     model = lively(ClassificationModel(cfg, nc=nc, rate=rate))
     model.names = [f"c{i}" for i in range(nc)]
     return save_checkpoint(checkpoint_dict(model), path)
+
+
+@contextmanager
+def http_server(directory):
+    """Serve `directory` on 127.0.0.1 from a thread; always shut down on exit."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -129,3 +129,21 @@ def test_unknown_yolov5_class_is_named(tmp_path):
         del common.Focus
     with pytest.raises(UnsafeCheckpointError, match="needs YOLOv5's models.common.Focus"):
         load_checkpoint(tmp_path / "old.pt")
+
+
+def test_release_weights_download_from_a_local_server(tmp_path, monkeypatch):
+    """The real download path, offline: a local HTTP server stands in for YOLOv5's release page."""
+    import utils.downloads as downloads
+    from helpers import http_server
+
+    release = tmp_path / "release"
+    release.mkdir()
+    model = _model()
+    save_checkpoint(checkpoint_dict(model), release / "yolov5n-cls.pt")
+    monkeypatch.setattr(downloads, "WEIGHTS_DIR", tmp_path / "weights")
+    with http_server(release) as url:
+        path = downloads.attempt_download("yolov5n-cls.pt", release_url=url)
+    assert path == tmp_path / "weights" / "yolov5n-cls.pt"
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(attempt_load(path)(x), model(x))
+    assert [p.name for p in (tmp_path / "weights").iterdir()] == ["yolov5n-cls.pt"]  # no partial files left

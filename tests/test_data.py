@@ -1,14 +1,11 @@
 """Data pipeline: transforms, ClassificationDataset, dataloader, built-in dataset, dataset resolution."""
 
 import functools
-import http.server
 import logging
 import math
 import pickle
 import socket
-import threading
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -23,6 +20,8 @@ from data.builtin import CLASSES, make_builtin_dataset
 from utils.augmentations import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, RandomFlip, RandomResizedCrop, ToTensor,
                                  classify_train_transforms, classify_transforms)
 from utils.dataloaders import ClassificationDataset, EpochSampler, create_classification_dataloader
+
+from helpers import http_server
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -45,24 +44,6 @@ def make_split_dataset(root, classes=("a", "b"), n=2):
         for i, c in enumerate(classes):
             write_images(Path(root) / split / c, n, seed=10 * s + i)
     return Path(root)
-
-
-@contextmanager
-def http_server(directory):
-    """Serve `directory` on 127.0.0.1 from a thread; always shut down on exit."""
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def free_port():

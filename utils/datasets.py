@@ -4,13 +4,12 @@
 import os
 import shutil
 import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 
-from tqdm import tqdm
 
 from data.builtin import BUILTIN_NAME, is_current, make_builtin_dataset
+from utils.downloads import download_file
 from utils.log import LOGGER, colorstr
 from utils.paths import DATASETS_DIR
 
@@ -20,7 +19,6 @@ DOWNLOADABLE = ("imagenette160", "imagenette320", "imagewoof160", "imagewoof320"
                 "cifar10", "cifar100", "mnist", "fashion-mnist", "imagenet10")
 MANUAL = {"imagenet": "download ILSVRC2012 from https://image-net.org and arrange it as "
                       "imagenet/train/<class>/*.JPEG and imagenet/val/<class>/*.JPEG"}
-TIMEOUT_S = 30  # per network read, so a dead connection fails instead of hanging
 
 
 def _datasets_dir(datasets_dir):
@@ -59,21 +57,6 @@ def ensure_builtin(datasets_dir=None):
     return make_builtin_dataset(root)
 
 
-def _download(url, dst):
-    """Stream url to dst via a temporary file (an interrupted download never looks complete)."""
-    part = dst.with_name(f".{dst.name}.{os.getpid()}.part")
-    try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as r, open(part, "wb") as f:
-            total = int(r.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"Downloading {dst.name}") as bar:
-                while chunk := r.read(1 << 20):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-        os.replace(part, dst)
-    finally:
-        part.unlink(missing_ok=True)
-
-
 def _unzip_dataset(zip_path, name, datasets_dir):
     """Extract into a temporary folder, find the dataset root inside, and rename it to datasets_dir/name."""
     tmp = datasets_dir / f".{name}-unzip-{os.getpid()}"
@@ -106,7 +89,7 @@ def download_cls_dataset(name, url=None, datasets_dir=None):
     zip_path = datasets_dir / f"{name}.zip"
     LOGGER.info(f"{colorstr('data: ')}dataset {name} not found in {datasets_dir}, downloading {url} ...")
     try:
-        _download(url, zip_path)
+        download_file(url, zip_path)
     except (urllib.error.URLError, OSError, ValueError) as e:
         http = isinstance(e, urllib.error.HTTPError)
         reason = f"HTTP {e.code} {e.reason}" if http else getattr(e, "reason", None) or e

@@ -1,12 +1,41 @@
-"""Weights downloads from YOLOv5's GitHub release assets (real code; offline it fails with a clear message)."""
+"""Downloads: one streaming file downloader (weights, datasets, prediction sources) and YOLOv5's release weights.
 
+Real network code; offline it fails fast with a clear message (every read has a timeout).
+"""
+
+import os
+import urllib.request
 from pathlib import Path
+
+from tqdm import tqdm
 
 from utils.log import LOGGER
 from utils.paths import WEIGHTS_DIR
 
 RELEASE_URL = "https://github.com/ultralytics/yolov5/releases/download/v7.0"
+TIMEOUT_S = 30  # per network read, so a dead connection fails instead of hanging
 RELEASE_ASSETS = {f"yolov5{size}{suffix}.pt" for size in "nsmlx" for suffix in ("", "6", "-cls", "-seg")}
+
+
+def download_file(url, dst, progress=True):
+    """Stream url to dst via a temporary file beside it, so an interrupted download never looks complete.
+
+    Raises urllib.error.URLError / OSError / ValueError; callers turn them into their own one-line message.
+    """
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    part = dst.with_name(f".{dst.name}.{os.getpid()}.part")
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as r, open(part, "wb") as f:
+            total = int(r.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"Downloading {dst.name}", disable=not progress) as bar:
+                while chunk := r.read(1 << 20):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+        os.replace(part, dst)
+    finally:
+        part.unlink(missing_ok=True)
+    return dst
 
 
 def attempt_download(file, release_url=RELEASE_URL):
@@ -26,9 +55,7 @@ def attempt_download(file, release_url=RELEASE_URL):
     target = path if path.parent != Path(".") else local
     LOGGER.info(f"Downloading {url} to {target}...")
     try:
-        from ultralytics.utils.downloads import safe_download
-
-        safe_download(url=url, file=target, retry=1, min_bytes=1e5, progress=True)
+        download_file(url, target)
     except Exception as e:  # network errors come in many types; all mean the same to the user
         raise FileNotFoundError(f"weights '{file}' not found and download of {url} failed ({type(e).__name__}); "
                                 f"download it by hand into {WEIGHTS_DIR}/") from None

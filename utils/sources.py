@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from utils.augmentations import classify_transforms
+from utils.downloads import download_file
 from utils.log import LOGGER
 
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")  # as YOLOv5
@@ -52,8 +53,6 @@ def download_source(url, folder=DOWNLOAD_DIR):
 
     Offline or a bad URL raises FileNotFoundError with a one-line reason.
     """
-    from torch.hub import download_url_to_file
-
     name = url_file_name(url)
     # One sub-folder per URL, so two URLs ending in the same file name never overwrite each other.
     target = Path(folder) / hashlib.sha1(str(url).encode()).hexdigest()[:10] / name
@@ -62,7 +61,7 @@ def download_source(url, folder=DOWNLOAD_DIR):
     target.parent.mkdir(parents=True, exist_ok=True)
     LOGGER.info(f"Downloading {url} to {target}...")
     try:
-        download_url_to_file(str(url), str(target), progress=False)  # writes a temp file, then renames
+        download_file(str(url), target, progress=False)
     except Exception as e:  # URLError, HTTPError, timeouts, ...: all mean the same to the user
         reason = " ".join(str(getattr(e, "reason", e)).split())[:200]
         raise FileNotFoundError(f"could not download source {url} ({type(e).__name__}: {reason}); "
