@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from classify import rank as rank_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
 from classify import val as val_cli  # noqa: E402
-from models.experimental import attempt_load, cfg_from_weights  # noqa: E402
+from models.experimental import attempt_load, cfg_of  # noqa: E402
 from models.prune import load_model, needs_scores, recalibrate_bn  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
@@ -83,10 +83,11 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate="0.5", criterion="hrank", ra
         epochs=8, finetune_epochs=8, batch_size=64, imgsz=64, device="", workers=2, cache="ram",
         project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0):
     """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'summary'}."""
-    if weights and not isinstance(attempt_load(weights), ClassificationModel):
+    source = attempt_load(weights) if weights else None
+    if source is not None and not isinstance(source, ClassificationModel):
         raise ValueError(f"classify/prune.py needs a trained classifier as --weights; to start from the backbone of "
                          f"detector {weights}, train with classify/train.py --weights {weights} first")
-    cfg = cfg or (cfg_from_weights(weights) if weights else DEMO_CFG)
+    cfg = cfg or (cfg_of(source, weights) if source is not None else DEMO_CFG)
     if not needs_scores(ClassificationModel(cfg, rate=rate)):  # a bad --cfg or --rate fails here, before any work
         raise ValueError("--rate is 0 everywhere: nothing to prune; give a rate such as 0.5 or '[0.]+[0.3]*8+[0.]'")
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)

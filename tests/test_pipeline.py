@@ -27,6 +27,13 @@ def test_pipeline_baseline_ranks_finetune_summary(tmp_path):
     assert table.loc["pruned", "GFLOPs"] < table.loc["baseline", "GFLOPs"]
     assert table["top1"].between(0, 1).all()
 
+    # From a trained classifier (--weights, no --cfg): no baseline training, the architecture comes from the file.
+    again = pipeline.run(weights=str(out["baseline"]), data=str(data), rate="[0.]+[0.25]*9", criterion="l1",
+                         finetune_epochs=1, batch_size=16, imgsz=32, device="cpu", workers=0,
+                         project=tmp_path / "runs", name="exp")
+    assert not (again["save_dir"] / "baseline").exists() and again["save_dir"].name == "exp2"
+    assert load_checkpoint(again["pruned"])["yaml"]["rate"] == [0.0] + [0.25] * 9
+
 
 @pytest.mark.parametrize("rate,words", [("0", "nothing to prune"), ("[0.5]*3", "10 rates")])
 def test_pipeline_bad_rate_is_one_line_before_any_work(tmp_path, rate, words):
