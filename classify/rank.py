@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from models.experimental import model_from_checkpoint  # noqa: E402
-from models.prune import CRITERIA, compute_scores, load_model  # noqa: E402
+from models.prune import CRITERIA, check_criterion, compute_scores, load_model  # noqa: E402
 from models.yolo import ClassificationModel, DetectionModel, classifier_yaml  # noqa: E402
 from utils.checkpoints import load_checkpoint  # noqa: E402
 from utils.cli import print_args, run_cli  # noqa: E402
@@ -53,8 +53,7 @@ def default_output(weights, criterion):
 def score_filters(weights, cfg="", data=DEFAULT_DATA, criterion="hrank", batches=5, batch_size=16, imgsz=224,
                   device="cpu", workers=8, seed=0):
     """(scores, meta): rank the filters of the unpruned model of `weights` on un-augmented training images."""
-    if criterion not in CRITERIA:
-        raise ValueError(f"--criterion must be one of {', '.join(CRITERIA)}, not '{criterion}'")
+    check_criterion(criterion)  # before loading weights or data
     if batches < 1:
         raise ValueError(f"--batches must be at least 1, not {batches}")
     model = ranking_model(weights, cfg).to(device)

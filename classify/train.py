@@ -47,7 +47,7 @@ from tqdm import tqdm  # noqa: E402
 from classify import val as validate  # noqa: E402
 from classify.rank import score_filters  # noqa: E402
 from models.experimental import cfg_from_weights  # noqa: E402
-from models.prune import CRITERIA, load_model, needs_scores  # noqa: E402
+from models.prune import CRITERIA, check_criterion, load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
 from utils.checkpoints import (checkpoint_dict, float_state_dict, is_project_checkpoint, load_checkpoint,  # noqa: E402
                                save_checkpoint, to_cpu)
@@ -120,8 +120,7 @@ def check_options(opt):
     if opt.batch_size < WORLD_SIZE or opt.batch_size % WORLD_SIZE:
         raise ValueError(f"--batch-size {opt.batch_size} is the total over {WORLD_SIZE} processes and must be a "
                          f"multiple of it")
-    if opt.criterion not in CRITERIA:
-        raise ValueError(f"--criterion must be one of {', '.join(CRITERIA)}, not '{opt.criterion}'")
+    check_criterion(opt.criterion)
     if opt.rank_batches < 1:
         raise ValueError(f"--rank-batches must be at least 1, not {opt.rank_batches}")
     if not opt.cfg:  # YOLOv5 users pass only --model/--weights: rebuild that architecture

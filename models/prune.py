@@ -127,8 +127,13 @@ def average_rank(features):
     return torch.linalg.matrix_rank(features.float()).sum(0).double()
 
 
-def _member_scores(model, criterion, dataloader, batches, device, seed):
-    members = {name: model.get_submodule(name) for g in channel_groups(model) for name in g.members}
+def check_criterion(criterion):
+    """A one-line ValueError for an unknown criterion (callers check before any costly work)."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"--criterion must be one of {', '.join(CRITERIA)}, not '{criterion}'")
+
+
+def _member_scores(model, members, criterion, dataloader, batches, device, seed):
     if criterion == "l1":
         return {n: m.conv.weight.detach().abs().sum((1, 2, 3)).double().cpu() for n, m in members.items()}
     if criterion == "bn":
@@ -136,9 +141,7 @@ def _member_scores(model, criterion, dataloader, batches, device, seed):
     if criterion == "random":
         gen = torch.Generator().manual_seed(seed)
         return {n: torch.rand(m.conv.out_channels, generator=gen, dtype=torch.float64) for n, m in members.items()}
-    if criterion == "hrank":
-        return _hrank_scores(model, members, dataloader, batches, device)
-    raise ValueError(f"unknown criterion '{criterion}' (choose from {', '.join(CRITERIA)})")
+    return _hrank_scores(model, members, dataloader, batches, device)  # criterion checked by the caller
 
 
 def _hrank_scores(model, members, dataloader, batches, device):
@@ -176,11 +179,12 @@ def _hrank_scores(model, members, dataloader, batches, device):
 
 
 def compute_scores(model, criterion="hrank", dataloader=None, batches=5, device=None, seed=0):
-    """Per-channel scores for every channel group of an (unpruned, pretrained) model: {group: tensor}."""
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion '{criterion}' (choose from {', '.join(CRITERIA)})")
-    per_member = _member_scores(model, criterion, dataloader, batches, device, seed)
-    return {g.name: torch.stack([per_member[n] for n in g.members]).mean(0) for g in channel_groups(model)}
+    """Per-channel scores for every channel group of a pretrained (pruned or not) model: {group: tensor}."""
+    check_criterion(criterion)
+    groups = channel_groups(model)  # traced once, used for the members and the aggregation
+    members = {name: model.get_submodule(name) for g in groups for name in g.members}
+    per_member = _member_scores(model, members, criterion, dataloader, batches, device, seed)
+    return {g.name: torch.stack([per_member[n] for n in g.members]).mean(0) for g in groups}
 
 
 def select_channels(scores, k):
