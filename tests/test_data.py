@@ -263,13 +263,27 @@ def test_builtin_dataset_deterministic_and_learnable_shape(tmp_path):
 
 def test_builtin_generated_on_first_use_and_refreshed_when_stale(datasets_dir, monkeypatch):
     tiny = functools.partial(make_builtin_dataset, n_train=2, n_val=1, size=16)
-    monkeypatch.setattr(datasets, "make_builtin_dataset", tiny)
+    monkeypatch.setitem(datasets.GENERATED, "builtin10", (datasets.GENERATED["builtin10"][0], tiny))
     root = datasets.check_cls_dataset(datasets.DEFAULT_DATA)
     assert root == datasets_dir / "builtin10" and datasets.is_cls_dataset(root)
     assert datasets.check_cls_dataset(None) == root  # None → default
     (root / ".builtin_version").write_text("0\n")  # written by an older generator
     (root / "stale.txt").write_text("x")
     assert datasets.check_cls_dataset("builtin10") == root and not (root / "stale.txt").exists()
+
+
+def test_digits_dataset_is_real_stratified_and_generated_offline(datasets_dir):
+    root = datasets.check_cls_dataset("digits")
+    assert root == datasets_dir / "digits"
+    train = ClassificationDataset(root / "train", augment=False, imgsz=32)
+    val = ClassificationDataset(root / "val", augment=False, imgsz=32)
+    assert (len(train), len(val)) == (1438, 359) and train.classes == [str(c) for c in range(10)]
+    counts = np.bincount([y for _, y in val.samples], minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37  # stratified: about 36 of each digit
+    first = sorted((root / "val" / "0").iterdir())[0]
+    im = cv2.imread(str(first))
+    assert im.shape == (32, 32, 3) and im.max() > 200 and im.min() < 30  # ink on paper, not noise
+    assert datasets.check_cls_dataset("digits") == root  # second call reuses it
 
 
 # ---------------------------------------------------------------------------------- dataset resolution

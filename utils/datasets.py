@@ -8,7 +8,8 @@ import zipfile
 from pathlib import Path
 
 
-from data.builtin import BUILTIN_NAME, is_current, make_builtin_dataset
+from data import builtin, digits
+from data.builtin import BUILTIN_NAME
 from utils.downloads import download_file
 from utils.log import LOGGER, colorstr
 from utils.paths import DATASETS_DIR
@@ -44,17 +45,28 @@ def _expect_splits(root):
     return root
 
 
-def ensure_builtin(datasets_dir=None):
-    """DATASETS_DIR/builtin10, generated (about 2 s) on first use or when written by an older generator."""
-    root = _datasets_dir(datasets_dir) / BUILTIN_NAME
+# Datasets generated offline on first use: name → (is-complete check, generator).
+GENERATED = {BUILTIN_NAME: (builtin.is_current, builtin.make_builtin_dataset),
+             digits.DIGITS_NAME: (digits.is_current, digits.make_digits_dataset)}
+
+
+def ensure_generated(name, datasets_dir=None):
+    """DATASETS_DIR/name for a generated dataset, (re)made on first use or when written by an older generator."""
+    is_current, make = GENERATED[name]
+    root = _datasets_dir(datasets_dir) / name
     if is_current(root):
         return root
     if root.exists():  # older generator version: replace it
         stale = root.with_name(f".{root.name}-stale-{os.getpid()}")
         os.rename(root, stale)
         shutil.rmtree(stale, ignore_errors=True)
-    LOGGER.info(f"{colorstr('data: ')}generating built-in dataset {root} ...")
-    return make_builtin_dataset(root)
+    LOGGER.info(f"{colorstr('data: ')}generating dataset {root} ...")
+    return make(root)
+
+
+def ensure_builtin(datasets_dir=None):
+    """DATASETS_DIR/builtin10, generated (about 2 s) on first use."""
+    return ensure_generated(BUILTIN_NAME, datasets_dir)
 
 
 def _unzip_dataset(zip_path, name, datasets_dir):
@@ -107,7 +119,7 @@ def download_cls_dataset(name, url=None, datasets_dir=None):
 def check_cls_dataset(data=DEFAULT_DATA, autodownload=True, url=None, datasets_dir=None):
     """Resolve `data` to a dataset root Path holding train/ and val/ (or test/).
 
-    data: a folder; a folder name under DATASETS_DIR; the built-in dataset name (generated offline); or a
+    data: a folder; a folder name under DATASETS_DIR; a generated dataset (builtin10, digits: made offline); or a
     named dataset (downloaded from `url`, default YOLOv5's release asset, when autodownload). With `url`,
     any name can be downloaded.
     """
@@ -116,8 +128,8 @@ def check_cls_dataset(data=DEFAULT_DATA, autodownload=True, url=None, datasets_d
     path, named = Path(data).expanduser(), datasets_dir / data
     if path.is_dir():
         return _expect_splits(path)
-    if data == BUILTIN_NAME:
-        return ensure_builtin(datasets_dir)
+    if data in GENERATED:
+        return ensure_generated(data, datasets_dir)
     if named.is_dir():
         return _expect_splits(named)
     if data in MANUAL:
@@ -129,4 +141,4 @@ def check_cls_dataset(data=DEFAULT_DATA, autodownload=True, url=None, datasets_d
                                     f"download {source} and unzip it into {datasets_dir}")
         return download_cls_dataset(data, url, datasets_dir)
     raise FileNotFoundError(f"dataset '{data}' not found: pass a folder with train/ and val/ (or test/), or one of "
-                            f"{', '.join((BUILTIN_NAME,) + DOWNLOADABLE + tuple(MANUAL))}")
+                            f"{', '.join(tuple(GENERATED) + DOWNLOADABLE + tuple(MANUAL))}")
