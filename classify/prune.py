@@ -25,7 +25,8 @@ from classify import rank as rank_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
 from classify import val as val_cli  # noqa: E402
 from models.experimental import attempt_load, cfg_of  # noqa: E402
-from models.prune import load_model, needs_scores, recalibrate_bn  # noqa: E402
+from models.criteria import CRITERIA, DEFAULT_CRITERION, recalibrate_bn  # noqa: E402
+from models.prune import load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import print_args, run_cli  # noqa: E402
@@ -79,7 +80,7 @@ def log_summary(rows, save_dir):
 DEMO_CFG = "yolov5n-cls.yaml"  # small enough to train a baseline in a minute on 2 CPU cores
 
 
-def run(cfg="", weights="", data=DEFAULT_DATA, rate="0.5", criterion="hrank", rank_batches=5,
+def run(cfg="", weights="", data=DEFAULT_DATA, rate="0.5", criterion=DEFAULT_CRITERION, rank_batches=5,
         epochs=8, finetune_epochs=8, batch_size=64, imgsz=64, device="", workers=2, cache="ram",
         project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0):
     """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'summary'}."""
@@ -137,8 +138,9 @@ def parse_opt(known=False):
     parser.add_argument("--weights", "--model", type=str, default="", help="trained classifier/detector; '' trains a baseline first")
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
     parser.add_argument("--rate", type=str, default="0.5", help="compress rate(s): 0.5, a list, or '[0.]+[0.3]*8+[0.]'")
-    parser.add_argument("--criterion", type=str, default="hrank", choices=rank_cli.CRITERIA, help="ranking criterion")
-    parser.add_argument("--rank-batches", type=int, default=5, help="training batches averaged by hrank")
+    parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA,
+                        help="filter ranking criterion (see classify/rank.py --help)")
+    parser.add_argument("--rank-batches", type=int, default=5, help="training batches scored by data criteria")
     parser.add_argument("--epochs", type=int, default=8, help="baseline epochs (without --weights)")
     parser.add_argument("--finetune-epochs", type=int, default=8, help="fine-tune epochs of the pruned model")
     parser.add_argument("--batch-size", type=int, default=64, help="total batch size")

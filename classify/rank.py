@@ -2,6 +2,7 @@
 
 Usage:
     python classify/rank.py --weights yolov5s-cls.pt --data imagenette160 --criterion hrank --batches 5
+    python classify/rank.py --weights yolov5s-cls.pt --data imagenette160 --criterion taylor   # gradient-based
     python classify/rank.py --weights yolov5s.pt --cfg yolov5s-cls.yaml --criterion l1   # detector source
 
 The scores file (default weights/ranks/<weights>-<criterion>.pt) holds plain tensors + metadata and is
@@ -20,7 +21,8 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from models.experimental import model_from_checkpoint  # noqa: E402
-from models.prune import CRITERIA, check_criterion, compute_scores, load_model  # noqa: E402
+from models.criteria import CRITERIA, DEFAULT_CRITERION, RESIDUAL_MODES, compute_scores, get_criterion  # noqa: E402
+from models.prune import load_model  # noqa: E402
 from models.yolo import ClassificationModel, DetectionModel, classifier_yaml  # noqa: E402
 from utils.checkpoints import load_checkpoint  # noqa: E402
 from utils.cli import print_args, run_cli  # noqa: E402
@@ -50,35 +52,49 @@ def default_output(weights, criterion):
     return WEIGHTS_DIR / "ranks" / f"{Path(weights).stem}-{criterion}.pt"
 
 
-def score_filters(weights, cfg="", data=DEFAULT_DATA, criterion="hrank", batches=5, batch_size=16, imgsz=224,
-                  device="cpu", workers=8, seed=0):
+def score_filters(weights, cfg="", data=DEFAULT_DATA, criterion=DEFAULT_CRITERION, batches=5, batch_size=16,
+                  imgsz=224, device="cpu", workers=8, seed=0, residual="members"):
     """(scores, meta): rank the filters of the unpruned model of `weights` on un-augmented training images."""
-    check_criterion(criterion)  # before loading weights or data
+    needs_data = get_criterion(criterion).needs_data  # an unknown criterion fails before loading weights or data
     if batches < 1:
         raise ValueError(f"--batches must be at least 1, not {batches}")
     model = ranking_model(weights, cfg).to(device)
     loader, data_root = None, ""
-    if criterion == "hrank":
+    if needs_data:
         data_root = check_cls_dataset(data)
         loader = create_classification_dataloader(Path(data_root) / "train", imgsz=imgsz, batch_size=batch_size,
                                                   augment=False, workers=workers, shuffle=True, seed=seed)
-    scores = compute_scores(model, criterion, loader, batches=batches, device=device, seed=seed)
-    hrank = criterion == "hrank"
+    scores = compute_scores(model, criterion, loader, batches=batches, device=device, seed=seed, residual=residual)
     meta = {"criterion": criterion, "source": str(weights), "cfg": str(cfg.get("yaml_file", "") if isinstance(cfg, dict) else cfg or ""),
-            "data": str(data_root or data), "imgsz": imgsz if hrank else None, "batches": batches if hrank else None,
-            "batch_size": batch_size, "seed": seed}
+            "data": str(data_root or data), "imgsz": imgsz if needs_data else None,
+            "batches": batches if needs_data else None, "batch_size": batch_size, "seed": seed,
+            "residual": residual if needs_data else None}
     return scores, meta
 
 
-def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion="hrank", batches=5, batch_size=16,
-        imgsz=224, device="", workers=8, output="", seed=0):
+def tied_fraction(s):
+    """Fraction of a group's channels whose score equals another channel's (those fall back to index order)."""
+    _, counts = torch.unique(s, return_counts=True)
+    return counts[counts > 1].sum().item() / len(s)
+
+
+def log_scores(scores, criterion):
+    """A table per group: channels, the spread of scores over them, and how many tie."""
+    LOGGER.info(f"\n{criterion} scores per channel group (over its channels: lowest, mean, highest; tied = share of "
+                f"channels whose score equals another's)")
+    LOGGER.info(f"{'group':<22}{'channels':>9}{'lowest':>11}{'mean':>11}{'highest':>11}{'tied':>7}")
+    for name, s in scores.items():
+        LOGGER.info(f"{name:<22}{len(s):>9}{s.min():>11.4g}{s.mean():>11.4g}{s.max():>11.4g}{tied_fraction(s):>7.0%}")
+
+
+def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion=DEFAULT_CRITERION, batches=5, batch_size=16,
+        imgsz=224, device="", workers=8, output="", seed=0, residual="members"):
     """Compute and save per-channel scores; returns the scores file path."""
     torch.manual_seed(seed)
     device = select_device(device, batch_size=batch_size)
-    scores, meta = score_filters(weights, cfg, data, criterion, batches, batch_size, imgsz, device, workers, seed)
-    LOGGER.info(f"\n{'group':<22}{'channels':>9}{'min':>10}{'mean':>10}{'max':>10}")
-    for name, s in scores.items():
-        LOGGER.info(f"{name:<22}{len(s):>9}{s.min():>10.3f}{s.mean():>10.3f}{s.max():>10.3f}")
+    scores, meta = score_filters(weights, cfg, data, criterion, batches, batch_size, imgsz, device, workers, seed,
+                                 residual)
+    log_scores(scores, criterion)
     output = Path(output) if output else default_output(weights, criterion)
     save_scores(output, scores, meta)
     LOGGER.info(f"\n{len(scores)} channel groups ranked by {criterion}; scores saved to {colorstr('bold', output)}")
@@ -90,14 +106,18 @@ def parse_opt(known=False):
     parser.add_argument("--weights", type=str, default="yolov5s-cls.pt", help="classifier or detector checkpoint")
     parser.add_argument("--cfg", type=str, default="", help="classifier YAML (for a detector source), e.g. yolov5s-cls.yaml")
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset for hrank: name or ImageFolder root")
-    parser.add_argument("--criterion", type=str, default="hrank", choices=CRITERIA, help="ranking criterion")
-    parser.add_argument("--batches", type=int, default=5, help="training batches averaged by hrank")
+    parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA,
+                        help="ranking criterion: " + "; ".join(f"{k}: {c.help}" for k, c in CRITERIA.items()))
+    parser.add_argument("--batches", type=int, default=5, help="training batches scored by data criteria")
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="image size (pixels)")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
     parser.add_argument("--workers", type=int, default=8, help="max dataloader workers")
     parser.add_argument("--output", type=str, default="", help="scores file (default weights/ranks/<weights>-<criterion>.pt)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data order and the random criterion")
+    parser.add_argument("--residual", default="members", choices=RESIDUAL_MODES,
+                        help="residual streams of data criteria: score each member conv's output (members) or the maps "
+                             "after each add (added, as HRankPlus)")
     return parser.parse_known_args()[0] if known else parser.parse_args()
 
 

@@ -47,7 +47,8 @@ from tqdm import tqdm  # noqa: E402
 from classify import val as validate  # noqa: E402
 from classify.rank import score_filters  # noqa: E402
 from models.experimental import cfg_from_weights  # noqa: E402
-from models.prune import CRITERIA, check_criterion, load_model, needs_scores  # noqa: E402
+from models.criteria import CRITERIA, DEFAULT_CRITERION, check_criterion  # noqa: E402
+from models.prune import load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
 from utils.checkpoints import (checkpoint_dict, float_state_dict, is_project_checkpoint, load_checkpoint,  # noqa: E402
                                save_checkpoint, to_cpu)
@@ -402,9 +403,10 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--rate", type=str, default=None,
                         help="compress rate(s): 0.3, a comma list, or '[0.]+[0.3]*8+[0.]' (one per YAML layer)")
     parser.add_argument("--weights", "--model", type=str, default="", help="source classifier/detector .pt, '' = scratch")
-    parser.add_argument("--criterion", type=str, default="hrank", choices=CRITERIA, help="filter ranking criterion")
+    parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA,
+                        help="filter ranking criterion (see classify/rank.py --help)")
     parser.add_argument("--ranks", type=str, default="", help="scores file from classify/rank.py (skips ranking)")
-    parser.add_argument("--rank-batches", type=int, default=5, help="training batches averaged by hrank")
+    parser.add_argument("--rank-batches", type=int, default=5, help="training batches scored by data criteria")
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
     parser.add_argument("--epochs", type=int, default=10, help="total training epochs")
     parser.add_argument("--batch-size", type=int, default=64, help="total batch size for all processes")

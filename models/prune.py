@@ -8,9 +8,9 @@ A *channel group* is a set of conv outputs that must keep the same channel indic
 Consumers select input channels to match their producers: `cv3` reads cat(stream, cv2), the next layer
 reads the previous layer's output group, `Classify.linear` reads its conv's group.
 
-Group score rule: the mean, over the group's member convs, of each member's per-channel score. The
-kept channels are the top-k scores (k from the pruned model's width), ties broken by a stable sort so
-the lower index wins, and kept indices are stored ascending.
+Scores come from the criteria in models/criteria.py (a registry; each criterion also says how a group's
+member scores reduce to one score per channel). The kept channels are the top-k scores (k from the pruned
+model's width), ties broken by a stable sort so the lower index wins, and kept indices are stored ascending.
 """
 
 from dataclasses import dataclass, field
@@ -21,14 +21,13 @@ import torch.nn as nn
 from models.common import C3, SPPF, Bottleneck, Classify, Concat, Conv
 from utils.log import LOGGER
 
-CRITERIA = ("hrank", "l1", "bn", "random")
-
 
 @dataclass
 class ChannelGroup:
     name: str  # stable id, e.g. 'model.2.stream', 'model.4.m.1.cv1', 'model.9.conv'
     members: list = field(default_factory=list)  # qualified names of the Conv modules whose outputs are tied
     channels: int = 0  # output width in the traced model
+    adds: list = field(default_factory=list)  # residual modules whose outputs are this group's maps after an add
 
 
 class _Tracer:
@@ -48,10 +47,11 @@ class _Tracer:
         self.member_group[conv_name] = name
         return [(name, conv.conv.out_channels)]
 
-    def _join(self, layout, conv_name, conv):
-        """Tie conv's output to the single group of `layout` (a residual add)."""
+    def _join(self, layout, conv_name, conv, block_name):
+        """Tie conv's output to the single group of `layout` (a residual add inside block `block_name`)."""
         (name, _), = layout
         self.groups[name].members.append(conv_name)
+        self.groups[name].adds.append(block_name)
         self.member_group[conv_name] = name
         return layout
 
@@ -100,7 +100,7 @@ class _Tracer:
         hidden = self._conv(f"{p}.cv1", b.cv1, layout)
         self.inputs[f"{p}.cv2"] = hidden
         if b.add:
-            return self._join(layout, f"{p}.cv2", b.cv2)
+            return self._join(layout, f"{p}.cv2", b.cv2, p)
         return self._new_group(f"{p}.cv2", f"{p}.cv2", b.cv2)
 
 
@@ -116,75 +116,6 @@ def channel_groups(model):
 def needs_scores(model):
     """True when any layer is pruned (rate > 0), so filters must be ranked."""
     return any(getattr(m, "rate", 0) > 0 for m in model.model)
-
-
-# ---------------------------------------------------------------------------------------------- scores
-def average_rank(features):
-    """HRank's criterion for one batch: per-channel matrix rank of (N, C, H, W) maps, summed over N.
-
-    One batched `torch.linalg.matrix_rank` call over all N*C maps, not a Python loop per map.
-    """
-    return torch.linalg.matrix_rank(features.float()).sum(0).double()
-
-
-def check_criterion(criterion):
-    """A one-line ValueError for an unknown criterion (callers check before any costly work)."""
-    if criterion not in CRITERIA:
-        raise ValueError(f"--criterion must be one of {', '.join(CRITERIA)}, not '{criterion}'")
-
-
-def _member_scores(model, members, criterion, dataloader, batches, device, seed):
-    if criterion == "l1":
-        return {n: m.conv.weight.detach().abs().sum((1, 2, 3)).double().cpu() for n, m in members.items()}
-    if criterion == "bn":
-        return {n: m.bn.weight.detach().abs().double().cpu() for n, m in members.items()}
-    if criterion == "random":
-        gen = torch.Generator().manual_seed(seed)
-        return {n: torch.rand(m.conv.out_channels, generator=gen, dtype=torch.float64) for n, m in members.items()}
-    return _hrank_scores(model, members, dataloader, batches, device)  # criterion checked by the caller
-
-
-def _hrank_scores(model, members, dataloader, batches, device):
-    if dataloader is None:
-        raise ValueError("criterion 'hrank' needs data: pass a dataloader of training images")
-    from tqdm import tqdm
-
-    totals = {n: torch.zeros(m.conv.out_channels, dtype=torch.float64) for n, m in members.items()}
-    seen = 0
-
-    def hook(name):
-        def accumulate(module, inputs, output):
-            totals[name] += average_rank(output).cpu()
-        return accumulate
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in members.items()]
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            total = min(batches, len(dataloader)) if hasattr(dataloader, "__len__") else batches
-            for b, (images, *_) in enumerate(tqdm(dataloader, total=total, desc="hrank", leave=False)):
-                if b >= batches:
-                    break
-                model(images.to(device, non_blocking=True).float())
-                seen += images.shape[0]
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    if not seen:
-        raise ValueError("criterion 'hrank' got no images from the dataloader")
-    return {n: t / seen for n, t in totals.items()}
-
-
-def compute_scores(model, criterion="hrank", dataloader=None, batches=5, device=None, seed=0):
-    """Per-channel scores for every channel group of a pretrained (pruned or not) model: {group: tensor}."""
-    check_criterion(criterion)
-    groups = channel_groups(model)  # traced once, used for the members and the aggregation
-    members = {name: model.get_submodule(name) for g in groups for name in g.members}
-    per_member = _member_scores(model, members, criterion, dataloader, batches, device, seed)
-    return {g.name: torch.stack([per_member[n] for n in g.members]).mean(0) for g in groups}
 
 
 def select_channels(scores, k):
@@ -332,29 +263,3 @@ def _copy_conv(target, src, name, out, inp, ref):
     nbt = f"{name}.bn.num_batches_tracked"
     if nbt in src:
         target[nbt].copy_(src[nbt])
-
-
-def recalibrate_bn(model, dataloader, batches=10):
-    """Re-estimate BatchNorm running statistics on a few batches after pruning.
-
-    Removing filters changes what every later layer sees, so the source's running means/variances no longer
-    fit; a cumulative average over `batches` forward passes (no gradients, weights untouched) restores
-    much of the accuracy before any fine-tuning. Returns the model in eval mode.
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: every batch weighs the same
-    device = next(model.parameters()).device
-    model.train()
-    try:
-        with torch.no_grad():
-            for b, (images, *_) in enumerate(dataloader):
-                if b >= batches:
-                    break
-                model(images.to(device, non_blocking=True).float())
-    finally:
-        for m, momentum in zip(bns, momenta):
-            m.momentum = momentum
-    return model.eval()

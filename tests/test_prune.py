@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from models.prune import (average_rank, channel_groups, compute_scores, load_model, needs_scores,
-                          select_channels)
+from models.criteria import CRITERIA, average_rank, compute_scores
+from models.prune import channel_groups, load_model, needs_scores, select_channels
 from models.yolo import ClassificationModel, DetectionModel
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -156,7 +156,7 @@ def test_other_nc_keeps_head_initialisation(caplog):
 def test_scores_are_deterministic_and_sized():
     src = _source()
     loader = [(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(b)), None) for b in range(3)]
-    for criterion in ("hrank", "l1", "bn", "random"):
+    for criterion in CRITERIA:
         a = compute_scores(src, criterion, loader, batches=2)
         b = compute_scores(src, criterion, loader, batches=2)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -177,7 +177,7 @@ def test_hrank_returns_known_rank():
 
 
 def test_recalibrate_bn_fits_statistics_to_the_data():
-    from models.prune import recalibrate_bn
+    from models.criteria import recalibrate_bn
 
     model = _source()
     weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}

@@ -60,3 +60,17 @@ def test_cli_errors_are_one_line(tmp_path):
                           "--criterion", "l1"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("rank.py: error:") and "missing.pt" in res.stderr
+
+
+def test_taylor_and_added_streams_from_the_cli_record_their_settings(tmp_path, tiny_data, classifier_ckpt, logs):
+    out = rank.run(weights=classifier_ckpt, data=tiny_data, criterion="taylor", batches=1, batch_size=4, imgsz=32,
+                   workers=0, residual="added", output=tmp_path / "t.pt")
+    scores, meta = load_scores(out)
+    assert meta["criterion"] == "taylor" and meta["residual"] == "added" and meta["batches"] == 1
+    model = ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.5)
+    assert {g.name for g in channel_groups(model)} == set(scores) and all((s >= 0).all() for s in scores.values())
+    load_model(model, classifier_ckpt, scores)
+    text = "\n".join(r.getMessage() for r in logs.records)
+    assert "lowest" in text and "tied = share of channels" in text  # the table says what its columns are
+    l1 = load_scores(rank.run(weights=classifier_ckpt, criterion="l1", output=tmp_path / "l1.pt"))[1]
+    assert l1["imgsz"] is None and l1["residual"] is None  # data-free: no data settings recorded
