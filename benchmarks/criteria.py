@@ -32,6 +32,7 @@ from models.prune import channel_groups, load_model  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import check_cls_dataset, eval_split  # noqa: E402
+from utils.ranks import load_scores  # noqa: E402
 
 
 def variants(names):
@@ -55,7 +56,7 @@ def hrank_ties(model, loader, batches):
 
 
 def final_top1(results_csv):
-    return float(pd.read_csv(results_csv, skipinitialspace=True).iloc[-1]["top1_acc"])
+    return float(pd.read_csv(results_csv, skipinitialspace=True).iloc[-1]["metrics/accuracy_top1"])
 
 
 def main():
@@ -100,7 +101,7 @@ def main():
                                  batch_size=32, imgsz=opt.imgsz, device="cpu", workers=0, seed=seed,
                                  residual=residual, output=project / f"{name}-ranks.pt")
             pruned = load_model(ClassificationModel(opt.cfg, nc=base_model.nc, rate=opt.rate), base_model,
-                                rank_cli.load_scores(ranks)[0])
+                                load_scores(ranks)[0])
             recalibrated = recalibrate_bn(deepcopy(pruned), train_images, batches=10)
             before = val_cli.run(model=recalibrated, dataloader=val_loader)[0]
             run = train_cli.run(cfg=opt.cfg, rate=opt.rate, weights=str(baseline), ranks=str(ranks),
