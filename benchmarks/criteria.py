@@ -26,7 +26,7 @@ from classify import rank as rank_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
 from classify import val as val_cli  # noqa: E402
 from classify.rank import tied_fraction  # noqa: E402
-from models.criteria import CRITERIA, get_criterion, recalibrate_bn, scoring_points  # noqa: E402
+from models.criteria import CRITERIA, HRank, get_criterion, recalibrate_bn, register, scoring_points  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from models.prune import channel_groups, load_model  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
@@ -35,11 +35,23 @@ from utils.datasets import check_cls_dataset, eval_split  # noqa: E402
 from utils.ranks import load_scores  # noqa: E402
 
 
-def variants(names):
+@register
+class HRankWithoutTieBreak(HRank):
+    """HRank's average rank alone (the scores before this project's tie-breaker): ties fall to the lower index.
+    Registered here only, to measure what the tie-breaker is worth."""
+
+    name, help = "hrank-raw", "average matrix rank only (benchmark)"
+
+    def reduce(self, scores):
+        return torch.stack(scores)[..., 0].mean(0)
+
+
+def variants(names, residual="both"):
     """(label, criterion, residual): every criterion; data criteria also with streams scored after the add."""
     for name in names:
-        yield name, name, "members"
-        if CRITERIA[name].needs_data:
+        if residual != "added" or not CRITERIA[name].needs_data:
+            yield name, name, "members"
+        if CRITERIA[name].needs_data and residual != "members":
             yield f"{name} (added)", name, "added"
 
 
@@ -72,7 +84,9 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rank-batches", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--criteria", nargs="+", default=list(CRITERIA), choices=list(CRITERIA))
+    parser.add_argument("--criteria", nargs="+", default=[c for c in CRITERIA if c != "hrank-raw"], choices=list(CRITERIA))
+    parser.add_argument("--residual", default="both", choices=("members", "added", "both"),
+                        help="how data criteria score residual streams; both: each criterion twice")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--project", default=str(ROOT / "runs/benchmarks/criteria"))
     opt = parser.parse_args()
@@ -95,7 +109,7 @@ def main():
         train_images = create_classification_dataloader(root / "train", imgsz=opt.imgsz, batch_size=32,
                                                          augment=False, workers=0, shuffle=True, seed=seed)
         ties.append((seed, *hrank_ties(base_model, train_images, opt.rank_batches)))
-        for label, criterion, residual in variants(opt.criteria):
+        for label, criterion, residual in variants(opt.criteria, opt.residual):
             name = f"{criterion}{'-added' if residual == 'added' else ''}-s{seed}"
             ranks = rank_cli.run(weights=baseline, data=opt.data, criterion=criterion, batches=opt.rank_batches,
                                  batch_size=32, imgsz=opt.imgsz, device="cpu", workers=0, seed=seed,

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from utils.log import LOGGER
 
 CRITERIA = {}  # name → Criterion subclass
-DEFAULT_CRITERION = "hrank"
+DEFAULT_CRITERION = "bn"  # the best after fine-tuning on real data (benchmarks/criteria.py, README)
 RESIDUAL_MODES = ("members", "added")
 
 
