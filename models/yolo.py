@@ -278,8 +278,16 @@ class ClassificationModel(BaseModel):
 
 
 def _initialize_weights(model):
-    """YOLOv5's BatchNorm settings and in-place activations."""
+    """YOLOv5's BatchNorm settings and in-place activations, on every module but the Classify head's.
+
+    Upstream builds a classifier's Classify head after `initialize_weights` has run on the detector it is cut from,
+    so the head's BatchNorm keeps torch's defaults (eps 1e-5, momentum 0.1); its released classifiers were trained
+    that way, and the same eps is what reproduces their logits.
+    """
+    head = {id(m) for c in model.modules() if isinstance(c, Classify) for m in c.modules()}
     for m in model.modules():
+        if id(m) in head:
+            continue
         if isinstance(m, nn.BatchNorm2d):
             m.eps = 1e-3
             m.momentum = 0.03

@@ -216,3 +216,29 @@ def test_dead_filters_through_sppf_and_a_top_level_bottleneck():
         model = ClassificationModel(cfg, rate=rate)
         load_model(model, src, _silence_filters_pruning_drops(src, model, seed=2))
         assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
+
+
+def test_rate_zero_reproduces_an_upstream_classifier_checkpoint(tmp_path):
+    """Upstream cuts a detector and adds the Classify head after its BatchNorm settings were applied, so the head's
+    BatchNorm keeps torch's eps 1e-5: our YAML-built model must match it, or rate 0 is not the same function."""
+    from models.experimental import attempt_load
+    from utils.augmentations import classify_transforms
+
+    torch.manual_seed(0)
+    upstream = ClassificationModel(model=DetectionModel("yolov5n.yaml"), nc=10, cutoff=10)  # upstream's own recipe
+    _randomise_bn(upstream, seed=3)
+    for bn in upstream.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.running_var.mul_(0.01)  # small variances: where eps matters
+    assert upstream.model[9].conv.bn.eps == 1e-5 and upstream.model[8].cv1.bn.eps == 1e-3
+    upstream.transforms = classify_transforms(64)
+    del upstream.yaml
+    torch.save({"model": upstream.half(), "ema": None, "epoch": -1, "optimizer": None}, tmp_path / "up.pt")
+
+    ours = ClassificationModel("yolov5n-cls.yaml", nc=10)
+    for (name, a), b in zip(ours.named_modules(), upstream.modules()):  # every module configured as upstream's
+        if isinstance(a, torch.nn.BatchNorm2d):
+            assert (a.eps, a.momentum) == (b.eps, b.momentum), name
+    load_model(ours, tmp_path / "up.pt")
+    reference = attempt_load(tmp_path / "up.pt")
+    assert (ours.eval()(X) - reference(X)).abs().max() <= 1e-5
