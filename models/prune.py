@@ -4,7 +4,8 @@ A *channel group* is a set of conv outputs that must keep the same channel indic
 - a `Conv` layer's output;
 - inside a `C3` with shortcut, the residual stream: `cv1` and every added `m[i].cv2` (their outputs are
   summed); each `m[i].cv1`, `cv2` and `cv3` output is a group of its own;
-- `SPPF`'s `cv1` and `cv2`; `Classify`'s 1280-wide conv (its linear's `nc` outputs are never pruned).
+- `SPPF`'s and `SPP`'s `cv1` and `cv2`; `Focus`'s conv; `Classify`'s 1280-wide conv (its linear's `nc`
+  outputs are never pruned).
 Consumers select input channels to match their producers: `cv3` reads cat(stream, cv2), the next layer
 reads the previous layer's output group, `Classify.linear` reads its conv's group.
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from models.common import C3, SPPF, Bottleneck, Classify, Concat, Conv
+from models.common import C3, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Focus
 from utils.log import LOGGER
 
 CRITERIA = ("hrank", "l1", "bn", "random")
@@ -85,9 +86,11 @@ class _Tracer:
             return self._conv(f"{p}.cv3", m.cv3, stream + side)
         if isinstance(m, Bottleneck):
             return self._bottleneck(p, m, layout)
-        if isinstance(m, SPPF):
+        if isinstance(m, Focus):  # its conv reads 4 space-to-depth copies of the input
+            return self._conv(f"{p}.conv", m.conv, layout * 4, group_name=p)
+        if isinstance(m, (SPP, SPPF)):  # cv2 reads cat(hidden, one max-pool of it per kernel)
             hidden = self._conv(f"{p}.cv1", m.cv1, layout)
-            return self._conv(f"{p}.cv2", m.cv2, hidden * 4)
+            return self._conv(f"{p}.cv2", m.cv2, hidden * (len(m.m) + 1 if isinstance(m, SPP) else 4))
         if isinstance(m, Classify):
             hidden = self._conv(f"{p}.conv", m.conv, layout)
             self.inputs[f"{p}.linear"] = hidden

@@ -14,15 +14,15 @@ import torch
 import torch.nn as nn
 import yaml
 
-from models.common import C3, SPPF, Bottleneck, Classify, Concat, Conv
+from models.common import C3, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Focus
 from models.rates import kept_width, parse_rates
 from utils.log import LOGGER
 
 MODELS_DIR = Path(__file__).resolve().parent
 
 # YAML module names → classes. A lookup table instead of eval(): a YAML can only name these.
-MODULES = {"Conv": Conv, "Bottleneck": Bottleneck, "C3": C3, "SPPF": SPPF, "Concat": Concat,
-           "Classify": Classify, "nn.Upsample": nn.Upsample, "Upsample": nn.Upsample}
+MODULES = {"Conv": Conv, "Focus": Focus, "Bottleneck": Bottleneck, "C3": C3, "SPP": SPP, "SPPF": SPPF,
+           "Concat": Concat, "Classify": Classify, "nn.Upsample": nn.Upsample, "Upsample": nn.Upsample}
 _CONSTANTS = {"None": None, "True": True, "False": False}
 
 
@@ -125,7 +125,7 @@ def parse_model(d, ch, rates=None):
         r, width = rates[i], None
         n = max(round(n * gd), 1) if n > 1 else n
         kwargs = {}
-        if m in {Conv, Bottleneck, C3, SPPF}:
+        if m in {Conv, Focus, Bottleneck, C3, SPP, SPPF}:
             c1, full = ch[f], make_divisible(args[0] * gw, 8)
             c2 = kept_width(full, r)
             if m is C3:
@@ -133,7 +133,7 @@ def parse_model(d, ch, rates=None):
                 kwargs["c_"] = kept_width(int(full * e), r)
                 args = [c1, c2, n, *args[1:]]
                 n = 1
-            elif m is SPPF:
+            elif m in {SPP, SPPF}:
                 kwargs["c_"] = kept_width(ch_full[f] // 2, r)  # halves the unpruned input, then prunes by r
                 args = [c1, c2, *args[1:]]
             elif m is Bottleneck:

@@ -242,3 +242,42 @@ def test_rate_zero_reproduces_an_upstream_classifier_checkpoint(tmp_path):
     load_model(ours, tmp_path / "up.pt")
     reference = attempt_load(tmp_path / "up.pt")
     assert (ours.eval()(X) - reference(X)).abs().max() <= 1e-5
+
+
+def _v5_0_yaml():
+    """A YOLOv5 v5.0 detector YAML (Focus stem, SPP before the last C3), in yolov5n's widths."""
+    from models.yolo import load_yaml
+
+    d = load_yaml("yolov5n.yaml")
+    d["backbone"][0] = [-1, 1, "Focus", [64, 3]]
+    d["backbone"][8] = [-1, 1, "SPP", [1024, [5, 9, 13]]]
+    d["backbone"][9] = [-1, 3, "C3", [1024, False]]
+    return d
+
+
+def test_yolov5_v5_0_detector_checkpoint_gives_identical_backbone_features(tmp_path):
+    from models.experimental import attempt_load, cfg_of
+    from models.yolo import classifier_yaml
+
+    torch.manual_seed(0)
+    det = _randomise_bn(DetectionModel(_v5_0_yaml())).eval()
+    torch.save({"model": det.half(), "epoch": -1}, tmp_path / "yolov5n-v5.pt")  # whole pickled modules, as v5.0
+    source = attempt_load(tmp_path / "yolov5n-v5.pt")  # Focus and SPP are allowlisted
+    model = load_model(ClassificationModel(classifier_yaml(cfg_of(source)), nc=3), source).eval()
+    assert [type(m).__name__ for m in model.model][::8] == ["Focus", "SPP"]
+    a = b = X
+    for i in range(9):
+        a, b = model.model[i](a), source.model[i](b)
+    assert torch.equal(a, b)
+
+
+def test_dead_filters_through_focus_and_spp():
+    from models.yolo import classifier_yaml
+
+    cfg = classifier_yaml(_v5_0_yaml())
+    torch.manual_seed(0)
+    src = _randomise_bn(ClassificationModel(cfg)).eval()
+    model = ClassificationModel(cfg, rate=[0.5] + [0.0] * 7 + [0.5, 0.25])
+    assert model.model[0].conv.conv.out_channels == 8 and model.model[8].cv1.conv.out_channels == 64
+    load_model(model, src, _silence_filters_pruning_drops(src, model, seed=2))
+    assert (model.eval()(X) - src(X)).abs().max() <= 1e-5

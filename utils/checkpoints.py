@@ -54,7 +54,8 @@ def allowed_globals():
     from models import common, yolo
     from utils import augmentations
 
-    project = [common.Conv, common.Bottleneck, common.C3, common.SPPF, common.Concat, common.Classify,
+    project = [common.Conv, common.Focus, common.Bottleneck, common.C3, common.SPP, common.SPPF, common.Concat,
+               common.Classify,
                yolo.ClassificationModel, yolo.DetectionModel, yolo.Detect, (yolo.DetectionModel, "models.yolo.Model"),
                augmentations.CenterCrop, augmentations.ToTensor]
     transforms = [T.Compose, T.Normalize, T.Resize, T.CenterCrop, T.ToTensor, InterpolationMode]
