@@ -43,6 +43,7 @@ class _Tracer:
         self.groups = {}  # name → ChannelGroup
         self.member_group = {}  # conv name → group name
         self.inputs = {}  # consumer (Conv or Linear) name → layout
+        self.tied = {}  # conv name → layout its output is added to (a residual over a concat): it keeps those indices
 
     def _new_group(self, name, conv_name, conv):
         self.groups[name] = ChannelGroup(name, [conv_name], conv.conv.out_channels)
@@ -50,7 +51,11 @@ class _Tracer:
         return [(name, conv.conv.out_channels)]
 
     def _join(self, layout, conv_name, conv):
-        """Tie conv's output to the single group of `layout` (a residual add)."""
+        """Tie conv's output to `layout` (a residual add): it joins the layout's group, or, when the layout is a
+        concat of several groups, keeps the concat's channel indices."""
+        if len(layout) != 1 or layout[0][0] is None:
+            self.tied[conv_name] = layout
+            return layout
         (name, _), = layout
         self.groups[name].members.append(conv_name)
         self.member_group[conv_name] = name
@@ -249,7 +254,8 @@ def load_model(model, source, scores=None):
     """Map `source` weights (YOLOv5 classifier or detector backbone) into the possibly pruned `model`.
 
     The source may itself be pruned (a checkpoint of this project with the same YAML): then it is pruned
-    further from its own widths, and `scores` must come from ranking that pruned source.
+    further from its own widths, and `scores` must come from ranking that pruned source. It may also be fused
+    (BatchNorm folded into the convs): each fold maps to an identity BatchNorm carrying the folded bias.
 
     For each channel group the top-k channels by `scores` are kept (k = the model's width); conv kernels
     are copied as W[out][:, in], BatchNorm weight/bias/mean/var follow the kept outputs, and the Classify
@@ -257,6 +263,7 @@ def load_model(model, source, scores=None):
     differs only because `nc` differs, keep their initialisation and are logged. Returns the model.
     """
     src, source_yaml = _source_weights(source)
+    src = _unfold_batchnorm(src, model)
     ref = _reference_shapes(model, source_yaml)
     tracer = _trace(model)
     target = model.state_dict()
@@ -300,6 +307,9 @@ def load_model(model, source, scores=None):
             out = kept[g.name]
             for name in g.members:
                 _copy_conv(target, src, name, out, _layout_index(tracer.inputs[name], kept, source_width), ref)
+        for name, layout in tracer.tied.items():
+            inp = _layout_index(tracer.inputs[name], kept, source_width)
+            _copy_conv(target, src, name, _layout_index(layout, kept, source_width), inp, ref)
         for name, layout in tracer.inputs.items():
             if name.endswith(".linear") and f"{name}.weight" not in kept_init:
                 cols = _layout_index(layout, kept, source_width)
@@ -318,6 +328,19 @@ def load_model(model, source, scores=None):
     return model
 
 
+def _unfold_batchnorm(src, model):
+    """A fused source (BatchNorm folded into each conv's weight and bias, as `fuse()` leaves it) as unfused tensors:
+    the folded conv weight, and an identity BatchNorm (mean 0, var 1 - eps, gamma 1) whose beta is the folded bias."""
+    for name, m in model.named_modules():
+        bias = f"{name}.conv.bias"
+        if isinstance(m, Conv) and bias in src and f"{name}.bn.weight" not in src:
+            b = src.pop(bias)
+            n = len(b)
+            src.update({f"{name}.bn.weight": torch.ones(n), f"{name}.bn.bias": b,
+                        f"{name}.bn.running_mean": torch.zeros(n), f"{name}.bn.running_var": torch.full((n,), 1.0 - m.bn.eps)})
+    return src
+
+
 def _conv_module_of(key):
     """'model.9.conv.bn.weight' → 'model.9.conv' (the Conv block a tensor belongs to); linears stay themselves."""
     parent = key.rsplit(".", 1)[0]
@@ -329,6 +352,8 @@ def _copy_conv(target, src, name, out, inp, ref):
     w = f"{name}.conv.weight"
     if w not in src or src[w].shape != ref[w]:
         return  # missing from the source: keeps its initialisation (logged by the caller)
+    if target[w].shape[1] != len(inp):  # grouped conv: parse_model keeps it unpruned, so its inputs map one to one
+        inp = slice(None)
     target[w].copy_(src[w][out][:, inp])
     for t in ("weight", "bias", "running_mean", "running_var"):
         target[f"{name}.bn.{t}"].copy_(src[f"{name}.bn.{t}"][out])

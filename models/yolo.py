@@ -157,6 +157,7 @@ def parse_model(d, ch, rates=None):
             c2 = full = None
         else:  # parameter-free layers keep their input width
             c2, full = ch[f], ch_full[f]
+        _check_grouped(i, name, m, args, r, f, ch, ch_full)
         if r and m in {Concat, Detect, nn.Upsample}:
             raise ValueError(f"rate for layer {i} ({name}) must be 0: it has no filters to prune")
         m_ = nn.Sequential(*(m(*args, **kwargs) for _ in range(n))) if n > 1 else m(*args, **kwargs)
@@ -171,6 +172,20 @@ def parse_model(d, ch, rates=None):
         ch.append(c2)
         ch_full.append(full)
     return nn.Sequential(*layers), sorted(set(save))
+
+
+def _check_grouped(i, name, m, args, r, f, ch, ch_full):
+    """Refuse pruning at a grouped/depthwise convolution (its channel groups would have to shrink together);
+    unpruned, such a layer maps one to one. `args` are the built module's arguments (input width first)."""
+    at = {C3: 4, Bottleneck: 3, Conv: 5, Focus: 5, Classify: 5}.get(m)  # where g sits in the built arguments
+    g = args[at] if at is not None and len(args) > at else 1
+    if not isinstance(g, int) or g == 1:
+        return
+    fed = [f] if isinstance(f, int) else f
+    pruned_input = m is not C3 and any(ch[x] != ch_full[x] for x in fed)  # C3's grouped convs read its own hidden
+    if r or pruned_input:
+        raise ValueError(f"layer {i} ({name}) has a grouped convolution (g={g}), which cannot be pruned: give it "
+                         f"rate 0{'' if m is C3 else ' and leave the layers feeding it unpruned'}")
 
 
 def resolve_rates(d, rate=None):

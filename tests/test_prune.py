@@ -281,3 +281,52 @@ def test_dead_filters_through_focus_and_spp():
     assert model.model[0].conv.conv.out_channels == 8 and model.model[8].cv1.conv.out_channels == 64
     load_model(model, src, _silence_filters_pruning_drops(src, model, seed=2))
     assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
+
+
+def _chain(*rows):
+    return {"nc": 5, "depth_multiple": 1.0, "width_multiple": 1.0, "backbone": [list(r) for r in rows],
+            "head": [[-1, 1, "Classify", ["nc"]]]}
+
+
+def test_grouped_convs_map_unpruned_and_refuse_pruning_in_one_line():
+    cfg = _chain([-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [32, 3, 1, None, 32]], [-1, 1, "Conv", [64, 3, 2]])
+    torch.manual_seed(0)
+    src = _randomise_bn(ClassificationModel(cfg)).eval()
+    assert src.model[1].conv.groups == 32  # depthwise
+    assert (load_model(ClassificationModel(cfg), src).eval()(X) - src(X)).abs().max() <= 1e-5
+    model = ClassificationModel(cfg, rate=[0.0, 0.0, 0.5, 0.5])  # layers after it may be pruned
+    load_model(model, src, _silence_filters_pruning_drops(src, model, seed=0))
+    assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
+    for rate in ([0.0, 0.5, 0.0, 0.0], [0.5, 0.0, 0.0, 0.0]):  # itself, or what feeds it
+        with pytest.raises(ValueError, match=r"^layer 1 \(Conv\) has a grouped convolution \(g=32\)[^\n]*$"):
+            ClassificationModel(cfg, rate=rate)
+
+
+def test_dead_filters_through_a_residual_bottleneck_over_a_concat():
+    """Bottleneck(cat(layer 1, layer 0)) with its shortcut: its cv2 output keeps the concat's channel indices."""
+    cfg = _chain([-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [16, 3, 1]], [[-1, 0], 1, "Concat", [1]],
+                 [-1, 1, "Bottleneck", [32]], [-1, 1, "Conv", [64, 3, 2]])
+    torch.manual_seed(0)
+    src = _randomise_bn(ClassificationModel(cfg)).eval()
+    model = ClassificationModel(cfg, rate=[0.5, 0.5, 0.0, 0.5, 0.5, 0.0])
+    scores = _silence_filters_pruning_drops(src, model, seed=3)
+    dropped = torch.cat([scores["model.1"] == 0, scores["model.0"] == 0])  # concat order: layer 1, then layer 0
+    src.model[3].cv2.bn.weight.data[dropped] = 0  # the residual branch adds nothing where the concat is dropped
+    src.model[3].cv2.bn.bias.data[dropped] = 0
+    load_model(model, src, scores)
+    assert model.model[3].cv2.conv.out_channels == 16
+    assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
+
+
+def test_fused_source_maps_like_the_unfused_one():
+    from copy import deepcopy
+
+    src = _source()
+    fused = deepcopy(src).fuse()
+    assert not hasattr(fused.model[0], "bn")
+    model = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10), fused)
+    assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
+    scores = compute_scores(src, "l1")
+    a = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.5), src, scores).eval()
+    b = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.5), fused, scores).eval()
+    assert (a(X) - b(X)).abs().max() <= 1e-5
