@@ -28,7 +28,7 @@ from models.experimental import attempt_load, cfg_of  # noqa: E402
 from models.prune import load_model, needs_scores, recalibrate_bn  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import print_args, run_cli  # noqa: E402
+from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -83,6 +83,11 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate="0.5", criterion="hrank", ra
         epochs=8, finetune_epochs=8, batch_size=64, imgsz=64, device="", workers=2, cache="ram",
         project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0):
     """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'summary'}."""
+    for flag, value, minimum in (("--epochs", epochs, 1), ("--finetune-epochs", finetune_epochs, 1),
+                                 ("--rank-batches", rank_batches, 1), ("--batch-size", batch_size, 1),
+                                 ("--workers", workers, 0)):
+        check_at_least(flag, value, minimum)
+    imgsz = check_img_size(imgsz)
     source = attempt_load(weights) if weights else None
     if source is not None and not isinstance(source, ClassificationModel):
         raise ValueError(f"classify/prune.py needs a trained classifier as --weights; to start from the backbone of "

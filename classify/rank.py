@@ -23,7 +23,7 @@ from models.experimental import model_from_checkpoint  # noqa: E402
 from models.prune import CRITERIA, check_criterion, compute_scores, load_model  # noqa: E402
 from models.yolo import ClassificationModel, DetectionModel, classifier_yaml  # noqa: E402
 from utils.checkpoints import load_checkpoint  # noqa: E402
-from utils.cli import print_args, run_cli  # noqa: E402
+from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -74,6 +74,9 @@ def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion="hrank", 
         imgsz=224, device="", workers=8, output="", seed=0):
     """Compute and save per-channel scores; returns the scores file path."""
     torch.manual_seed(seed)
+    check_at_least("--batch-size", batch_size, 1)
+    check_at_least("--workers", workers, 0)
+    imgsz = check_img_size(imgsz)
     device = select_device(device, batch_size=batch_size)
     scores, meta = score_filters(weights, cfg, data, criterion, batches, batch_size, imgsz, device, workers, seed)
     LOGGER.info(f"\n{'group':<22}{'channels':>9}{'min':>10}{'mean':>10}{'max':>10}")

@@ -51,7 +51,8 @@ from models.prune import CRITERIA, check_criterion, load_model, needs_scores  # 
 from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
 from utils.checkpoints import (checkpoint_dict, float_state_dict, is_project_checkpoint, load_checkpoint,  # noqa: E402
                                save_checkpoint, to_cpu)
-from utils.cli import USER_ERRORS, UserError, print_args, run_cli  # noqa: E402
+from utils.cli import (USER_ERRORS, UserError, check_at_least, check_img_size, print_args,  # noqa: E402
+                       run_cli)
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -115,9 +116,11 @@ DEFAULT_CFG = "yolov5s-cls.yaml"
 
 def check_options(opt):
     """Fail fast, before any folder or file is made, on options that cannot work."""
-    if opt.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, not {opt.epochs}")
-    if opt.batch_size < WORLD_SIZE or opt.batch_size % WORLD_SIZE:
+    check_at_least("--epochs", opt.epochs, 1)
+    check_at_least("--batch-size", opt.batch_size, 1)
+    check_at_least("--workers", opt.workers, 0)
+    opt.imgsz = check_img_size(opt.imgsz)
+    if opt.batch_size % WORLD_SIZE:
         raise ValueError(f"--batch-size {opt.batch_size} is the total over {WORLD_SIZE} processes and must be a "
                          f"multiple of it")
     check_criterion(opt.criterion)

@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from models.experimental import attempt_load  # noqa: E402
-from utils.cli import print_args, run_cli  # noqa: E402
+from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -106,6 +106,9 @@ def run(
         half &= next(model.parameters()).device.type == "cuda"
         model.half() if half else model.float()
     else:
+        check_at_least("--batch-size", batch_size, 1)
+        check_at_least("--workers", workers, 0)
+        imgsz = check_img_size(imgsz)
         device = select_device(device, batch_size=batch_size)
         if half and device.type != "cuda":
             LOGGER.warning(f"WARNING ⚠️ --half needs CUDA; validating in FP32 on {device.type.upper()}")

@@ -143,7 +143,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(two_epochs, data,
 def test_sigkill_then_resume_writes_each_epoch_once(data, tmp_path):
     epochs = 5
     project = tmp_path / "runs"
-    args = [sys.executable, TRAIN, *cli_args(dict(COMMON, data=data, epochs=epochs, project=project, imgsz=48))]
+    args = [sys.executable, TRAIN, *cli_args(dict(COMMON, data=data, epochs=epochs, project=project, imgsz=64))]
     env = subprocess_env(tmp_path)
     last = project / "exp" / "weights" / "last.pt"
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -223,6 +223,8 @@ def wrong_size_weights(tmp_path_factory):
     (["--rate", "1.5"], ["bad rate", "outside [0, 1)"]),
     (["--weights", "missing-weights.pt"], ["missing-weights.pt", "not found"]),
     (["--weights", "WRONG"], ["do not match", "another model size"]),
+    (["--imgsz", "0"], ["--imgsz must be ≥ 32"]),
+    (["--batch-size", "0"], ["--batch-size must be ≥ 1, not 0"]),
 ])
 def test_cli_errors_are_one_line(data, tmp_path, wrong_size_weights, extra, words):
     extra = [str(wrong_size_weights) if a == "WRONG" else a for a in extra]

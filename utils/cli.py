@@ -1,6 +1,7 @@
 """What every command-line entry point shares: one-line user errors and YOLOv5's argument echo."""
 
 import inspect
+import math
 import os
 import sys
 from pathlib import Path
@@ -32,6 +33,26 @@ def run_cli(main, opt, prog=None):
         message = " ".join(str(e).split()) or type(e).__name__  # one line, whatever the exception held
         print(f"{prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def check_at_least(flag, value, minimum):
+    """A one-line UserError unless value ≥ minimum (counts such as --batch-size, --workers, --epochs)."""
+    if not isinstance(value, int) or value < minimum:
+        raise UserError(f"{flag} must be ≥ {minimum}, not {value}")
+    return value
+
+
+def check_img_size(imgsz, stride=32, flag="--imgsz"):
+    """YOLOv5's image-size rule: at least `stride` and a multiple of it. A size ≤ 0 is an error; other sizes are
+    rounded up with a warning, as YOLOv5's check_img_size does. Takes and returns an int or a list of ints."""
+    sizes = [imgsz] if isinstance(imgsz, int) else list(imgsz)
+    if not sizes or any(not isinstance(x, int) or x < 1 for x in sizes):
+        raise UserError(f"{flag} must be ≥ {stride} pixels and a multiple of {stride}, not {imgsz}")
+    new = [max(math.ceil(x / stride), 1) * stride for x in sizes]
+    if new != sizes:
+        LOGGER.warning(f"WARNING ⚠️ {flag} {imgsz} must be a multiple of {stride} (≥ {stride}), updating to "
+                       f"{new[0] if isinstance(imgsz, int) else new}")
+    return new[0] if isinstance(imgsz, int) else new
 
 
 def print_args(args=None, show_file=True, show_func=False):
