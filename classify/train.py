@@ -49,9 +49,9 @@ from classify.rank import score_filters  # noqa: E402
 from models.experimental import cfg_from_weights  # noqa: E402
 from models.prune import CRITERIA, check_criterion, load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
-from utils.checkpoints import (checkpoint_dict, float_state_dict, is_project_checkpoint, load_checkpoint,  # noqa: E402
-                               save_checkpoint, to_cpu)
-from utils.cli import (USER_ERRORS, UserError, check_at_least, check_img_size, print_args,  # noqa: E402
+from utils.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
+                               load_checkpoint, save_checkpoint, to_cpu)
+from utils.cli import (USER_ERRORS, Interrupted, UserError, check_at_least, check_img_size, print_args,  # noqa: E402
                        run_cli)
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
@@ -82,24 +82,43 @@ def plain_options(opt):
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(opt).items()}
 
 
+def is_finished(ckpt):
+    """True for a training checkpoint whose run completed (or stopped early): nothing left to resume."""
+    return bool(ckpt.get("finished")) or ckpt["epoch"] + 1 >= ckpt["opt"]["epochs"]
+
+
+def is_resumable(ckpt):
+    return is_project_checkpoint(ckpt) and isinstance(ckpt.get("opt"), dict) and ckpt.get("optimizer") is not None
+
+
 def get_latest_run(search_dir="."):
-    """The most recently written last*.pt under search_dir (for --resume without a path), or ''."""
-    runs = [p for p in Path(search_dir).rglob("last*.pt") if p.is_file()]
-    return str(max(runs, key=os.path.getmtime)) if runs else ""
+    """The most recently written last*.pt under search_dir whose run is unfinished (for a bare --resume), or ''."""
+    runs = sorted((p for p in Path(search_dir).rglob("last*.pt") if p.is_file()), key=os.path.getmtime, reverse=True)
+    for path in runs:
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError:
+            continue
+        if is_resumable(ckpt) and not is_finished(ckpt):
+            return str(path)
+    return ""
 
 
 def resume_options(opt):
     """(options of the interrupted run, its checkpoint) for --resume; only RESUME_OVERRIDES come from opt."""
     last = opt.resume if isinstance(opt.resume, (str, Path)) else get_latest_run(opt.project)
     if not last:
-        raise FileNotFoundError(f"--resume: no last.pt found under {opt.project}; pass --resume path/to/last.pt")
+        raise FileNotFoundError(f"--resume: no unfinished run (weights/last.pt) under {opt.project}; pass --resume "
+                                f"path/to/last.pt")
+    if not isinstance(opt.resume, (str, Path)):
+        LOGGER.info(f"{colorstr('resume:')} the latest unfinished run is {last}")
     last = Path(last)
     ckpt = load_checkpoint(last)
-    if not is_project_checkpoint(ckpt) or not isinstance(ckpt.get("opt"), dict) or ckpt.get("optimizer") is None:
+    if not is_resumable(ckpt):
         raise UserError(f"--resume: {last} is not a resumable training checkpoint (it holds no optimizer state or "
                         f"options); resume from a run's weights/last.pt, or start a new run with --weights {last}")
     epochs = ckpt["opt"]["epochs"]
-    if ckpt.get("finished") or ckpt["epoch"] + 1 >= epochs:
+    if is_finished(ckpt):
         raise UserError(f"--resume: {last} is from a finished run ({ckpt['epoch'] + 1}/{epochs} epochs), nothing to "
                         f"resume; start a new training from it with --weights {last.parent / 'best.pt'}")
     resumed = argparse.Namespace(**ckpt["opt"])
@@ -215,6 +234,30 @@ def summarize(model, imgsz, best_row, files):
 
 
 # --------------------------------------------------------------------------------------------- training
+def training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, rows, finished):
+    """Everything --resume needs, on the CPU and weights-only loadable. epoch -1: saved before the first epoch."""
+    ema.update_attr(model, include=("names", "nc", "yaml"))
+    return to_cpu(checkpoint_dict(de_parallel(model), names=de_parallel(model).names, ema=float_state_dict(ema.ema),
+                                  updates=ema.updates, optimizer=optimizer.state_dict(),
+                                  scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), epoch=epoch,
+                                  best_fitness=best_fitness, opt=plain_options(opt), results=rows, rng=rng_state(),
+                                  finished=finished))
+
+
+def interruption(opt):
+    """The one line a Ctrl-C in training ends with: where it stopped and how to go on."""
+    last = Path(opt.save_dir) / "weights" / "last.pt"
+    try:
+        ckpt = load_checkpoint(last)
+    except CheckpointError:
+        return Interrupted(f"interrupted before the first checkpoint of {opt.save_dir}: nothing to resume")
+    if ckpt.get("finished"):
+        return Interrupted(f"interrupted after training finished; {last} is complete")
+    done = ckpt["epoch"] + 1
+    return Interrupted(f"interrupted at epoch {done + 1}/{opt.epochs} ({done} finished, saved in {last}); resume "
+                       f"with: python classify/train.py --resume {last}")
+
+
 def training_memory_format(device):
     """channels_last (NHWC) where convolutions run faster in it: CUDA (tensor cores under AMP) and CPU (oneDNN,
     about 15% faster training here); MPS keeps NCHW."""
@@ -319,6 +362,9 @@ def train(opt, device, resume_ckpt=None):
         LOGGER.info(f"{colorstr('resume:')} {opt.resume} from epoch {start_epoch + 1}/{epochs}")
     else:  # training draws the same random numbers however the model was built (ranked here, --ranks, scratch)
         init_seeds(opt.seed + 1 + RANK)
+        if main_process and not opt.nosave:  # a Ctrl-C or kill in the first epoch still leaves a run to resume
+            save_checkpoint(training_checkpoint(model, ema, optimizer, scheduler, scaler, -1, best_fitness, opt, rows,
+                                                False), last)
 
     if RANK != -1:
         model = DDP(model, device_ids=[LOCAL_RANK] if cuda else None, output_device=LOCAL_RANK if cuda else None)
@@ -364,13 +410,8 @@ def train(opt, device, resume_ckpt=None):
             stop = stopper(epoch, fitness)
             final = stop or epoch + 1 == epochs
             if not opt.nosave or final:
-                ema.update_attr(model, include=("names", "nc", "yaml"))
-                ckpt = to_cpu(checkpoint_dict(de_parallel(model), names=names,
-                                              ema=float_state_dict(ema.ema), updates=ema.updates,
-                                              optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                                              scaler=scaler.state_dict(), epoch=epoch, best_fitness=best_fitness,
-                                              opt=plain_options(opt), results=rows, rng=rng_state(),
-                                              finished=final))
+                ckpt = training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, rows,
+                                           final)
                 save_checkpoint(ckpt, last)
                 if improved:  # best.pt is for use, not for resuming: the EMA weights only, no training state
                     save_checkpoint(dict(ckpt, model=ckpt["ema"], ema=None, optimizer=None, scheduler=None,
@@ -461,7 +502,10 @@ def main(opt):
             # rank 0 names the run folder; every rank must use the same one
             opt.save_dir = str(broadcast_object(
                 increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok) if is_main_process() else None))
-        return train(opt, device, resume_ckpt)
+        try:
+            return train(opt, device, resume_ckpt)
+        except KeyboardInterrupt:  # Ctrl-C: one line saying where training stopped, not a traceback
+            raise interruption(opt) from None
     finally:
         cleanup()
 

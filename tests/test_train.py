@@ -118,7 +118,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(two_epochs, data,
 
     def save_then_die(ckpt, path):
         real_save(ckpt, path)
-        if Path(path).name == "last.pt":
+        if Path(path).name == "last.pt" and ckpt["epoch"] == 0:  # (the first last.pt is the epoch -1 one)
             raise Killed
 
     monkeypatch.setattr(train, "save_checkpoint", save_then_die)
@@ -292,14 +292,60 @@ def test_early_stopping():
     assert not any(EarlyStopping(patience=0)(e, 0.0) for e in range(50))
 
 
-def test_get_latest_run(tmp_path):
+def test_get_latest_run_is_the_latest_unfinished_one(tmp_path):
     assert train.get_latest_run(tmp_path) == ""
-    for i, name in enumerate(("exp", "exp2")):
+    model = ClassificationModel("yolov5n-cls.yaml", nc=2)
+    runs = {"old": (0, 3, False), "unfinished": (1, 3, False), "finished": (2, 3, True), "broken": None}
+    for i, (name, state) in enumerate(runs.items()):  # written in this order: 'broken' is the newest
         f = tmp_path / name / "weights" / "last.pt"
-        f.parent.mkdir(parents=True)
-        f.write_bytes(b"x")
+        if state is None:
+            f.parent.mkdir(parents=True)
+            f.write_bytes(b"x")
+        else:
+            epoch, epochs, finished = state
+            save_checkpoint(checkpoint_dict(model, optimizer={}, epoch=epoch, opt={"epochs": epochs},
+                                            finished=finished), f)
         os.utime(f, (1000 + i, 1000 + i))
-    assert train.get_latest_run(tmp_path) == str(tmp_path / "exp2" / "weights" / "last.pt")
+    assert train.get_latest_run(tmp_path) == str(tmp_path / "unfinished" / "weights" / "last.pt")
+
+
+def test_ctrl_c_is_one_line_and_resume_finishes_every_epoch_once(data, tmp_path, two_epochs):
+    """SIGINT in epoch 1 (the case that used to leave a run with only opt.yaml): one line, exit 130, last.pt intact;
+    a bare --resume then picks this run, not a newer finished one, and runs each epoch once."""
+    epochs = 3
+    project = tmp_path / "runs"
+    args = [sys.executable, TRAIN, *cli_args(dict(COMMON, data=data, epochs=epochs, project=project))]
+    env = subprocess_env(tmp_path)
+    last = project / "exp" / "weights" / "last.pt"
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not last.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        assert last.exists(), proc.stderr.read() if proc.poll() is not None else "no last.pt in time"
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert sum("interrupted" in ln for ln in lines) == 1 and "interrupted at epoch" in lines[-1], err[-3000:]
+    assert f"--resume {last}" in lines[-1]
+    saved = torch.load(last, weights_only=True)
+    assert not saved["finished"] and saved["epoch"] < epochs - 1
+
+    finished = project / "newer-finished" / "weights" / "last.pt"
+    finished.parent.mkdir(parents=True)
+    finished.write_bytes(Path(two_epochs["last"]).read_bytes())  # newer than the interrupted run, but finished
+    out = subprocess.run([sys.executable, TRAIN, "--resume", "--project", str(project)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"latest unfinished run is {last}" in out.stderr
+    assert read_results(project / "exp")["epoch"].tolist() == list(range(epochs))
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["finished"] and [r[0] for r in ckpt["results"]] == list(range(epochs))
 
 
 def test_plot_results_reads_ours_and_yolov5_padded_csv(tmp_path):

@@ -15,24 +15,38 @@ class UserError(Exception):
     """A problem the user can fix from the command line (bad flag, missing file, no network, ...)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C, with the one line to show for it (where the command stopped, how to go on)."""
+
+
 # Errors that mean "the input was wrong", reported as one line. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, CheckpointError, ConnectionError, PermissionError)
 
 
 def run_cli(main, opt, prog=None):
-    """Call main(opt); a user error becomes `<prog>: error: <message>` on stderr and exit status 2.
+    """Call main(opt); a user error becomes `<prog>: error: <message>` on stderr and exit status 2, a Ctrl-C
+    `<prog>: <what was interrupted>` and exit status 130 (128 + SIGINT, as shells report it).
 
-    Set YOLOV5_DEBUG=1 to get the traceback of user errors as well.
+    Set YOLOV5_DEBUG=1 to get the traceback of user errors and interruptions as well.
     """
+    prog = prog or Path(sys.argv[0]).name
     try:
         return main(opt)
     except USER_ERRORS as e:
         if os.getenv("YOLOV5_DEBUG"):
             raise
-        prog = prog or Path(sys.argv[0]).name
-        message = " ".join(str(e).split()) or type(e).__name__  # one line, whatever the exception held
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as e:
+        if os.getenv("YOLOV5_DEBUG"):
+            raise
+        print(f"{prog}: {one_line(e) if str(e) else 'interrupted'}", file=sys.stderr)
+        sys.exit(130)
+
+
+def one_line(e):
+    """An exception's message on one line (or its type name when it has none)."""
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def check_at_least(flag, value, minimum):
