@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
 import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
 
 from models.experimental import model_from_checkpoint  # noqa: E402
 from models.prune import CRITERIA, check_criterion, compute_scores, load_model  # noqa: E402
@@ -35,8 +36,12 @@ from utils.ranks import save_scores  # noqa: E402
 
 def ranking_model(weights, cfg=None):
     """The classifier whose filters are ranked: a classifier source itself (pruned or not), or, for a detector
-    source, cfg (a classifier YAML, default YOLOv5's cut at layer 10) filled with the detector's backbone."""
-    source = model_from_checkpoint(load_checkpoint(attempt_download(weights)))
+    source, cfg (a classifier YAML, default YOLOv5's cut at layer 10) filled with the detector's backbone.
+    `weights` is a checkpoint path, or a model already read from one (so a command reads its --weights once)."""
+    if isinstance(weights, nn.Module):
+        source = weights
+    else:
+        source = model_from_checkpoint(load_checkpoint(attempt_download(weights)))
     if not isinstance(source, DetectionModel):
         return source.float()
     LOGGER.warning("rank: the source is a detector; the Classify head has no trained weights, so its ranks "

@@ -46,7 +46,7 @@ from tqdm import tqdm  # noqa: E402
 
 from classify import val as validate  # noqa: E402
 from classify.rank import score_filters  # noqa: E402
-from models.experimental import cfg_from_weights  # noqa: E402
+from models.experimental import attempt_load, cfg_of  # noqa: E402
 from models.prune import CRITERIA, check_criterion, load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
 from utils.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
@@ -58,7 +58,6 @@ from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: 
 from utils.device import select_device  # noqa: E402
 from utils.distributed import (LOCAL_RANK, RANK, WORLD_SIZE, broadcast_object, cleanup, de_parallel,  # noqa: E402
                                init_distributed, is_main_process, torch_distributed_zero_first)
-from utils.downloads import attempt_download  # noqa: E402
 from utils.ema import ModelEMA  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
 from utils.metrics import EarlyStopping  # noqa: E402
@@ -134,7 +133,8 @@ DEFAULT_CFG = "yolov5s-cls.yaml"
 
 
 def check_options(opt):
-    """Fail fast, before any folder or file is made, on options that cannot work."""
+    """Fail fast, before any folder or file is made, on options that cannot work. Returns the --weights model (read
+    from disk here, once: the architecture, the ranks and the copied filters all come from it), or None."""
     check_at_least("--epochs", opt.epochs, 1)
     check_at_least("--batch-size", opt.batch_size, 1)
     check_at_least("--workers", opt.workers, 0)
@@ -145,24 +145,25 @@ def check_options(opt):
     check_criterion(opt.criterion)
     if opt.rank_batches < 1:
         raise ValueError(f"--rank-batches must be at least 1, not {opt.rank_batches}")
+    source = attempt_load(opt.weights) if opt.weights and opt.pretrained else None  # missing/bad file: one line
     if not opt.cfg:  # YOLOv5 users pass only --model/--weights: rebuild that architecture
-        opt.cfg = cfg_from_weights(opt.weights) if opt.weights and opt.pretrained else DEFAULT_CFG
+        opt.cfg = cfg_of(source, opt.weights) if source is not None else DEFAULT_CFG
     resolve_rates(classifier_yaml(opt.cfg, opt.cutoff), opt.rate)  # bad --rate: one-line ValueError
-    if opt.weights and opt.pretrained:
-        attempt_download(opt.weights)  # missing --weights: one-line FileNotFoundError
     if opt.ranks and not Path(opt.ranks).is_file():
         raise FileNotFoundError(f"--ranks file '{opt.ranks}' not found (make one with classify/rank.py)")
+    return source
 
 
 # ---------------------------------------------------------------------------------------- model building
-def compute_ranks(opt, cfg, data_dir, device, batch_size):
-    """(scores, meta): rank the filters of the unpruned --weights model on un-augmented training images."""
+def compute_ranks(opt, cfg, data_dir, device, batch_size, source):
+    """(scores, meta): rank the filters of the --weights model `source` on un-augmented training images."""
     LOGGER.info(f"{colorstr('ranks:')} scoring filters of {opt.weights} by {opt.criterion}...")
-    return score_filters(opt.weights, dict(cfg, rate=0.0), data_dir, opt.criterion, opt.rank_batches, batch_size,
-                         opt.imgsz, device, opt.workers, opt.seed)
+    scores, meta = score_filters(source, dict(cfg, rate=0.0), data_dir, opt.criterion, opt.rank_batches, batch_size,
+                                 opt.imgsz, device, opt.workers, opt.seed)
+    return scores, dict(meta, source=str(opt.weights))  # the file, not the model object it was read into
 
 
-def shared_scores(opt, cfg, data_dir, device, batch_size):
+def shared_scores(opt, cfg, data_dir, device, batch_size, source):
     """(scores, meta or None): from --ranks, or computed once on rank 0 and broadcast to every rank.
 
     Broadcasting (instead of a file + barrier) also works across nodes without a shared filesystem, and a
@@ -177,7 +178,7 @@ def shared_scores(opt, cfg, data_dir, device, batch_size):
     result = None
     if is_main_process():
         try:
-            result = compute_ranks(opt, cfg, data_dir, device, batch_size)
+            result = compute_ranks(opt, cfg, data_dir, device, batch_size, source)
         except USER_ERRORS as e:
             result = e
     result = broadcast_object(result)
@@ -186,17 +187,22 @@ def shared_scores(opt, cfg, data_dir, device, batch_size):
     return result
 
 
-def build_model(opt, nc, data_dir, device, batch_size):
-    """(model, scores, meta): the pruned classifier with the top-ranked filters of --weights copied in."""
+def build_model(opt, nc, data_dir, device, batch_size, source=None):
+    """(model, scores, meta): the pruned classifier with the top-ranked filters of `source` (the --weights model)
+    copied in. Filters are ranked only where the model is narrower than the source (not for an already pruned
+    checkpoint fine-tuned at its own rates)."""
     cfg = classifier_yaml(opt.cfg, opt.cutoff)
     model = ClassificationModel(cfg, nc=nc, rate=opt.rate)
     scores = meta = None
+    if opt.ranks and source is None:
+        LOGGER.warning(f"WARNING ⚠️ --ranks {opt.ranks} ignored: training from scratch, there are no --weights to "
+                       f"select filters from")
     if opt.weights and not opt.pretrained:
         LOGGER.warning(f"WARNING ⚠️ --pretrained False: --weights {opt.weights} ignored, training from scratch")
-    elif opt.weights:
-        if needs_scores(model):
-            scores, meta = shared_scores(opt, cfg, data_dir, device, batch_size)
-        load_model(model, opt.weights, scores)
+    elif source is not None:
+        if needs_scores(model, source):
+            scores, meta = shared_scores(opt, cfg, data_dir, device, batch_size, source)
+        load_model(model, source, scores)
     elif needs_scores(model):
         LOGGER.info(f"{colorstr('model:')} no --weights: training the pruned architecture from scratch")
     return model, scores, meta
@@ -282,7 +288,7 @@ def train_step(model, images, labels, criterion, optimizer, scaler, ema=None):
     return loss.detach()
 
 
-def train(opt, device, resume_ckpt=None):
+def train(opt, device, resume_ckpt=None, source=None):
     save_dir = Path(opt.save_dir)
     wdir = save_dir / "weights"
     last, best, csv = wdir / "last.pt", wdir / "best.pt", save_dir / "results.csv"
@@ -318,7 +324,7 @@ def train(opt, device, resume_ckpt=None):
         model = ClassificationModel(resume_ckpt["yaml"])
         model.load_state_dict(resume_ckpt["model"])
     else:
-        model, scores, meta = build_model(opt, nc, data_dir, device, bs)
+        model, scores, meta = build_model(opt, nc, data_dir, device, bs, source)
     model.names = names
     set_dropout(model, opt.dropout)
     memory_format = training_memory_format(device)
@@ -496,14 +502,15 @@ def main(opt):
     if LOCAL_RANK != -1:
         device = init_distributed(device)
     try:
+        source = None
         if resume_ckpt is None:
             with torch_distributed_zero_first(LOCAL_RANK):  # a --weights download happens once per node
-                check_options(opt)
+                source = check_options(opt)
             # rank 0 names the run folder; every rank must use the same one
             opt.save_dir = str(broadcast_object(
                 increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok) if is_main_process() else None))
         try:
-            return train(opt, device, resume_ckpt)
+            return train(opt, device, resume_ckpt, source)
         except KeyboardInterrupt:  # Ctrl-C: one line saying where training stopped, not a traceback
             raise interruption(opt) from None
     finally:

@@ -121,9 +121,13 @@ def channel_groups(model):
     return list(_trace(model).groups.values())
 
 
-def needs_scores(model):
-    """True when any layer is pruned (rate > 0), so filters must be ranked."""
-    return any(getattr(m, "rate", 0) > 0 for m in model.model)
+def needs_scores(model, source=None):
+    """True when filters must be ranked to fill `model`: some layer is pruned (rate > 0) or, given the source model,
+    some channel group is narrower than in the source (an already pruned source at the model's rates needs none)."""
+    if source is None:
+        return any(getattr(m, "rate", 0) > 0 for m in model.model)
+    ref = _reference_shapes(model, getattr(source, "yaml", None))
+    return any(g.channels < ref[f"{g.members[0]}.conv.weight"][0] for g in channel_groups(model))
 
 
 # ---------------------------------------------------------------------------------------------- scores

@@ -387,3 +387,46 @@ def test_fine_tuning_a_pruned_checkpoint_keeps_its_rates(data, tmp_path, source_
     again = train.run(weights=str(first["best"]), name="again", **options)  # no --cfg, no --rate
     assert attempt_load(again["best"]).yaml["rate"] == [0.0] + [0.5] * 9
     assert again["parameters"] == first["parameters"]
+
+
+def test_weights_are_read_from_disk_once(data, tmp_path, source_weights, monkeypatch):
+    reads = []
+    real_load = torch.load
+
+    def counting_load(f, *args, **kwargs):
+        reads.append(str(f))
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    train.run(data=str(data), epochs=1, project=str(tmp_path), rate=0.5, weights=str(source_weights),
+              criterion="hrank", rank_batches=1, **dict(COMMON, cfg=""))
+    assert reads.count(str(source_weights)) == 1, reads
+
+
+def test_a_pruned_checkpoint_at_its_own_rates_is_not_ranked(data, tmp_path, source_weights, monkeypatch, logs):
+    from models.prune import load_model, compute_scores
+
+    src = attempt_load(source_weights)
+    pruned = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.5), src, compute_scores(src, "l1"))
+    path = save_checkpoint(checkpoint_dict(pruned), tmp_path / "pruned.pt")
+
+    def no_ranking(*args, **kwargs):
+        raise AssertionError("ranked filters that are never used")
+
+    monkeypatch.setattr(train, "score_filters", no_ranking)
+    opt = train.parse_opt(argv=["--weights", str(path), "--criterion", "hrank"])  # no --cfg, no --rate
+    source = train.check_options(opt)
+    model, scores, meta = train.build_model(opt, 10, data, torch.device("cpu"), 16, source)
+    assert scores is None and model.yaml["rate"] == [0.5] * 10
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(model.eval()(x), pruned.eval()(x))
+    with pytest.raises(AssertionError, match="never used"):  # pruning it further still ranks
+        opt = train.parse_opt(argv=["--weights", str(path), "--rate", "0.75"])
+        train.build_model(opt, 10, data, torch.device("cpu"), 16, train.check_options(opt))
+
+
+def test_ranks_without_weights_warns_that_they_are_ignored(data, source_weights, logs):
+    opt = train.parse_opt(argv=["--cfg", "yolov5n-cls.yaml", "--rate", "0.5", "--ranks", str(source_weights)])
+    train.build_model(opt, 10, data, torch.device("cpu"), 16, train.check_options(opt))
+    warnings = [r.getMessage() for r in logs.records if r.levelname == "WARNING"]
+    assert any("--ranks" in w and "ignored" in w and "from scratch" in w for w in warnings), warnings
