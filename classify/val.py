@@ -132,7 +132,7 @@ def run(
         return top1_all, top5_all, loss
 
     rows = [("all", targets.shape[0], top1_all, top5_all)]
-    for i, c in enumerate(class_names(model, len(dataloader.dataset.classes))[:len(dataloader.dataset.classes)]):
+    for i, c in enumerate(dataloader.dataset.classes):  # targets are folder indices: rows are named by folder
         acc_i = acc[targets == i]
         rows.append((c, acc_i.shape[0], *(acc_i.mean(0).tolist() if len(acc_i) else (0.0, 0.0))))
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)
