@@ -256,7 +256,8 @@ def run(
 
 
 def parse_opt(argv=None):
-    parser = argparse.ArgumentParser(description="Export a YOLOv5 classifier to TorchScript / ONNX")
+    parser = argparse.ArgumentParser(description="Export a YOLOv5 classifier to TorchScript / ONNX",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--weights", nargs="+", type=str, default="yolov5s-cls.pt", help="model.pt path(s)")
     parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[224], help="image (h, w)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size")

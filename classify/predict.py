@@ -214,7 +214,8 @@ def run(
 
 
 def parse_opt(argv=None):
-    parser = argparse.ArgumentParser(description="Classify images and videos with a YOLOv5 classifier")
+    parser = argparse.ArgumentParser(description="Classify images and videos with a YOLOv5 classifier",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--weights", nargs="+", type=str, default="yolov5s-cls.pt", help="model path(s)")
     parser.add_argument("--source", type=str, default=None,
                         help="file/dir/glob/URL/list.txt, 0 for webcam (default: ultralytics' bus.jpg)")

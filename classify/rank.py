@@ -94,7 +94,8 @@ def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion="hrank", 
 
 
 def parse_opt(known=False):
-    parser = argparse.ArgumentParser(description="Rank the filters of a YOLOv5 classifier or detector backbone")
+    parser = argparse.ArgumentParser(description="Rank the filters of a YOLOv5 classifier or detector backbone",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--weights", type=str, default="yolov5s-cls.pt", help="classifier or detector checkpoint")
     parser.add_argument("--cfg", type=str, default="", help="classifier YAML (for a detector source), e.g. yolov5s-cls.yaml")
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset for hrank: name or ImageFolder root")

@@ -59,7 +59,7 @@ from utils.device import select_device  # noqa: E402
 from utils.distributed import (LOCAL_RANK, RANK, WORLD_SIZE, broadcast_object, cleanup, de_parallel,  # noqa: E402
                                init_distributed, is_main_process, torch_distributed_zero_first)
 from utils.ema import ModelEMA  # noqa: E402
-from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.log import LOGGER, colorstr, is_nested  # noqa: E402
 from utils.metrics import EarlyStopping  # noqa: E402
 from utils.model_info import model_info  # noqa: E402
 from utils.optim import OPTIMIZERS, lr_scheduler, smart_optimizer  # noqa: E402
@@ -222,14 +222,19 @@ def summarize(model, imgsz, best_row, files):
     model = de_parallel(model).eval()
     p = next(model.parameters())
     memory_format = training_memory_format(p.device)
-    unpruned = ClassificationModel(dict(model.yaml, rate=0.0)).to(p.device, memory_format=memory_format).eval()
-    base = model_info(unpruned, imgsz, name="unpruned")
-    pruned = model_info(model, imgsz, name="pruned  ")
     x = torch.zeros(1, 3, imgsz, imgsz, device=p.device).to(memory_format=memory_format)
-    base["latency"], pruned["latency"] = median_latency([unpruned, model], x)
-    LOGGER.info(f"pruned/unpruned: {pruned['parameters'] / base['parameters']:.1%} parameters, "
-                f"{pruned['gflops'] / base['gflops']:.1%} GFLOPs, {pruned['latency'] * 1e3:.2f}/"
-                f"{base['latency'] * 1e3:.2f} ms latency (batch 1, {p.device.type})")
+    if not needs_scores(model):  # not pruned: nothing to compare with
+        pruned = base = model_info(model, imgsz, name="model")
+        pruned["latency"], = median_latency([model], x)
+        LOGGER.info(f"latency {pruned['latency'] * 1e3:.2f} ms (batch 1, {p.device.type})")
+    else:
+        unpruned = ClassificationModel(dict(model.yaml, rate=0.0)).to(p.device, memory_format=memory_format).eval()
+        base = model_info(unpruned, imgsz, name="unpruned")
+        pruned = model_info(model, imgsz, name="pruned  ")
+        base["latency"], pruned["latency"] = median_latency([unpruned, model], x)
+        LOGGER.info(f"pruned/unpruned: {pruned['parameters'] / base['parameters']:.1%} parameters, "
+                    f"{pruned['gflops'] / base['gflops']:.1%} GFLOPs, {pruned['latency'] * 1e3:.2f}/"
+                    f"{base['latency'] * 1e3:.2f} ms latency (batch 1, {p.device.type})")
     if best_row:
         LOGGER.info(f"best epoch {best_row[0]}: top1_acc {best_row[3]:.4g}, top5_acc {best_row[4]:.4g}")
     for label, path in files.items():
@@ -440,13 +445,15 @@ def train(opt, device, resume_ckpt=None, source=None):
         result.update(summarize(ema.ema, opt.imgsz, best_row, files))
         result.update(top1=best_row[3], top5=best_row[4])
         weights = best if best.exists() else last
-        LOGGER.info(f"Validate:    python classify/val.py --weights {weights} --data {data_dir} --img {opt.imgsz}\n"
-                    f"Predict:     python classify/predict.py --weights {weights} --source im.jpg --img {opt.imgsz}")
+        if not is_nested():  # inside another command (classify/prune.py), that command says what comes next
+            LOGGER.info(f"Validate:    python classify/val.py --weights {weights} --data {data_dir} --img {opt.imgsz}\n"
+                        f"Predict:     python classify/predict.py --weights {weights} --source im.jpg --img {opt.imgsz}")
     return result
 
 
 def parse_opt(known=False, argv=None):
-    parser = argparse.ArgumentParser(description="Train a (pruned) YOLOv5 classifier")
+    parser = argparse.ArgumentParser(description="Train a (pruned) YOLOv5 classifier",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--cfg", type=str, default="",
                         help="model YAML (detector: cut at --cutoff); default: the architecture of --weights, else yolov5s-cls.yaml")
     parser.add_argument("--rate", type=str, default=None,
@@ -461,7 +468,7 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="train, val image size (pixels)")
     parser.add_argument("--nosave", action="store_true", help="only save final checkpoint")
     parser.add_argument("--cache", type=str, nargs="?", const="ram", choices=("ram", "disk"),
-                        help="cache images in 'ram' (default) or 'disk'")
+                        help="cache decoded images in 'ram' (--cache alone) or on 'disk' (as <image>.npy); None = no cache")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     parser.add_argument("--workers", type=int, default=8, help="max dataloader workers (per process in DDP)")
     parser.add_argument("--project", default=ROOT / "runs/train-cls", help="save to project/name")

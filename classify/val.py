@@ -149,7 +149,8 @@ def run(
 
 
 def parse_opt(known=False, argv=None):
-    parser = argparse.ArgumentParser(description="Validate a YOLOv5 classifier")
+    parser = argparse.ArgumentParser(description="Validate a YOLOv5 classifier",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
     parser.add_argument("--weights", type=str, default="yolov5s-cls.pt", help="model.pt path or a YOLOv5 release name")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size")

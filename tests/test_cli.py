@@ -86,3 +86,69 @@ def test_image_sizes_follow_yolov5s_rule(logs):
         with pytest.raises(UserError, match="must be ≥ 32 pixels and a multiple of 32"):
             check_img_size(bad)
     assert check_at_least("--workers", 0, 0) == 0
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def test_help_shows_defaults(entry, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [f"{entry}.py", "--help"])
+    with pytest.raises(SystemExit) as e:
+        ENTRY_POINTS[entry].parse_opt()
+    out = " ".join(capsys.readouterr().out.split())
+    assert e.value.code == 0 and "(default: " in out
+    if entry != "export":  # every other entry point has --imgsz 224 or 64 by default
+        assert "(default: 224)" in out or "(default: [224])" in out or "(default: 64)" in out
+    if entry == "train":
+        assert "'ram' (default)" not in out and "None = no cache (default: None)" in out
+
+
+def test_colour_only_on_a_terminal_without_no_color(monkeypatch):
+    import utils.log as log
+
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(log.sys, "stderr", Stream(True))
+    assert log.colorstr("x") == "\033[34m\033[1mx\033[0m"
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert log.colorstr("x") == "x"
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr(log.sys, "stderr", Stream(False))  # redirected to a file
+    assert log.colorstr("bold", "x") == "x"
+
+
+def test_nested_commands_are_quiet_and_the_device_is_named_once(logs, monkeypatch):
+    import utils.device
+    from utils.cli import print_args
+    from utils.device import select_device
+    from utils.log import nested
+
+    with nested():
+        print_args({"epochs": 3})
+    assert not logs.records
+    print_args({"epochs": 3})
+    assert [r.getMessage().split(": ", 1)[-1] for r in logs.records] == ["epochs=3"]
+    monkeypatch.setattr(utils.device, "_announced", set())  # as in a fresh process
+    for _ in range(3):
+        select_device("cpu")
+    assert sum("torch-" in r.getMessage() for r in logs.records) == 1
+
+
+def test_files_written_atomically_keep_the_umask_mode(tmp_path):
+    """Checkpoints and CSVs get the mode open() gives (results.png's), not mkstemp's private 0600."""
+    import os
+
+    from utils.atomic import write_text_atomic
+    from utils.checkpoints import save_checkpoint
+
+    save_checkpoint({"a": 1}, tmp_path / "last.pt")
+    write_text_atomic(tmp_path / "results.csv", "epoch\n")
+    (tmp_path / "plain.txt").write_text("x")
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == dict.fromkeys(("last.pt", "results.csv", "plain.txt"), 0o666 & ~mask)

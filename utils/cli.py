@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from utils.checkpoints import CheckpointError
-from utils.log import LOGGER, colorstr
+from utils.log import LOGGER, colorstr, is_nested
 from utils.paths import ROOT
 
 
@@ -70,7 +70,10 @@ def check_img_size(imgsz, stride=32, flag="--imgsz"):
 
 
 def print_args(args=None, show_file=True, show_func=False):
-    """Log `file: k=v, k=v` for a dict or argparse Namespace (default: the calling function's arguments)."""
+    """Log `file: k=v, k=v` for a dict or argparse Namespace (default: the calling function's arguments); nothing
+    for a command nested in another, whose own options were already shown."""
+    if is_nested():
+        return
     frame = inspect.currentframe().f_back
     info = inspect.getframeinfo(frame)
     if args is None:
