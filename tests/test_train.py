@@ -275,13 +275,24 @@ def test_smart_optimizer_groups(name):
         smart_optimizer(model, "Lion")
 
 
-def test_lr_schedules_run_from_1_to_lrf():
-    from utils.optim import CosineLR, LinearLR
+@pytest.mark.parametrize("cos_lr", [False, True])
+def test_lr_schedules_give_yolov5s_per_epoch_lrs(cos_lr):
+    """torch's LinearLR / CosineAnnealingLR against YOLOv5 classify's lambdas, every epoch, every parameter group."""
+    from utils.optim import lr_scheduler, smart_optimizer
 
-    for f in (LinearLR(10, 0.01), CosineLR(10, 0.01)):
-        assert f(0) == pytest.approx(1.0) and f(10) == pytest.approx(0.01)
-        assert all(f(x) > f(x + 1) for x in range(10))
-    assert LinearLR(10, 0.01)(5) == pytest.approx(0.505)
+    def yolov5(x, epochs, lrf):  # upstream's lf(x): linear, or one_cycle for --cos-lr
+        if cos_lr:
+            return ((1 - math.cos(x * math.pi / epochs)) / 2) * (lrf - 1) + 1
+        return (1 - x / epochs) * (1.0 - lrf) + lrf
+
+    for epochs in (1, 2, 10, 300):
+        optimizer = smart_optimizer(nn_linear(), "SGD", lr=0.01)
+        scheduler = lr_scheduler(optimizer, epochs, lrf=0.01, cos_lr=cos_lr)
+        for x in range(epochs + 1):
+            for group in optimizer.param_groups:
+                assert group["lr"] == pytest.approx(0.01 * yolov5(x, epochs, 0.01), rel=1e-12, abs=0), (epochs, x)
+            optimizer.step()
+            scheduler.step()
 
 
 def test_early_stopping():
