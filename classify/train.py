@@ -57,7 +57,7 @@ from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.distributed import (LOCAL_RANK, RANK, WORLD_SIZE, broadcast_object, cleanup, de_parallel,  # noqa: E402
-                               init_distributed, is_main_process, torch_distributed_zero_first)
+                               gather_object, init_distributed, is_main_process, torch_distributed_zero_first)
 from utils.ema import ModelEMA  # noqa: E402
 from utils.log import LOGGER, colorstr, is_nested  # noqa: E402
 from utils.metrics import EarlyStopping  # noqa: E402
@@ -68,7 +68,7 @@ from utils.plots import plot_results  # noqa: E402
 from utils.profiling import median_latency  # noqa: E402
 from utils.ranks import load_scores, save_scores  # noqa: E402
 from utils.results import results_row, write_results  # noqa: E402
-from utils.seeds import init_seeds, restore_rng_state, rng_state  # noqa: E402
+from utils.seeds import init_seeds, restore_rng_state, rng_for_rank, rng_state  # noqa: E402
 
 LRF = 0.01  # final lr = lr0 * LRF (YOLOv5 classify)
 MAX_GRAD_NORM = 10.0  # gradient clipping, as upstream
@@ -245,13 +245,14 @@ def summarize(model, imgsz, best_row, files):
 
 
 # --------------------------------------------------------------------------------------------- training
-def training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, rows, finished):
-    """Everything --resume needs, on the CPU and weights-only loadable. epoch -1: saved before the first epoch."""
+def training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, rows, finished, rngs):
+    """Everything --resume needs, on the CPU and weights-only loadable. epoch -1: saved before the first epoch.
+    rngs: every process's RNG state (gather_rng_states), so each DDP rank resumes its own dropout stream."""
     ema.update_attr(model, include=("names", "nc", "yaml"))
     return to_cpu(checkpoint_dict(de_parallel(model), names=de_parallel(model).names, ema=float_state_dict(ema.ema),
                                   updates=ema.updates, optimizer=optimizer.state_dict(),
                                   scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), epoch=epoch,
-                                  best_fitness=best_fitness, opt=plain_options(opt), results=rows, rng=rng_state(),
+                                  best_fitness=best_fitness, opt=plain_options(opt), results=rows, rng=rngs,
                                   finished=finished))
 
 
@@ -367,15 +368,21 @@ def train(opt, device, resume_ckpt=None, source=None):
         rows = [list(r) for r in resume_ckpt["results"]]
         for r in rows:  # replay so patience counts from the true best epoch
             stopper(r[0], r[3])
-        if main_process:  # other DDP ranks keep their fresh per-rank seeds
+        if main_process:
             write_results(csv, rows)  # drops any row of the epoch the kill interrupted
-            restore_rng_state(resume_ckpt["rng"])
+        rng = rng_for_rank(resume_ckpt["rng"], RANK, WORLD_SIZE)
+        if rng is not None:
+            restore_rng_state(rng)
+        elif RANK == 1:
+            LOGGER.warning(f"WARNING ⚠️ the run had another number of processes: ranks other than 0 start new random "
+                           f"streams (dropout) instead of resuming theirs")
         LOGGER.info(f"{colorstr('resume:')} {opt.resume} from epoch {start_epoch + 1}/{epochs}")
     else:  # training draws the same random numbers however the model was built (ranked here, --ranks, scratch)
         init_seeds(opt.seed + 1 + RANK)
+        rngs = gather_object(rng_state())  # every rank takes part, rank 0 saves
         if main_process and not opt.nosave:  # a Ctrl-C or kill in the first epoch still leaves a run to resume
             save_checkpoint(training_checkpoint(model, ema, optimizer, scheduler, scaler, -1, best_fitness, opt, rows,
-                                                False), last)
+                                                False, rngs), last)
 
     if RANK != -1:
         model = DDP(model, device_ids=[LOCAL_RANK] if cuda else None, output_device=LOCAL_RANK if cuda else None)
@@ -412,6 +419,7 @@ def train(opt, device, resume_ckpt=None, source=None):
         scheduler.step()
 
         stop = False
+        rngs = gather_object(rng_state())  # every rank takes part, rank 0 saves
         if main_process:
             fitness = top1
             improved = fitness >= best_fitness
@@ -422,7 +430,7 @@ def train(opt, device, resume_ckpt=None, source=None):
             final = stop or epoch + 1 == epochs
             if not opt.nosave or final:
                 ckpt = training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, rows,
-                                           final)
+                                           final, rngs)
                 save_checkpoint(ckpt, last)
                 if improved:  # best.pt is for use, not for resuming: the EMA weights only, no training state
                     save_checkpoint(dict(ckpt, model=ckpt["ema"], ema=None, optimizer=None, scheduler=None,

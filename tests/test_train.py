@@ -191,6 +191,24 @@ def test_ddp_two_cpu_processes(data, tmp_path, source_weights):
     assert read_results(save_dir)["epoch"].tolist() == [0, 1]
     ckpt = torch.load(save_dir / "weights" / "last.pt", weights_only=True)
     assert ckpt["updates"] == 2 * 5  # 80 images / 2 ranks, total batch 16 → 8 per rank: 5 steps per epoch
+    states = ckpt["rng"]  # each rank's own random streams, for --resume (dropout draws differ per rank)
+    assert len(states) == 2 and not torch.equal(states[0]["torch"], states[1]["torch"])
+
+
+def test_each_rank_resumes_its_own_rng_state():
+    from utils.distributed import gather_object
+    from utils.seeds import restore_rng_state, rng_for_rank, rng_state
+
+    torch.manual_seed(3)
+    saved = gather_object(rng_state())  # without DDP: this process's state, as a one-element list
+    expected = torch.rand(3)
+    torch.manual_seed(4)
+    restore_rng_state(rng_for_rank(saved, -1, 1))
+    assert torch.equal(torch.rand(3), expected)
+    per_rank = ["s0", "s1", "s2"]
+    assert [rng_for_rank(per_rank, r, 3) for r in range(3)] == per_rank
+    assert [rng_for_rank(per_rank, r, 2) for r in range(2)] == ["s0", None]  # other world size: rank 0's only
+    assert rng_for_rank({"torch": "old"}, 0, 1) == {"torch": "old"}  # checkpoints holding rank 0's state alone
 
 
 def test_pruned_training_from_ranked_weights(data, tmp_path, source_weights):
