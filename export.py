@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.atomic import atomic_path  # noqa: E402
-from utils.cli import UserError, print_args, run_cli  # noqa: E402
+from utils.cli import UserError, check_at_least, check_img_size, print_args, run_cli  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.downloads import attempt_download  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
@@ -206,7 +206,8 @@ def run(
         except ImportError:
             raise UserError("ONNX export needs the onnx package: pip install onnx (and onnxruntime to check the "
                             "exported outputs)") from None
-    imgsz = [imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1)
+    imgsz = check_img_size([imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1))
+    check_at_least("--batch-size", batch_size, 1)
     device = select_device(device)
     if half and device.type != "cuda":
         raise ValueError("--half only works for GPU export, i.e. use --device 0")
@@ -255,7 +256,8 @@ def run(
 
 
 def parse_opt(argv=None):
-    parser = argparse.ArgumentParser(description="Export a YOLOv5 classifier to TorchScript / ONNX")
+    parser = argparse.ArgumentParser(description="Export a YOLOv5 classifier to TorchScript / ONNX",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--weights", nargs="+", type=str, default="yolov5s-cls.pt", help="model.pt path(s)")
     parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[224], help="image (h, w)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size")

@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from models.experimental import attempt_load  # noqa: E402
 from utils.augmentations import classify_transforms  # noqa: E402
-from utils.cli import print_args, run_cli  # noqa: E402
+from utils.cli import check_img_size, print_args, run_cli  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
@@ -54,7 +54,7 @@ def square_size(imgsz):
     sizes = [imgsz] if isinstance(imgsz, int) else list(imgsz)
     if len(sizes) > 1 and len(set(sizes)) > 1:
         LOGGER.warning(f"WARNING ⚠️ --imgsz {sizes}: classification inputs are square, using {sizes[0]}")
-    return int(sizes[0])
+    return check_img_size(int(sizes[0]))
 
 
 def annotate(im0, lines, names):
@@ -214,7 +214,8 @@ def run(
 
 
 def parse_opt(argv=None):
-    parser = argparse.ArgumentParser(description="Classify images and videos with a YOLOv5 classifier")
+    parser = argparse.ArgumentParser(description="Classify images and videos with a YOLOv5 classifier",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--weights", nargs="+", type=str, default="yolov5s-cls.pt", help="model path(s)")
     parser.add_argument("--source", type=str, default=None,
                         help="file/dir/glob/URL/list.txt, 0 for webcam (default: ultralytics' bus.jpg)")

@@ -29,11 +29,11 @@ from models.criteria import CRITERIA, DEFAULT_CRITERION, recalibrate_bn  # noqa:
 from models.prune import load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import print_args, run_cli  # noqa: E402
+from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
-from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.log import LOGGER, colorstr, nested  # noqa: E402
 from utils.model_info import count_params, model_gflops  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
 from utils.profiling import median_latency  # noqa: E402
@@ -80,10 +80,16 @@ def log_summary(rows, save_dir):
 DEMO_CFG = "yolov5n-cls.yaml"  # small enough to train a baseline in a minute on 2 CPU cores
 
 
+@nested()  # the train and rank commands it runs stay quiet: no option dumps or next-step hints of their own
 def run(cfg="", weights="", data=DEFAULT_DATA, rate="0.5", criterion=DEFAULT_CRITERION, rank_batches=5,
         epochs=8, finetune_epochs=8, batch_size=64, imgsz=64, device="", workers=2, cache="ram",
         project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0):
     """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'summary'}."""
+    for flag, value, minimum in (("--epochs", epochs, 1), ("--finetune-epochs", finetune_epochs, 1),
+                                 ("--rank-batches", rank_batches, 1), ("--batch-size", batch_size, 1),
+                                 ("--workers", workers, 0)):
+        check_at_least(flag, value, minimum)
+    imgsz = check_img_size(imgsz)
     source = attempt_load(weights) if weights else None
     if source is not None and not isinstance(source, ClassificationModel):
         raise ValueError(f"classify/prune.py needs a trained classifier as --weights; to start from the backbone of "
@@ -133,7 +139,8 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate="0.5", criterion=DEFAULT_CRI
 
 
 def parse_opt(known=False):
-    parser = argparse.ArgumentParser(description="Prune a YOLOv5 classifier end to end")
+    parser = argparse.ArgumentParser(description="Prune a YOLOv5 classifier end to end",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--cfg", type=str, default="", help=f"model YAML (default: that of --weights, else {DEMO_CFG})")
     parser.add_argument("--weights", "--model", type=str, default="", help="trained classifier/detector; '' trains a baseline first")
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
@@ -147,7 +154,8 @@ def parse_opt(known=False):
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=64, help="image size (pixels)")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
     parser.add_argument("--workers", type=int, default=2, help="max dataloader workers")
-    parser.add_argument("--cache", type=str, nargs="?", const="ram", default="ram", choices=("ram", "disk"))
+    parser.add_argument("--cache", type=str, nargs="?", const="ram", default="ram", choices=("ram", "disk"),
+                        help="cache decoded images in 'ram' or on 'disk' (as <image>.npy)")
     parser.add_argument("--project", default=ROOT / "runs/prune-cls", help="save to project/name")
     parser.add_argument("--name", default="exp", help="save to project/name")
     parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")

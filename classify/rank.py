@@ -19,13 +19,14 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
 import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
 
 from models.experimental import model_from_checkpoint  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, RESIDUAL_MODES, compute_scores, get_criterion  # noqa: E402
 from models.prune import load_model  # noqa: E402
 from models.yolo import ClassificationModel, DetectionModel, classifier_yaml  # noqa: E402
 from utils.checkpoints import load_checkpoint  # noqa: E402
-from utils.cli import print_args, run_cli  # noqa: E402
+from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -37,8 +38,12 @@ from utils.ranks import save_scores  # noqa: E402
 
 def ranking_model(weights, cfg=None):
     """The classifier whose filters are ranked: a classifier source itself (pruned or not), or, for a detector
-    source, cfg (a classifier YAML, default YOLOv5's cut at layer 10) filled with the detector's backbone."""
-    source = model_from_checkpoint(load_checkpoint(attempt_download(weights)))
+    source, cfg (a classifier YAML, default YOLOv5's cut at layer 10) filled with the detector's backbone.
+    `weights` is a checkpoint path, or a model already read from one (so a command reads its --weights once)."""
+    if isinstance(weights, nn.Module):
+        source = weights
+    else:
+        source = model_from_checkpoint(load_checkpoint(attempt_download(weights)))
     if not isinstance(source, DetectionModel):
         return source.float()
     LOGGER.warning("rank: the source is a detector; the Classify head has no trained weights, so its ranks "
@@ -91,6 +96,9 @@ def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion=DEFAULT_C
         imgsz=224, device="", workers=8, output="", seed=0, residual="members"):
     """Compute and save per-channel scores; returns the scores file path."""
     torch.manual_seed(seed)
+    check_at_least("--batch-size", batch_size, 1)
+    check_at_least("--workers", workers, 0)
+    imgsz = check_img_size(imgsz)
     device = select_device(device, batch_size=batch_size)
     scores, meta = score_filters(weights, cfg, data, criterion, batches, batch_size, imgsz, device, workers, seed,
                                  residual)
@@ -102,10 +110,11 @@ def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion=DEFAULT_C
 
 
 def parse_opt(known=False):
-    parser = argparse.ArgumentParser(description="Rank the filters of a YOLOv5 classifier or detector backbone")
+    parser = argparse.ArgumentParser(description="Rank the filters of a YOLOv5 classifier or detector backbone",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--weights", type=str, default="yolov5s-cls.pt", help="classifier or detector checkpoint")
     parser.add_argument("--cfg", type=str, default="", help="classifier YAML (for a detector source), e.g. yolov5s-cls.yaml")
-    parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset for hrank: name or ImageFolder root")
+    parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset for data criteria: name or ImageFolder root")
     parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA,
                         help="ranking criterion: " + "; ".join(f"{k}: {c.help}" for k, c in CRITERIA.items()))
     parser.add_argument("--batches", type=int, default=5, help="training batches scored by data criteria")

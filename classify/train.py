@@ -46,21 +46,21 @@ from tqdm import tqdm  # noqa: E402
 
 from classify import val as validate  # noqa: E402
 from classify.rank import score_filters  # noqa: E402
-from models.experimental import cfg_from_weights  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, check_criterion  # noqa: E402
+from models.experimental import attempt_load, cfg_of  # noqa: E402
 from models.prune import load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
-from utils.checkpoints import (checkpoint_dict, float_state_dict, is_project_checkpoint, load_checkpoint,  # noqa: E402
-                               save_checkpoint, to_cpu)
-from utils.cli import USER_ERRORS, UserError, print_args, run_cli  # noqa: E402
+from utils.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
+                               load_checkpoint, save_checkpoint, to_cpu)
+from utils.cli import (USER_ERRORS, Interrupted, UserError, check_at_least, check_img_size, print_args,  # noqa: E402
+                       run_cli)
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.distributed import (LOCAL_RANK, RANK, WORLD_SIZE, broadcast_object, cleanup, de_parallel,  # noqa: E402
-                               init_distributed, is_main_process, torch_distributed_zero_first)
-from utils.downloads import attempt_download  # noqa: E402
+                               gather_object, init_distributed, is_main_process, torch_distributed_zero_first)
 from utils.ema import ModelEMA  # noqa: E402
-from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.log import LOGGER, colorstr, is_nested  # noqa: E402
 from utils.metrics import EarlyStopping  # noqa: E402
 from utils.model_info import model_info  # noqa: E402
 from utils.optim import OPTIMIZERS, lr_scheduler, smart_optimizer  # noqa: E402
@@ -69,7 +69,7 @@ from utils.plots import plot_results  # noqa: E402
 from utils.profiling import median_latency  # noqa: E402
 from utils.ranks import load_scores, save_scores  # noqa: E402
 from utils.results import results_row, write_results  # noqa: E402
-from utils.seeds import init_seeds, restore_rng_state, rng_state  # noqa: E402
+from utils.seeds import init_seeds, restore_rng_state, rng_for_rank, rng_state  # noqa: E402
 
 LRF = 0.01  # final lr = lr0 * LRF (YOLOv5 classify)
 MAX_GRAD_NORM = 10.0  # gradient clipping, as upstream
@@ -82,24 +82,43 @@ def plain_options(opt):
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(opt).items()}
 
 
+def is_finished(ckpt):
+    """True for a training checkpoint whose run completed (or stopped early): nothing left to resume."""
+    return bool(ckpt.get("finished")) or ckpt["epoch"] + 1 >= ckpt["opt"]["epochs"]
+
+
+def is_resumable(ckpt):
+    return is_project_checkpoint(ckpt) and isinstance(ckpt.get("opt"), dict) and ckpt.get("optimizer") is not None
+
+
 def get_latest_run(search_dir="."):
-    """The most recently written last*.pt under search_dir (for --resume without a path), or ''."""
-    runs = [p for p in Path(search_dir).rglob("last*.pt") if p.is_file()]
-    return str(max(runs, key=os.path.getmtime)) if runs else ""
+    """The most recently written last*.pt under search_dir whose run is unfinished (for a bare --resume), or ''."""
+    runs = sorted((p for p in Path(search_dir).rglob("last*.pt") if p.is_file()), key=os.path.getmtime, reverse=True)
+    for path in runs:
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError:
+            continue
+        if is_resumable(ckpt) and not is_finished(ckpt):
+            return str(path)
+    return ""
 
 
 def resume_options(opt):
     """(options of the interrupted run, its checkpoint) for --resume; only RESUME_OVERRIDES come from opt."""
     last = opt.resume if isinstance(opt.resume, (str, Path)) else get_latest_run(opt.project)
     if not last:
-        raise FileNotFoundError(f"--resume: no last.pt found under {opt.project}; pass --resume path/to/last.pt")
+        raise FileNotFoundError(f"--resume: no unfinished run (weights/last.pt) under {opt.project}; pass --resume "
+                                f"path/to/last.pt")
+    if not isinstance(opt.resume, (str, Path)):
+        LOGGER.info(f"{colorstr('resume:')} the latest unfinished run is {last}")
     last = Path(last)
     ckpt = load_checkpoint(last)
-    if not is_project_checkpoint(ckpt) or not isinstance(ckpt.get("opt"), dict) or ckpt.get("optimizer") is None:
+    if not is_resumable(ckpt):
         raise UserError(f"--resume: {last} is not a resumable training checkpoint (it holds no optimizer state or "
                         f"options); resume from a run's weights/last.pt, or start a new run with --weights {last}")
     epochs = ckpt["opt"]["epochs"]
-    if ckpt.get("finished") or ckpt["epoch"] + 1 >= epochs:
+    if is_finished(ckpt):
         raise UserError(f"--resume: {last} is from a finished run ({ckpt['epoch'] + 1}/{epochs} epochs), nothing to "
                         f"resume; start a new training from it with --weights {last.parent / 'best.pt'}")
     resumed = argparse.Namespace(**ckpt["opt"])
@@ -115,33 +134,37 @@ DEFAULT_CFG = "yolov5s-cls.yaml"
 
 
 def check_options(opt):
-    """Fail fast, before any folder or file is made, on options that cannot work."""
-    if opt.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, not {opt.epochs}")
-    if opt.batch_size < WORLD_SIZE or opt.batch_size % WORLD_SIZE:
+    """Fail fast, before any folder or file is made, on options that cannot work. Returns the --weights model (read
+    from disk here, once: the architecture, the ranks and the copied filters all come from it), or None."""
+    check_at_least("--epochs", opt.epochs, 1)
+    check_at_least("--batch-size", opt.batch_size, 1)
+    check_at_least("--workers", opt.workers, 0)
+    opt.imgsz = check_img_size(opt.imgsz)
+    if opt.batch_size % WORLD_SIZE:
         raise ValueError(f"--batch-size {opt.batch_size} is the total over {WORLD_SIZE} processes and must be a "
                          f"multiple of it")
     check_criterion(opt.criterion)
     if opt.rank_batches < 1:
         raise ValueError(f"--rank-batches must be at least 1, not {opt.rank_batches}")
+    source = attempt_load(opt.weights) if opt.weights and opt.pretrained else None  # missing/bad file: one line
     if not opt.cfg:  # YOLOv5 users pass only --model/--weights: rebuild that architecture
-        opt.cfg = cfg_from_weights(opt.weights) if opt.weights and opt.pretrained else DEFAULT_CFG
+        opt.cfg = cfg_of(source, opt.weights) if source is not None else DEFAULT_CFG
     resolve_rates(classifier_yaml(opt.cfg, opt.cutoff), opt.rate)  # bad --rate: one-line ValueError
-    if opt.weights and opt.pretrained:
-        attempt_download(opt.weights)  # missing --weights: one-line FileNotFoundError
     if opt.ranks and not Path(opt.ranks).is_file():
         raise FileNotFoundError(f"--ranks file '{opt.ranks}' not found (make one with classify/rank.py)")
+    return source
 
 
 # ---------------------------------------------------------------------------------------- model building
-def compute_ranks(opt, cfg, data_dir, device, batch_size):
-    """(scores, meta): rank the filters of the unpruned --weights model on un-augmented training images."""
+def compute_ranks(opt, cfg, data_dir, device, batch_size, source):
+    """(scores, meta): rank the filters of the --weights model `source` on un-augmented training images."""
     LOGGER.info(f"{colorstr('ranks:')} scoring filters of {opt.weights} by {opt.criterion}...")
-    return score_filters(opt.weights, dict(cfg, rate=0.0), data_dir, opt.criterion, opt.rank_batches, batch_size,
-                         opt.imgsz, device, opt.workers, opt.seed)
+    scores, meta = score_filters(source, dict(cfg, rate=0.0), data_dir, opt.criterion, opt.rank_batches, batch_size,
+                                 opt.imgsz, device, opt.workers, opt.seed)
+    return scores, dict(meta, source=str(opt.weights))  # the file, not the model object it was read into
 
 
-def shared_scores(opt, cfg, data_dir, device, batch_size):
+def shared_scores(opt, cfg, data_dir, device, batch_size, source):
     """(scores, meta or None): from --ranks, or computed once on rank 0 and broadcast to every rank.
 
     Broadcasting (instead of a file + barrier) also works across nodes without a shared filesystem, and a
@@ -156,7 +179,7 @@ def shared_scores(opt, cfg, data_dir, device, batch_size):
     result = None
     if is_main_process():
         try:
-            result = compute_ranks(opt, cfg, data_dir, device, batch_size)
+            result = compute_ranks(opt, cfg, data_dir, device, batch_size, source)
         except USER_ERRORS as e:
             result = e
     result = broadcast_object(result)
@@ -165,17 +188,22 @@ def shared_scores(opt, cfg, data_dir, device, batch_size):
     return result
 
 
-def build_model(opt, nc, data_dir, device, batch_size):
-    """(model, scores, meta): the pruned classifier with the top-ranked filters of --weights copied in."""
+def build_model(opt, nc, data_dir, device, batch_size, source=None):
+    """(model, scores, meta): the pruned classifier with the top-ranked filters of `source` (the --weights model)
+    copied in. Filters are ranked only where the model is narrower than the source (not for an already pruned
+    checkpoint fine-tuned at its own rates)."""
     cfg = classifier_yaml(opt.cfg, opt.cutoff)
     model = ClassificationModel(cfg, nc=nc, rate=opt.rate)
     scores = meta = None
+    if opt.ranks and source is None:
+        LOGGER.warning(f"WARNING ⚠️ --ranks {opt.ranks} ignored: training from scratch, there are no --weights to "
+                       f"select filters from")
     if opt.weights and not opt.pretrained:
         LOGGER.warning(f"WARNING ⚠️ --pretrained False: --weights {opt.weights} ignored, training from scratch")
-    elif opt.weights:
-        if needs_scores(model):
-            scores, meta = shared_scores(opt, cfg, data_dir, device, batch_size)
-        load_model(model, opt.weights, scores)
+    elif source is not None:
+        if needs_scores(model, source):
+            scores, meta = shared_scores(opt, cfg, data_dir, device, batch_size, source)
+        load_model(model, source, scores)
     elif needs_scores(model):
         LOGGER.info(f"{colorstr('model:')} no --weights: training the pruned architecture from scratch")
     return model, scores, meta
@@ -195,14 +223,19 @@ def summarize(model, imgsz, best_row, files):
     model = de_parallel(model).eval()
     p = next(model.parameters())
     memory_format = training_memory_format(p.device)
-    unpruned = ClassificationModel(dict(model.yaml, rate=0.0)).to(p.device, memory_format=memory_format).eval()
-    base = model_info(unpruned, imgsz, name="unpruned")
-    pruned = model_info(model, imgsz, name="pruned  ")
     x = torch.zeros(1, 3, imgsz, imgsz, device=p.device).to(memory_format=memory_format)
-    base["latency"], pruned["latency"] = median_latency([unpruned, model], x)
-    LOGGER.info(f"pruned/unpruned: {pruned['parameters'] / base['parameters']:.1%} parameters, "
-                f"{pruned['gflops'] / base['gflops']:.1%} GFLOPs, {pruned['latency'] * 1e3:.2f}/"
-                f"{base['latency'] * 1e3:.2f} ms latency (batch 1, {p.device.type})")
+    if not needs_scores(model):  # not pruned: nothing to compare with
+        pruned = base = model_info(model, imgsz, name="model")
+        pruned["latency"], = median_latency([model], x)
+        LOGGER.info(f"latency {pruned['latency'] * 1e3:.2f} ms (batch 1, {p.device.type})")
+    else:
+        unpruned = ClassificationModel(dict(model.yaml, rate=0.0)).to(p.device, memory_format=memory_format).eval()
+        base = model_info(unpruned, imgsz, name="unpruned")
+        pruned = model_info(model, imgsz, name="pruned  ")
+        base["latency"], pruned["latency"] = median_latency([unpruned, model], x)
+        LOGGER.info(f"pruned/unpruned: {pruned['parameters'] / base['parameters']:.1%} parameters, "
+                    f"{pruned['gflops'] / base['gflops']:.1%} GFLOPs, {pruned['latency'] * 1e3:.2f}/"
+                    f"{base['latency'] * 1e3:.2f} ms latency (batch 1, {p.device.type})")
     if best_row:
         LOGGER.info(f"best epoch {best_row[0]}: top1_acc {best_row[3]:.4g}, top5_acc {best_row[4]:.4g}")
     for label, path in files.items():
@@ -213,6 +246,31 @@ def summarize(model, imgsz, best_row, files):
 
 
 # --------------------------------------------------------------------------------------------- training
+def training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, rows, finished, rngs):
+    """Everything --resume needs, on the CPU and weights-only loadable. epoch -1: saved before the first epoch.
+    rngs: every process's RNG state (gather_rng_states), so each DDP rank resumes its own dropout stream."""
+    ema.update_attr(model, include=("names", "nc", "yaml"))
+    return to_cpu(checkpoint_dict(de_parallel(model), names=de_parallel(model).names, ema=float_state_dict(ema.ema),
+                                  updates=ema.updates, optimizer=optimizer.state_dict(),
+                                  scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), epoch=epoch,
+                                  best_fitness=best_fitness, opt=plain_options(opt), results=rows, rng=rngs,
+                                  finished=finished))
+
+
+def interruption(opt):
+    """The one line a Ctrl-C in training ends with: where it stopped and how to go on."""
+    last = Path(opt.save_dir) / "weights" / "last.pt"
+    try:
+        ckpt = load_checkpoint(last)
+    except CheckpointError:
+        return Interrupted(f"interrupted before the first checkpoint of {opt.save_dir}: nothing to resume")
+    if ckpt.get("finished"):
+        return Interrupted(f"interrupted after training finished; {last} is complete")
+    done = ckpt["epoch"] + 1
+    return Interrupted(f"interrupted at epoch {done + 1}/{opt.epochs} ({done} finished, saved in {last}); resume "
+                       f"with: python classify/train.py --resume {last}")
+
+
 def training_memory_format(device):
     """channels_last (NHWC) where convolutions run faster in it: CUDA (tensor cores under AMP) and CPU (oneDNN,
     about 15% faster training here); MPS keeps NCHW."""
@@ -237,7 +295,7 @@ def train_step(model, images, labels, criterion, optimizer, scaler, ema=None):
     return loss.detach()
 
 
-def train(opt, device, resume_ckpt=None):
+def train(opt, device, resume_ckpt=None, source=None):
     save_dir = Path(opt.save_dir)
     wdir = save_dir / "weights"
     last, best, csv = wdir / "last.pt", wdir / "best.pt", save_dir / "results.csv"
@@ -273,7 +331,7 @@ def train(opt, device, resume_ckpt=None):
         model = ClassificationModel(resume_ckpt["yaml"])
         model.load_state_dict(resume_ckpt["model"])
     else:
-        model, scores, meta = build_model(opt, nc, data_dir, device, bs)
+        model, scores, meta = build_model(opt, nc, data_dir, device, bs, source)
     model.names = names
     set_dropout(model, opt.dropout)
     memory_format = training_memory_format(device)
@@ -311,12 +369,21 @@ def train(opt, device, resume_ckpt=None):
         rows = [list(r) for r in resume_ckpt["results"]]
         for r in rows:  # replay so patience counts from the true best epoch
             stopper(r[0], r[3])
-        if main_process:  # other DDP ranks keep their fresh per-rank seeds
+        if main_process:
             write_results(csv, rows)  # drops any row of the epoch the kill interrupted
-            restore_rng_state(resume_ckpt["rng"])
+        rng = rng_for_rank(resume_ckpt["rng"], RANK, WORLD_SIZE)
+        if rng is not None:
+            restore_rng_state(rng)
+        elif RANK == 1:
+            LOGGER.warning(f"WARNING ⚠️ the run had another number of processes: ranks other than 0 start new random "
+                           f"streams (dropout) instead of resuming theirs")
         LOGGER.info(f"{colorstr('resume:')} {opt.resume} from epoch {start_epoch + 1}/{epochs}")
     else:  # training draws the same random numbers however the model was built (ranked here, --ranks, scratch)
         init_seeds(opt.seed + 1 + RANK)
+        rngs = gather_object(rng_state())  # every rank takes part, rank 0 saves
+        if main_process and not opt.nosave:  # a Ctrl-C or kill in the first epoch still leaves a run to resume
+            save_checkpoint(training_checkpoint(model, ema, optimizer, scheduler, scaler, -1, best_fitness, opt, rows,
+                                                False, rngs), last)
 
     if RANK != -1:
         model = DDP(model, device_ids=[LOCAL_RANK] if cuda else None, output_device=LOCAL_RANK if cuda else None)
@@ -353,6 +420,7 @@ def train(opt, device, resume_ckpt=None):
         scheduler.step()
 
         stop = False
+        rngs = gather_object(rng_state())  # every rank takes part, rank 0 saves
         if main_process:
             fitness = top1
             improved = fitness >= best_fitness
@@ -362,13 +430,8 @@ def train(opt, device, resume_ckpt=None):
             stop = stopper(epoch, fitness)
             final = stop or epoch + 1 == epochs
             if not opt.nosave or final:
-                ema.update_attr(model, include=("names", "nc", "yaml"))
-                ckpt = to_cpu(checkpoint_dict(de_parallel(model), names=names,
-                                              ema=float_state_dict(ema.ema), updates=ema.updates,
-                                              optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                                              scaler=scaler.state_dict(), epoch=epoch, best_fitness=best_fitness,
-                                              opt=plain_options(opt), results=rows, rng=rng_state(),
-                                              finished=final))
+                ckpt = training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, rows,
+                                           final, rngs)
                 save_checkpoint(ckpt, last)
                 if improved:  # best.pt is for use, not for resuming: the EMA weights only, no training state
                     save_checkpoint(dict(ckpt, model=ckpt["ema"], ema=None, optimizer=None, scheduler=None,
@@ -391,13 +454,15 @@ def train(opt, device, resume_ckpt=None):
         result.update(summarize(ema.ema, opt.imgsz, best_row, files))
         result.update(top1=best_row[3], top5=best_row[4])
         weights = best if best.exists() else last
-        LOGGER.info(f"Validate:    python classify/val.py --weights {weights} --data {data_dir} --img {opt.imgsz}\n"
-                    f"Predict:     python classify/predict.py --weights {weights} --source im.jpg --img {opt.imgsz}")
+        if not is_nested():  # inside another command (classify/prune.py), that command says what comes next
+            LOGGER.info(f"Validate:    python classify/val.py --weights {weights} --data {data_dir} --img {opt.imgsz}\n"
+                        f"Predict:     python classify/predict.py --weights {weights} --source im.jpg --img {opt.imgsz}")
     return result
 
 
 def parse_opt(known=False, argv=None):
-    parser = argparse.ArgumentParser(description="Train a (pruned) YOLOv5 classifier")
+    parser = argparse.ArgumentParser(description="Train a (pruned) YOLOv5 classifier",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--cfg", type=str, default="",
                         help="model YAML (detector: cut at --cutoff); default: the architecture of --weights, else yolov5s-cls.yaml")
     parser.add_argument("--rate", type=str, default=None,
@@ -413,7 +478,7 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="train, val image size (pixels)")
     parser.add_argument("--nosave", action="store_true", help="only save final checkpoint")
     parser.add_argument("--cache", type=str, nargs="?", const="ram", choices=("ram", "disk"),
-                        help="cache images in 'ram' (default) or 'disk'")
+                        help="cache decoded images in 'ram' (--cache alone) or on 'disk' (as <image>.npy); None = no cache")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     parser.add_argument("--workers", type=int, default=8, help="max dataloader workers (per process in DDP)")
     parser.add_argument("--project", default=ROOT / "runs/train-cls", help="save to project/name")
@@ -454,13 +519,17 @@ def main(opt):
     if LOCAL_RANK != -1:
         device = init_distributed(device)
     try:
+        source = None
         if resume_ckpt is None:
             with torch_distributed_zero_first(LOCAL_RANK):  # a --weights download happens once per node
-                check_options(opt)
+                source = check_options(opt)
             # rank 0 names the run folder; every rank must use the same one
             opt.save_dir = str(broadcast_object(
                 increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok) if is_main_process() else None))
-        return train(opt, device, resume_ckpt)
+        try:
+            return train(opt, device, resume_ckpt, source)
+        except KeyboardInterrupt:  # Ctrl-C: one line saying where training stopped, not a traceback
+            raise interruption(opt) from None
     finally:
         cleanup()
 

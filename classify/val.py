@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from models.experimental import attempt_load  # noqa: E402
-from utils.cli import print_args, run_cli  # noqa: E402
+from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -106,6 +106,9 @@ def run(
         half &= next(model.parameters()).device.type == "cuda"
         model.half() if half else model.float()
     else:
+        check_at_least("--batch-size", batch_size, 1)
+        check_at_least("--workers", workers, 0)
+        imgsz = check_img_size(imgsz)
         device = select_device(device, batch_size=batch_size)
         if half and device.type != "cuda":
             LOGGER.warning(f"WARNING ⚠️ --half needs CUDA; validating in FP32 on {device.type.upper()}")
@@ -129,7 +132,7 @@ def run(
         return top1_all, top5_all, loss
 
     rows = [("all", targets.shape[0], top1_all, top5_all)]
-    for i, c in enumerate(class_names(model, len(dataloader.dataset.classes))[:len(dataloader.dataset.classes)]):
+    for i, c in enumerate(dataloader.dataset.classes):  # targets are folder indices: rows are named by folder
         acc_i = acc[targets == i]
         rows.append((c, acc_i.shape[0], *(acc_i.mean(0).tolist() if len(acc_i) else (0.0, 0.0))))
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)
@@ -146,7 +149,8 @@ def run(
 
 
 def parse_opt(known=False, argv=None):
-    parser = argparse.ArgumentParser(description="Validate a YOLOv5 classifier")
+    parser = argparse.ArgumentParser(description="Validate a YOLOv5 classifier",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
     parser.add_argument("--weights", type=str, default="yolov5s-cls.pt", help="model.pt path or a YOLOv5 release name")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size")

@@ -65,6 +65,32 @@ class C3(nn.Module):
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
 
 
+class Focus(nn.Module):
+    """YOLOv5 ≤ v5.0's stem: space-to-depth (each 2x2 pixel block → 4 channels), then a Conv."""
+
+    def __init__(self, c1, c2, k=1, s=1, p=None, g=1, act=True):
+        super().__init__()
+        self.conv = Conv(c1 * 4, c2, k, s, p, g, act=act)
+
+    def forward(self, x):
+        return self.conv(torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), 1))
+
+
+class SPP(nn.Module):
+    """YOLOv5 ≤ v5.0's spatial pyramid pooling: parallel max-pools of kernels k, concatenated with their input."""
+
+    def __init__(self, c1, c2, k=(5, 9, 13), c_=None):
+        super().__init__()
+        c_ = c1 // 2 if c_ is None else c_
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv(c_ * (len(k) + 1), c2, 1, 1)
+        self.m = nn.ModuleList([nn.MaxPool2d(kernel_size=x, stride=1, padding=x // 2) for x in k])
+
+    def forward(self, x):
+        x = self.cv1(x)
+        return self.cv2(torch.cat([x] + [m(x) for m in self.m], 1))
+
+
 class SPPF(nn.Module):
     """Spatial pyramid pooling, fast: three chained max-pools concatenated."""
 

@@ -63,11 +63,6 @@ def builtin_cfg_for(state_dict):
     return None
 
 
-def cfg_from_weights(weights):
-    """The model YAML (a dict with its rates, or a built-in name) that rebuilds the architecture of `weights`."""
-    return cfg_of(model_from_checkpoint(load_checkpoint(attempt_download(weights))), weights)
-
-
 def cfg_of(model, weights="the model"):
     """The model YAML (a dict with its rates, or a built-in name) that rebuilds `model`'s architecture."""
     yaml_dict = getattr(model, "yaml", None)

@@ -4,7 +4,8 @@ A *channel group* is a set of conv outputs that must keep the same channel indic
 - a `Conv` layer's output;
 - inside a `C3` with shortcut, the residual stream: `cv1` and every added `m[i].cv2` (their outputs are
   summed); each `m[i].cv1`, `cv2` and `cv3` output is a group of its own;
-- `SPPF`'s `cv1` and `cv2`; `Classify`'s 1280-wide conv (its linear's `nc` outputs are never pruned).
+- `SPPF`'s and `SPP`'s `cv1` and `cv2`; `Focus`'s conv; `Classify`'s 1280-wide conv (its linear's `nc`
+  outputs are never pruned).
 Consumers select input channels to match their producers: `cv3` reads cat(stream, cv2), the next layer
 reads the previous layer's output group, `Classify.linear` reads its conv's group.
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from models.common import C3, SPPF, Bottleneck, Classify, Concat, Conv
+from models.common import C3, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Focus
 from utils.log import LOGGER
 
 
@@ -41,6 +42,7 @@ class _Tracer:
         self.groups = {}  # name → ChannelGroup
         self.member_group = {}  # conv name → group name
         self.inputs = {}  # consumer (Conv or Linear) name → layout
+        self.tied = {}  # conv name → layout its output is added to (a residual over a concat): it keeps those indices
 
     def _new_group(self, name, conv_name, conv):
         self.groups[name] = ChannelGroup(name, [conv_name], conv.conv.out_channels)
@@ -48,7 +50,11 @@ class _Tracer:
         return [(name, conv.conv.out_channels)]
 
     def _join(self, layout, conv_name, conv, block_name):
-        """Tie conv's output to the single group of `layout` (a residual add inside block `block_name`)."""
+        """Tie conv's output to `layout` (a residual add inside block `block_name`): it joins the layout's group,
+        or, when the layout is a concat of several groups, keeps the concat's channel indices."""
+        if len(layout) != 1 or layout[0][0] is None:
+            self.tied[conv_name] = layout
+            return layout
         (name, _), = layout
         self.groups[name].members.append(conv_name)
         self.groups[name].adds.append(block_name)
@@ -85,9 +91,11 @@ class _Tracer:
             return self._conv(f"{p}.cv3", m.cv3, stream + side)
         if isinstance(m, Bottleneck):
             return self._bottleneck(p, m, layout)
-        if isinstance(m, SPPF):
+        if isinstance(m, Focus):  # its conv reads 4 space-to-depth copies of the input
+            return self._conv(f"{p}.conv", m.conv, layout * 4, group_name=p)
+        if isinstance(m, (SPP, SPPF)):  # cv2 reads cat(hidden, one max-pool of it per kernel)
             hidden = self._conv(f"{p}.cv1", m.cv1, layout)
-            return self._conv(f"{p}.cv2", m.cv2, hidden * 4)
+            return self._conv(f"{p}.cv2", m.cv2, hidden * (len(m.m) + 1 if isinstance(m, SPP) else 4))
         if isinstance(m, Classify):
             hidden = self._conv(f"{p}.conv", m.conv, layout)
             self.inputs[f"{p}.linear"] = hidden
@@ -113,9 +121,13 @@ def channel_groups(model):
     return list(_trace(model).groups.values())
 
 
-def needs_scores(model):
-    """True when any layer is pruned (rate > 0), so filters must be ranked."""
-    return any(getattr(m, "rate", 0) > 0 for m in model.model)
+def needs_scores(model, source=None):
+    """True when filters must be ranked to fill `model`: some layer is pruned (rate > 0) or, given the source model,
+    some channel group is narrower than in the source (an already pruned source at the model's rates needs none)."""
+    if source is None:
+        return any(getattr(m, "rate", 0) > 0 for m in model.model)
+    ref = _reference_shapes(model, getattr(source, "yaml", None))
+    return any(g.channels < ref[f"{g.members[0]}.conv.weight"][0] for g in channel_groups(model))
 
 
 def select_channels(scores, k):
@@ -177,7 +189,8 @@ def load_model(model, source, scores=None):
     """Map `source` weights (YOLOv5 classifier or detector backbone) into the possibly pruned `model`.
 
     The source may itself be pruned (a checkpoint of this project with the same YAML): then it is pruned
-    further from its own widths, and `scores` must come from ranking that pruned source.
+    further from its own widths, and `scores` must come from ranking that pruned source. It may also be fused
+    (BatchNorm folded into the convs): each fold maps to an identity BatchNorm carrying the folded bias.
 
     For each channel group the top-k channels by `scores` are kept (k = the model's width); conv kernels
     are copied as W[out][:, in], BatchNorm weight/bias/mean/var follow the kept outputs, and the Classify
@@ -185,6 +198,7 @@ def load_model(model, source, scores=None):
     differs only because `nc` differs, keep their initialisation and are logged. Returns the model.
     """
     src, source_yaml = _source_weights(source)
+    src = _unfold_batchnorm(src, model)
     ref = _reference_shapes(model, source_yaml)
     tracer = _trace(model)
     target = model.state_dict()
@@ -228,6 +242,9 @@ def load_model(model, source, scores=None):
             out = kept[g.name]
             for name in g.members:
                 _copy_conv(target, src, name, out, _layout_index(tracer.inputs[name], kept, source_width), ref)
+        for name, layout in tracer.tied.items():
+            inp = _layout_index(tracer.inputs[name], kept, source_width)
+            _copy_conv(target, src, name, _layout_index(layout, kept, source_width), inp, ref)
         for name, layout in tracer.inputs.items():
             if name.endswith(".linear") and f"{name}.weight" not in kept_init:
                 cols = _layout_index(layout, kept, source_width)
@@ -246,6 +263,19 @@ def load_model(model, source, scores=None):
     return model
 
 
+def _unfold_batchnorm(src, model):
+    """A fused source (BatchNorm folded into each conv's weight and bias, as `fuse()` leaves it) as unfused tensors:
+    the folded conv weight, and an identity BatchNorm (mean 0, var 1 - eps, gamma 1) whose beta is the folded bias."""
+    for name, m in model.named_modules():
+        bias = f"{name}.conv.bias"
+        if isinstance(m, Conv) and bias in src and f"{name}.bn.weight" not in src:
+            b = src.pop(bias)
+            n = len(b)
+            src.update({f"{name}.bn.weight": torch.ones(n), f"{name}.bn.bias": b,
+                        f"{name}.bn.running_mean": torch.zeros(n), f"{name}.bn.running_var": torch.full((n,), 1.0 - m.bn.eps)})
+    return src
+
+
 def _conv_module_of(key):
     """'model.9.conv.bn.weight' → 'model.9.conv' (the Conv block a tensor belongs to); linears stay themselves."""
     parent = key.rsplit(".", 1)[0]
@@ -257,6 +287,8 @@ def _copy_conv(target, src, name, out, inp, ref):
     w = f"{name}.conv.weight"
     if w not in src or src[w].shape != ref[w]:
         return  # missing from the source: keeps its initialisation (logged by the caller)
+    if target[w].shape[1] != len(inp):  # grouped conv: parse_model keeps it unpruned, so its inputs map one to one
+        inp = slice(None)
     target[w].copy_(src[w][out][:, inp])
     for t in ("weight", "bias", "running_mean", "running_var"):
         target[f"{name}.bn.{t}"].copy_(src[f"{name}.bn.{t}"][out])

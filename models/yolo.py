@@ -14,15 +14,15 @@ import torch
 import torch.nn as nn
 import yaml
 
-from models.common import C3, SPPF, Bottleneck, Classify, Concat, Conv
+from models.common import C3, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Focus
 from models.rates import kept_width, parse_rates
 from utils.log import LOGGER
 
 MODELS_DIR = Path(__file__).resolve().parent
 
 # YAML module names → classes. A lookup table instead of eval(): a YAML can only name these.
-MODULES = {"Conv": Conv, "Bottleneck": Bottleneck, "C3": C3, "SPPF": SPPF, "Concat": Concat,
-           "Classify": Classify, "nn.Upsample": nn.Upsample, "Upsample": nn.Upsample}
+MODULES = {"Conv": Conv, "Focus": Focus, "Bottleneck": Bottleneck, "C3": C3, "SPP": SPP, "SPPF": SPPF,
+           "Concat": Concat, "Classify": Classify, "nn.Upsample": nn.Upsample, "Upsample": nn.Upsample}
 _CONSTANTS = {"None": None, "True": True, "False": False}
 
 
@@ -125,7 +125,7 @@ def parse_model(d, ch, rates=None):
         r, width = rates[i], None
         n = max(round(n * gd), 1) if n > 1 else n
         kwargs = {}
-        if m in {Conv, Bottleneck, C3, SPPF}:
+        if m in {Conv, Focus, Bottleneck, C3, SPP, SPPF}:
             c1, full = ch[f], make_divisible(args[0] * gw, 8)
             c2 = kept_width(full, r)
             if m is C3:
@@ -133,7 +133,7 @@ def parse_model(d, ch, rates=None):
                 kwargs["c_"] = kept_width(int(full * e), r)
                 args = [c1, c2, n, *args[1:]]
                 n = 1
-            elif m is SPPF:
+            elif m in {SPP, SPPF}:
                 kwargs["c_"] = kept_width(ch_full[f] // 2, r)  # halves the unpruned input, then prunes by r
                 args = [c1, c2, *args[1:]]
             elif m is Bottleneck:
@@ -157,6 +157,7 @@ def parse_model(d, ch, rates=None):
             c2 = full = None
         else:  # parameter-free layers keep their input width
             c2, full = ch[f], ch_full[f]
+        _check_grouped(i, name, m, args, r, f, ch, ch_full)
         if r and m in {Concat, Detect, nn.Upsample}:
             raise ValueError(f"rate for layer {i} ({name}) must be 0: it has no filters to prune")
         m_ = nn.Sequential(*(m(*args, **kwargs) for _ in range(n))) if n > 1 else m(*args, **kwargs)
@@ -171,6 +172,20 @@ def parse_model(d, ch, rates=None):
         ch.append(c2)
         ch_full.append(full)
     return nn.Sequential(*layers), sorted(set(save))
+
+
+def _check_grouped(i, name, m, args, r, f, ch, ch_full):
+    """Refuse pruning at a grouped/depthwise convolution (its channel groups would have to shrink together);
+    unpruned, such a layer maps one to one. `args` are the built module's arguments (input width first)."""
+    at = {C3: 4, Bottleneck: 3, Conv: 5, Focus: 5, Classify: 5}.get(m)  # where g sits in the built arguments
+    g = args[at] if at is not None and len(args) > at else 1
+    if not isinstance(g, int) or g == 1:
+        return
+    fed = [f] if isinstance(f, int) else f
+    pruned_input = m is not C3 and any(ch[x] != ch_full[x] for x in fed)  # C3's grouped convs read its own hidden
+    if r or pruned_input:
+        raise ValueError(f"layer {i} ({name}) has a grouped convolution (g={g}), which cannot be pruned: give it "
+                         f"rate 0{'' if m is C3 else ' and leave the layers feeding it unpruned'}")
 
 
 def resolve_rates(d, rate=None):
@@ -278,8 +293,16 @@ class ClassificationModel(BaseModel):
 
 
 def _initialize_weights(model):
-    """YOLOv5's BatchNorm settings and in-place activations."""
+    """YOLOv5's BatchNorm settings and in-place activations, on every module but the Classify head's.
+
+    Upstream builds a classifier's Classify head after `initialize_weights` has run on the detector it is cut from,
+    so the head's BatchNorm keeps torch's defaults (eps 1e-5, momentum 0.1); its released classifiers were trained
+    that way, and the same eps is what reproduces their logits.
+    """
+    head = {id(m) for c in model.modules() if isinstance(c, Classify) for m in c.modules()}
     for m in model.modules():
+        if id(m) in head:
+            continue
         if isinstance(m, nn.BatchNorm2d):
             m.eps = 1e-3
             m.momentum = 0.03

@@ -107,6 +107,16 @@ def test_missing_and_corrupt_files_are_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "bad.pt")
 
 
+@pytest.mark.parametrize("content,words", [(b"", "is empty"), (b"epoch 3, top1 0.7\nnot a checkpoint\n", "not a readable"),
+                                           (b"PK\x03\x04 truncated zip", "not a readable")])
+def test_files_that_are_not_checkpoints_are_one_line_errors(tmp_path, content, words):
+    """An empty file, a text file renamed .pt, a truncated zip: torch.load fails with IndexError/KeyError/... there."""
+    (tmp_path / "x.pt").write_bytes(content)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "x.pt")
+    assert words in str(e.value) and "x.pt" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_release_weights_offline_give_clear_error(tmp_path, monkeypatch):
     import utils.downloads as downloads
 
@@ -118,16 +128,16 @@ def test_release_weights_offline_give_clear_error(tmp_path, monkeypatch):
 def test_unknown_yolov5_class_is_named(tmp_path):
     import models.common as common
 
-    class Focus(torch.nn.Module):  # YOLOv5 < 6.0 had it; this project does not
+    class GhostConv(torch.nn.Module):  # a YOLOv5 block this project does not implement
         pass
 
-    Focus.__module__, Focus.__qualname__ = "models.common", "Focus"
-    common.Focus = Focus
+    GhostConv.__module__, GhostConv.__qualname__ = "models.common", "GhostConv"
+    common.GhostConv = GhostConv
     try:
-        torch.save({"model": Focus()}, tmp_path / "old.pt")
+        torch.save({"model": GhostConv()}, tmp_path / "old.pt")
     finally:
-        del common.Focus
-    with pytest.raises(UnsafeCheckpointError, match="needs YOLOv5's models.common.Focus"):
+        del common.GhostConv
+    with pytest.raises(UnsafeCheckpointError, match="needs YOLOv5's models.common.GhostConv"):
         load_checkpoint(tmp_path / "old.pt")
 
 

@@ -12,7 +12,10 @@ from utils.checkpoints import load_checkpoint
 from utils.paths import ROOT
 
 
-def test_pipeline_baseline_ranks_finetune_summary(tmp_path):
+def test_pipeline_baseline_ranks_finetune_summary(tmp_path, logs, monkeypatch):
+    import utils.device
+
+    monkeypatch.setattr(utils.device, "_announced", set())  # as in a fresh process
     data = make_builtin_dataset(tmp_path / "tiny", n_train=8, n_val=4, size=32)
     out = pipeline.run(cfg="yolov5n-cls.yaml", data=str(data), rate="0.5", criterion="hrank", rank_batches=1,
                        epochs=1, finetune_epochs=1, batch_size=16, imgsz=32, device="cpu", workers=0,
@@ -26,6 +29,12 @@ def test_pipeline_baseline_ranks_finetune_summary(tmp_path):
     assert table.loc["pruned, fine-tuned", "parameters"] < 0.5 * table.loc["baseline", "parameters"]
     assert table.loc["pruned", "GFLOPs"] < table.loc["baseline", "GFLOPs"]
     assert table["top1"].between(0, 1).all()
+    messages = [r.getMessage() for r in logs.records]  # nested train/rank runs are quiet
+    assert sum("torch-" in m for m in messages) == 1  # the device banner, once
+    assert not any(m.startswith(("classify/train:", "classify/rank:")) for m in messages)  # no nested option dumps
+    assert not any(m.startswith("Validate:") for m in messages)  # no hints of the baseline mid-pipeline
+    assert sum("pruned/unpruned" in m for m in messages) == 1  # the fine-tune's; the baseline is not pruned
+    assert not any("\033[" in m for m in messages)  # no colour codes where the log is not a terminal
 
     # From a trained classifier (--weights, no --cfg): no baseline training, the architecture comes from the file.
     again = pipeline.run(weights=str(out["baseline"]), data=str(data), rate="[0.]+[0.25]*9", criterion="l1",

@@ -216,3 +216,117 @@ def test_dead_filters_through_sppf_and_a_top_level_bottleneck():
         model = ClassificationModel(cfg, rate=rate)
         load_model(model, src, _silence_filters_pruning_drops(src, model, seed=2))
         assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
+
+
+def test_rate_zero_reproduces_an_upstream_classifier_checkpoint(tmp_path):
+    """Upstream cuts a detector and adds the Classify head after its BatchNorm settings were applied, so the head's
+    BatchNorm keeps torch's eps 1e-5: our YAML-built model must match it, or rate 0 is not the same function."""
+    from models.experimental import attempt_load
+    from utils.augmentations import classify_transforms
+
+    torch.manual_seed(0)
+    upstream = ClassificationModel(model=DetectionModel("yolov5n.yaml"), nc=10, cutoff=10)  # upstream's own recipe
+    _randomise_bn(upstream, seed=3)
+    for bn in upstream.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.running_var.mul_(0.01)  # small variances: where eps matters
+    assert upstream.model[9].conv.bn.eps == 1e-5 and upstream.model[8].cv1.bn.eps == 1e-3
+    upstream.transforms = classify_transforms(64)
+    del upstream.yaml
+    torch.save({"model": upstream.half(), "ema": None, "epoch": -1, "optimizer": None}, tmp_path / "up.pt")
+
+    ours = ClassificationModel("yolov5n-cls.yaml", nc=10)
+    for (name, a), b in zip(ours.named_modules(), upstream.modules()):  # every module configured as upstream's
+        if isinstance(a, torch.nn.BatchNorm2d):
+            assert (a.eps, a.momentum) == (b.eps, b.momentum), name
+    load_model(ours, tmp_path / "up.pt")
+    reference = attempt_load(tmp_path / "up.pt")
+    assert (ours.eval()(X) - reference(X)).abs().max() <= 1e-5
+
+
+def _v5_0_yaml():
+    """A YOLOv5 v5.0 detector YAML (Focus stem, SPP before the last C3), in yolov5n's widths."""
+    from models.yolo import load_yaml
+
+    d = load_yaml("yolov5n.yaml")
+    d["backbone"][0] = [-1, 1, "Focus", [64, 3]]
+    d["backbone"][8] = [-1, 1, "SPP", [1024, [5, 9, 13]]]
+    d["backbone"][9] = [-1, 3, "C3", [1024, False]]
+    return d
+
+
+def test_yolov5_v5_0_detector_checkpoint_gives_identical_backbone_features(tmp_path):
+    from models.experimental import attempt_load, cfg_of
+    from models.yolo import classifier_yaml
+
+    torch.manual_seed(0)
+    det = _randomise_bn(DetectionModel(_v5_0_yaml())).eval()
+    torch.save({"model": det.half(), "epoch": -1}, tmp_path / "yolov5n-v5.pt")  # whole pickled modules, as v5.0
+    source = attempt_load(tmp_path / "yolov5n-v5.pt")  # Focus and SPP are allowlisted
+    model = load_model(ClassificationModel(classifier_yaml(cfg_of(source)), nc=3), source).eval()
+    assert [type(m).__name__ for m in model.model][::8] == ["Focus", "SPP"]
+    a = b = X
+    for i in range(9):
+        a, b = model.model[i](a), source.model[i](b)
+    assert torch.equal(a, b)
+
+
+def test_dead_filters_through_focus_and_spp():
+    from models.yolo import classifier_yaml
+
+    cfg = classifier_yaml(_v5_0_yaml())
+    torch.manual_seed(0)
+    src = _randomise_bn(ClassificationModel(cfg)).eval()
+    model = ClassificationModel(cfg, rate=[0.5] + [0.0] * 7 + [0.5, 0.25])
+    assert model.model[0].conv.conv.out_channels == 8 and model.model[8].cv1.conv.out_channels == 64
+    load_model(model, src, _silence_filters_pruning_drops(src, model, seed=2))
+    assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
+
+
+def _chain(*rows):
+    return {"nc": 5, "depth_multiple": 1.0, "width_multiple": 1.0, "backbone": [list(r) for r in rows],
+            "head": [[-1, 1, "Classify", ["nc"]]]}
+
+
+def test_grouped_convs_map_unpruned_and_refuse_pruning_in_one_line():
+    cfg = _chain([-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [32, 3, 1, None, 32]], [-1, 1, "Conv", [64, 3, 2]])
+    torch.manual_seed(0)
+    src = _randomise_bn(ClassificationModel(cfg)).eval()
+    assert src.model[1].conv.groups == 32  # depthwise
+    assert (load_model(ClassificationModel(cfg), src).eval()(X) - src(X)).abs().max() <= 1e-5
+    model = ClassificationModel(cfg, rate=[0.0, 0.0, 0.5, 0.5])  # layers after it may be pruned
+    load_model(model, src, _silence_filters_pruning_drops(src, model, seed=0))
+    assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
+    for rate in ([0.0, 0.5, 0.0, 0.0], [0.5, 0.0, 0.0, 0.0]):  # itself, or what feeds it
+        with pytest.raises(ValueError, match=r"^layer 1 \(Conv\) has a grouped convolution \(g=32\)[^\n]*$"):
+            ClassificationModel(cfg, rate=rate)
+
+
+def test_dead_filters_through_a_residual_bottleneck_over_a_concat():
+    """Bottleneck(cat(layer 1, layer 0)) with its shortcut: its cv2 output keeps the concat's channel indices."""
+    cfg = _chain([-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [16, 3, 1]], [[-1, 0], 1, "Concat", [1]],
+                 [-1, 1, "Bottleneck", [32]], [-1, 1, "Conv", [64, 3, 2]])
+    torch.manual_seed(0)
+    src = _randomise_bn(ClassificationModel(cfg)).eval()
+    model = ClassificationModel(cfg, rate=[0.5, 0.5, 0.0, 0.5, 0.5, 0.0])
+    scores = _silence_filters_pruning_drops(src, model, seed=3)
+    dropped = torch.cat([scores["model.1"] == 0, scores["model.0"] == 0])  # concat order: layer 1, then layer 0
+    src.model[3].cv2.bn.weight.data[dropped] = 0  # the residual branch adds nothing where the concat is dropped
+    src.model[3].cv2.bn.bias.data[dropped] = 0
+    load_model(model, src, scores)
+    assert model.model[3].cv2.conv.out_channels == 16
+    assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
+
+
+def test_fused_source_maps_like_the_unfused_one():
+    from copy import deepcopy
+
+    src = _source()
+    fused = deepcopy(src).fuse()
+    assert not hasattr(fused.model[0], "bn")
+    model = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10), fused)
+    assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
+    scores = compute_scores(src, "l1")
+    a = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.5), src, scores).eval()
+    b = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.5), fused, scores).eval()
+    assert (a(X) - b(X)).abs().max() <= 1e-5

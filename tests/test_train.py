@@ -118,7 +118,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(two_epochs, data,
 
     def save_then_die(ckpt, path):
         real_save(ckpt, path)
-        if Path(path).name == "last.pt":
+        if Path(path).name == "last.pt" and ckpt["epoch"] == 0:  # (the first last.pt is the epoch -1 one)
             raise Killed
 
     monkeypatch.setattr(train, "save_checkpoint", save_then_die)
@@ -143,7 +143,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(two_epochs, data,
 def test_sigkill_then_resume_writes_each_epoch_once(data, tmp_path):
     epochs = 5
     project = tmp_path / "runs"
-    args = [sys.executable, TRAIN, *cli_args(dict(COMMON, data=data, epochs=epochs, project=project, imgsz=48))]
+    args = [sys.executable, TRAIN, *cli_args(dict(COMMON, data=data, epochs=epochs, project=project, imgsz=64))]
     env = subprocess_env(tmp_path)
     last = project / "exp" / "weights" / "last.pt"
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -191,6 +191,24 @@ def test_ddp_two_cpu_processes(data, tmp_path, source_weights):
     assert read_results(save_dir)["epoch"].tolist() == [0, 1]
     ckpt = torch.load(save_dir / "weights" / "last.pt", weights_only=True)
     assert ckpt["updates"] == 2 * 5  # 80 images / 2 ranks, total batch 16 → 8 per rank: 5 steps per epoch
+    states = ckpt["rng"]  # each rank's own random streams, for --resume (dropout draws differ per rank)
+    assert len(states) == 2 and not torch.equal(states[0]["torch"], states[1]["torch"])
+
+
+def test_each_rank_resumes_its_own_rng_state():
+    from utils.distributed import gather_object
+    from utils.seeds import restore_rng_state, rng_for_rank, rng_state
+
+    torch.manual_seed(3)
+    saved = gather_object(rng_state())  # without DDP: this process's state, as a one-element list
+    expected = torch.rand(3)
+    torch.manual_seed(4)
+    restore_rng_state(rng_for_rank(saved, -1, 1))
+    assert torch.equal(torch.rand(3), expected)
+    per_rank = ["s0", "s1", "s2"]
+    assert [rng_for_rank(per_rank, r, 3) for r in range(3)] == per_rank
+    assert [rng_for_rank(per_rank, r, 2) for r in range(2)] == ["s0", None]  # other world size: rank 0's only
+    assert rng_for_rank({"torch": "old"}, 0, 1) == {"torch": "old"}  # checkpoints holding rank 0's state alone
 
 
 def test_pruned_training_from_ranked_weights(data, tmp_path, source_weights):
@@ -223,6 +241,8 @@ def wrong_size_weights(tmp_path_factory):
     (["--rate", "1.5"], ["bad rate", "outside [0, 1)"]),
     (["--weights", "missing-weights.pt"], ["missing-weights.pt", "not found"]),
     (["--weights", "WRONG"], ["do not match", "another model size"]),
+    (["--imgsz", "0"], ["--imgsz must be ≥ 32"]),
+    (["--batch-size", "0"], ["--batch-size must be ≥ 1, not 0"]),
 ])
 def test_cli_errors_are_one_line(data, tmp_path, wrong_size_weights, extra, words):
     extra = [str(wrong_size_weights) if a == "WRONG" else a for a in extra]
@@ -273,13 +293,24 @@ def test_smart_optimizer_groups(name):
         smart_optimizer(model, "Lion")
 
 
-def test_lr_schedules_run_from_1_to_lrf():
-    from utils.optim import CosineLR, LinearLR
+@pytest.mark.parametrize("cos_lr", [False, True])
+def test_lr_schedules_give_yolov5s_per_epoch_lrs(cos_lr):
+    """torch's LinearLR / CosineAnnealingLR against YOLOv5 classify's lambdas, every epoch, every parameter group."""
+    from utils.optim import lr_scheduler, smart_optimizer
 
-    for f in (LinearLR(10, 0.01), CosineLR(10, 0.01)):
-        assert f(0) == pytest.approx(1.0) and f(10) == pytest.approx(0.01)
-        assert all(f(x) > f(x + 1) for x in range(10))
-    assert LinearLR(10, 0.01)(5) == pytest.approx(0.505)
+    def yolov5(x, epochs, lrf):  # upstream's lf(x): linear, or one_cycle for --cos-lr
+        if cos_lr:
+            return ((1 - math.cos(x * math.pi / epochs)) / 2) * (lrf - 1) + 1
+        return (1 - x / epochs) * (1.0 - lrf) + lrf
+
+    for epochs in (1, 2, 10, 300):
+        optimizer = smart_optimizer(nn_linear(), "SGD", lr=0.01)
+        scheduler = lr_scheduler(optimizer, epochs, lrf=0.01, cos_lr=cos_lr)
+        for x in range(epochs + 1):
+            for group in optimizer.param_groups:
+                assert group["lr"] == pytest.approx(0.01 * yolov5(x, epochs, 0.01), rel=1e-12, abs=0), (epochs, x)
+            optimizer.step()
+            scheduler.step()
 
 
 def test_early_stopping():
@@ -290,14 +321,60 @@ def test_early_stopping():
     assert not any(EarlyStopping(patience=0)(e, 0.0) for e in range(50))
 
 
-def test_get_latest_run(tmp_path):
+def test_get_latest_run_is_the_latest_unfinished_one(tmp_path):
     assert train.get_latest_run(tmp_path) == ""
-    for i, name in enumerate(("exp", "exp2")):
+    model = ClassificationModel("yolov5n-cls.yaml", nc=2)
+    runs = {"old": (0, 3, False), "unfinished": (1, 3, False), "finished": (2, 3, True), "broken": None}
+    for i, (name, state) in enumerate(runs.items()):  # written in this order: 'broken' is the newest
         f = tmp_path / name / "weights" / "last.pt"
-        f.parent.mkdir(parents=True)
-        f.write_bytes(b"x")
+        if state is None:
+            f.parent.mkdir(parents=True)
+            f.write_bytes(b"x")
+        else:
+            epoch, epochs, finished = state
+            save_checkpoint(checkpoint_dict(model, optimizer={}, epoch=epoch, opt={"epochs": epochs},
+                                            finished=finished), f)
         os.utime(f, (1000 + i, 1000 + i))
-    assert train.get_latest_run(tmp_path) == str(tmp_path / "exp2" / "weights" / "last.pt")
+    assert train.get_latest_run(tmp_path) == str(tmp_path / "unfinished" / "weights" / "last.pt")
+
+
+def test_ctrl_c_is_one_line_and_resume_finishes_every_epoch_once(data, tmp_path, two_epochs):
+    """SIGINT in epoch 1 (the case that used to leave a run with only opt.yaml): one line, exit 130, last.pt intact;
+    a bare --resume then picks this run, not a newer finished one, and runs each epoch once."""
+    epochs = 3
+    project = tmp_path / "runs"
+    args = [sys.executable, TRAIN, *cli_args(dict(COMMON, data=data, epochs=epochs, project=project))]
+    env = subprocess_env(tmp_path)
+    last = project / "exp" / "weights" / "last.pt"
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not last.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        assert last.exists(), proc.stderr.read() if proc.poll() is not None else "no last.pt in time"
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "\033[" not in err  # no colour in a pipe
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert sum("interrupted" in ln for ln in lines) == 1 and "interrupted at epoch" in lines[-1], err[-3000:]
+    assert f"--resume {last}" in lines[-1]
+    saved = torch.load(last, weights_only=True)
+    assert not saved["finished"] and saved["epoch"] < epochs - 1
+
+    finished = project / "newer-finished" / "weights" / "last.pt"
+    finished.parent.mkdir(parents=True)
+    finished.write_bytes(Path(two_epochs["last"]).read_bytes())  # newer than the interrupted run, but finished
+    out = subprocess.run([sys.executable, TRAIN, "--resume", "--project", str(project)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"latest unfinished run is {last}" in out.stderr
+    assert read_results(project / "exp")["epoch"].tolist() == list(range(epochs))
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["finished"] and [r[0] for r in ckpt["results"]] == list(range(epochs))
 
 
 def test_plot_results_reads_ours_and_yolov5_padded_csv(tmp_path):
@@ -339,3 +416,46 @@ def test_fine_tuning_a_pruned_checkpoint_keeps_its_rates(data, tmp_path, source_
     again = train.run(weights=str(first["best"]), name="again", **options)  # no --cfg, no --rate
     assert attempt_load(again["best"]).yaml["rate"] == [0.0] + [0.5] * 9
     assert again["parameters"] == first["parameters"]
+
+
+def test_weights_are_read_from_disk_once(data, tmp_path, source_weights, monkeypatch):
+    reads = []
+    real_load = torch.load
+
+    def counting_load(f, *args, **kwargs):
+        reads.append(str(f))
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    train.run(data=str(data), epochs=1, project=str(tmp_path), rate=0.5, weights=str(source_weights),
+              criterion="hrank", rank_batches=1, **dict(COMMON, cfg=""))
+    assert reads.count(str(source_weights)) == 1, reads
+
+
+def test_a_pruned_checkpoint_at_its_own_rates_is_not_ranked(data, tmp_path, source_weights, monkeypatch, logs):
+    from models.prune import load_model, compute_scores
+
+    src = attempt_load(source_weights)
+    pruned = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.5), src, compute_scores(src, "l1"))
+    path = save_checkpoint(checkpoint_dict(pruned), tmp_path / "pruned.pt")
+
+    def no_ranking(*args, **kwargs):
+        raise AssertionError("ranked filters that are never used")
+
+    monkeypatch.setattr(train, "score_filters", no_ranking)
+    opt = train.parse_opt(argv=["--weights", str(path), "--criterion", "hrank"])  # no --cfg, no --rate
+    source = train.check_options(opt)
+    model, scores, meta = train.build_model(opt, 10, data, torch.device("cpu"), 16, source)
+    assert scores is None and model.yaml["rate"] == [0.5] * 10
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(model.eval()(x), pruned.eval()(x))
+    with pytest.raises(AssertionError, match="never used"):  # pruning it further still ranks
+        opt = train.parse_opt(argv=["--weights", str(path), "--rate", "0.75"])
+        train.build_model(opt, 10, data, torch.device("cpu"), 16, train.check_options(opt))
+
+
+def test_ranks_without_weights_warns_that_they_are_ignored(data, source_weights, logs):
+    opt = train.parse_opt(argv=["--cfg", "yolov5n-cls.yaml", "--rate", "0.5", "--ranks", str(source_weights)])
+    train.build_model(opt, 10, data, torch.device("cpu"), 16, train.check_options(opt))
+    warnings = [r.getMessage() for r in logs.records if r.levelname == "WARNING"]
+    assert any("--ranks" in w and "ignored" in w and "from scratch" in w for w in warnings), warnings

@@ -115,3 +115,12 @@ def test_fewer_model_classes_than_folders_is_one_line_error(data, tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "predicts 3 classes" in out.stderr and "10 class folders" in out.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_per_class_rows_are_named_by_folder_when_model_names_differ(data, upstream_ckpt, tmp_path, logs):
+    val.run(data=str(data), weights=upstream_ckpt, project=tmp_path, name="v", **COMMON)  # names class0..class9
+    folders = sorted(p.name for p in (data / "val").iterdir())
+    assert "class0" not in folders
+    rows = (tmp_path / "v" / "accuracy.csv").read_text().splitlines()[2:]
+    assert [r.split(",")[0] for r in rows] == folders
+    assert any("class names" in r.getMessage() and "differ" in r.getMessage() for r in logs.records)

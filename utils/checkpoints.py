@@ -8,7 +8,6 @@ anything else (os.system, eval, builtins.exec, …) is refused before anything i
 
 import os
 import pickle
-import re
 from pathlib import Path
 
 import torch
@@ -55,7 +54,8 @@ def allowed_globals():
     from models import common, yolo
     from utils import augmentations
 
-    project = [common.Conv, common.Bottleneck, common.C3, common.SPPF, common.Concat, common.Classify,
+    project = [common.Conv, common.Focus, common.Bottleneck, common.C3, common.SPP, common.SPPF, common.Concat,
+               common.Classify,
                yolo.ClassificationModel, yolo.DetectionModel, yolo.Detect, (yolo.DetectionModel, "models.yolo.Model"),
                augmentations.CenterCrop, augmentations.ToTensor]
     transforms = [T.Compose, T.Normalize, T.Resize, T.CenterCrop, T.ToTensor, InterpolationMode]
@@ -63,29 +63,47 @@ def allowed_globals():
     return project + transforms + paths + list(TORCH_MODULES) + _numpy_globals()
 
 
+def _global_name(item):
+    """The 'module.name' string torch's unpickler uses for an allowlist entry (an object or (object, name))."""
+    return item[1] if isinstance(item, tuple) else f"{item.__module__}.{item.__qualname__}"
+
+
+def _refusal(path):
+    """The error for a file torch's weights-only unpickler refused: name the first global that is not allowed."""
+    try:
+        with torch.serialization.safe_globals(allowed_globals()):
+            names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a zip checkpoint (legacy format, or not torch at all): nothing to name
+        names = []
+    if not names:
+        return CheckpointError(f"'{path}' is not a readable PyTorch checkpoint (corrupt, truncated, or an unsupported "
+                               f"pickle)")
+    name = names[0]
+    if name.startswith(("models.", "utils.")):  # a YOLOv5 class this project does not define
+        return UnsafeCheckpointError(
+            f"cannot load '{path}': it needs YOLOv5's {name}, which this project does not implement (a checkpoint "
+            f"from another YOLOv5 version or architecture?); nothing in the file was run")
+    return UnsafeCheckpointError(
+        f"refusing to load '{path}': it references '{name}', which is not a known YOLOv5 model class or tensor "
+        f"type; nothing in the file was run")
+
+
 def load_checkpoint(path, map_location="cpu"):
     """Load any supported checkpoint without executing code from it. Returns what the file holds."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"'{path}' is empty (0 bytes): not a PyTorch checkpoint")
     try:
         with torch.serialization.safe_globals(allowed_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"(?:GLOBAL|call reduce for|Unsupported class)\s+([\w.]+)", str(e), re.I)
-        if not found:
-            raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint (corrupt, truncated, or an "
-                                  f"unsupported pickle)") from None
-        name = found.group(1)
-        if name.startswith(("models.", "utils.")):  # a YOLOv5 class this project does not define
-            raise UnsafeCheckpointError(
-                f"cannot load '{path}': it needs YOLOv5's {name}, which this project does not implement (a checkpoint "
-                f"from another YOLOv5 version or architecture?); nothing in the file was run") from None
-        raise UnsafeCheckpointError(
-            f"refusing to load '{path}': it references '{name}', which is not a known YOLOv5 model class "
-            f"or tensor type; nothing in the file was run") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint (corrupt or truncated?): {str(e).splitlines()[0]}") from None
+    except pickle.UnpicklingError:
+        raise _refusal(path) from None
+    except Exception as e:  # a file that is not a checkpoint fails in torch.load with any type (KeyError, EOFError, ...)
+        detail = f": {next(iter(str(e).splitlines()), '')}" if isinstance(e, (RuntimeError, OSError)) else ""
+        raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint (corrupt, truncated or not a .pt "
+                              f"file){detail}") from None
 
 
 def save_checkpoint(ckpt, path):

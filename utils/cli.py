@@ -1,12 +1,13 @@
 """What every command-line entry point shares: one-line user errors and YOLOv5's argument echo."""
 
 import inspect
+import math
 import os
 import sys
 from pathlib import Path
 
 from utils.checkpoints import CheckpointError
-from utils.log import LOGGER, colorstr
+from utils.log import LOGGER, colorstr, is_nested
 from utils.paths import ROOT
 
 
@@ -14,28 +15,65 @@ class UserError(Exception):
     """A problem the user can fix from the command line (bad flag, missing file, no network, ...)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C, with the one line to show for it (where the command stopped, how to go on)."""
+
+
 # Errors that mean "the input was wrong", reported as one line. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, CheckpointError, ConnectionError, PermissionError)
 
 
 def run_cli(main, opt, prog=None):
-    """Call main(opt); a user error becomes `<prog>: error: <message>` on stderr and exit status 2.
+    """Call main(opt); a user error becomes `<prog>: error: <message>` on stderr and exit status 2, a Ctrl-C
+    `<prog>: <what was interrupted>` and exit status 130 (128 + SIGINT, as shells report it).
 
-    Set YOLOV5_DEBUG=1 to get the traceback of user errors as well.
+    Set YOLOV5_DEBUG=1 to get the traceback of user errors and interruptions as well.
     """
+    prog = prog or Path(sys.argv[0]).name
     try:
         return main(opt)
     except USER_ERRORS as e:
         if os.getenv("YOLOV5_DEBUG"):
             raise
-        prog = prog or Path(sys.argv[0]).name
-        message = " ".join(str(e).split()) or type(e).__name__  # one line, whatever the exception held
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as e:
+        if os.getenv("YOLOV5_DEBUG"):
+            raise
+        print(f"{prog}: {one_line(e) if str(e) else 'interrupted'}", file=sys.stderr)
+        sys.exit(130)
+
+
+def one_line(e):
+    """An exception's message on one line (or its type name when it has none)."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def check_at_least(flag, value, minimum):
+    """A one-line UserError unless value ≥ minimum (counts such as --batch-size, --workers, --epochs)."""
+    if not isinstance(value, int) or value < minimum:
+        raise UserError(f"{flag} must be ≥ {minimum}, not {value}")
+    return value
+
+
+def check_img_size(imgsz, stride=32, flag="--imgsz"):
+    """YOLOv5's image-size rule: at least `stride` and a multiple of it. A size ≤ 0 is an error; other sizes are
+    rounded up with a warning, as YOLOv5's check_img_size does. Takes and returns an int or a list of ints."""
+    sizes = [imgsz] if isinstance(imgsz, int) else list(imgsz)
+    if not sizes or any(not isinstance(x, int) or x < 1 for x in sizes):
+        raise UserError(f"{flag} must be ≥ {stride} pixels and a multiple of {stride}, not {imgsz}")
+    new = [max(math.ceil(x / stride), 1) * stride for x in sizes]
+    if new != sizes:
+        LOGGER.warning(f"WARNING ⚠️ {flag} {imgsz} must be a multiple of {stride} (≥ {stride}), updating to "
+                       f"{new[0] if isinstance(imgsz, int) else new}")
+    return new[0] if isinstance(imgsz, int) else new
 
 
 def print_args(args=None, show_file=True, show_func=False):
-    """Log `file: k=v, k=v` for a dict or argparse Namespace (default: the calling function's arguments)."""
+    """Log `file: k=v, k=v` for a dict or argparse Namespace (default: the calling function's arguments); nothing
+    for a command nested in another, whose own options were already shown."""
+    if is_nested():
+        return
     frame = inspect.currentframe().f_back
     info = inspect.getframeinfo(frame)
     if args is None:

@@ -9,6 +9,13 @@ from utils.log import LOGGER
 
 
 _remapped = {}  # the --device spec this process set CUDA_VISIBLE_DEVICES to, once CUDA has started
+_announced = set()  # device lines already logged: a process names its torch and device once, not per step
+
+
+def _announce(line):
+    if line not in _announced:
+        _announced.add(line)
+        LOGGER.info(line)
 
 
 def select_device(device="", batch_size=0):
@@ -22,7 +29,7 @@ def select_device(device="", batch_size=0):
     if spec in {"cpu", "mps"}:
         if spec == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise ValueError("--device mps requested but MPS is not available; use --device cpu")
-        LOGGER.info(head + spec.upper())
+        _announce(head + spec.upper())
         return torch.device(spec)
 
     ids = spec.split(",") if spec else []
@@ -49,7 +56,7 @@ def select_device(device="", batch_size=0):
     elif torch.cuda.is_available():
         ids, local = ["0"], [0]
     else:
-        LOGGER.info(head + "CPU")
+        _announce(head + "CPU")
         return torch.device("cpu")
 
     if len(ids) > 1 and batch_size > 0 and batch_size % len(ids):
@@ -58,5 +65,5 @@ def select_device(device="", batch_size=0):
     for i, k in zip(ids, local):
         p = torch.cuda.get_device_properties(k)
         gpus.append(f"CUDA:{i} ({p.name}, {p.total_memory / (1 << 20):.0f}MiB)")
-    LOGGER.info(head + ", ".join(gpus))
+    _announce(head + ", ".join(gpus))
     return torch.device(f"cuda:{local[0]}")

@@ -69,6 +69,15 @@ def broadcast_object(obj, src=0):
     return box[0]
 
 
+def gather_object(obj, dst=0):
+    """[obj of rank 0, obj of rank 1, ...] on rank dst (None on the others); [obj] without DDP. Every rank must call it."""
+    if not is_distributed():
+        return [obj]
+    box = [None] * dist.get_world_size() if dist.get_rank() == dst else None
+    dist.gather_object(obj, box, dst=dst)
+    return box
+
+
 def de_parallel(model):
     """The plain model inside a DP/DDP wrapper (state dicts without the 'module.' prefix)."""
     return model.module if isinstance(model, (nn.parallel.DataParallel, nn.parallel.DistributedDataParallel)) else model

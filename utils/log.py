@@ -2,6 +2,8 @@
 
 import logging
 import os
+import sys
+from contextlib import contextmanager
 
 LOGGING_NAME = "yolov5-prune"
 
@@ -28,7 +30,32 @@ _COLOURS = {
 }
 
 
+def colour_enabled():
+    """ANSI colours only where a person sees them: the log stream (stderr) is a terminal and NO_COLOR is unset
+    (https://no-color.org); a log redirected to a file gets plain text."""
+    return not os.getenv("NO_COLOR") and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+
+
 def colorstr(*args):
     """colorstr('blue', 'bold', 'text') → coloured text; with one argument it is blue+bold (as YOLOv5)."""
     *styles, text = args if len(args) > 1 else ("blue", "bold", args[0])
+    if not colour_enabled():
+        return f"{text}"
     return "".join(_COLOURS[s] for s in styles) + f"{text}" + _COLOURS["end"]
+
+
+_nesting = []  # one entry per command running inside another (classify/prune.py's train and rank steps)
+
+
+@contextmanager
+def nested():
+    """Run a command inside another quietly: no option dump or next-step hints of its own."""
+    _nesting.append(True)
+    try:
+        yield
+    finally:
+        _nesting.pop()
+
+
+def is_nested():
+    return bool(_nesting)

