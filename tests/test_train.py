@@ -433,7 +433,8 @@ def test_weights_are_read_from_disk_once(data, tmp_path, source_weights, monkeyp
 
 
 def test_a_pruned_checkpoint_at_its_own_rates_is_not_ranked(data, tmp_path, source_weights, monkeypatch, logs):
-    from models.prune import load_model, compute_scores
+    from models.criteria import compute_scores
+    from models.prune import load_model
 
     src = attempt_load(source_weights)
     pruned = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.5), src, compute_scores(src, "l1"))
