@@ -195,7 +195,7 @@ def summarize(model, imgsz, best_row, files):
     model = de_parallel(model).eval()
     p = next(model.parameters())
     memory_format = training_memory_format(p.device)
-    unpruned = ClassificationModel(dict(model.yaml, rate=0.0)).to(p.device, memory_format=memory_format).eval()
+    unpruned = ClassificationModel(model.yaml, rate=0.0).to(p.device, memory_format=memory_format).eval()
     base = model_info(unpruned, imgsz, name="unpruned")
     pruned = model_info(model, imgsz, name="pruned  ")
     x = torch.zeros(1, 3, imgsz, imgsz, device=p.device).to(memory_format=memory_format)
