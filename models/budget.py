@@ -211,7 +211,9 @@ class ScoreDrop:
 
     def __call__(self, group, width):
         cum = self.removed.get(group)
-        return 0.0 if cum is None else float(cum[len(cum) - 1 - width])
+        if cum is None or width >= len(cum) - 1:  # no scores, or at least as wide as the scored model: nothing removed
+            return 0.0
+        return float(cum[len(cum) - 1 - width])
 
 
 # ------------------------------------------------------------------------------------------------- allocation
