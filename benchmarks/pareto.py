@@ -31,11 +31,13 @@ from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import check_cls_dataset  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
 from utils.plots import plot_pareto  # noqa: E402
-from utils.ranks import save_scores  # noqa: E402
+from utils.ranks import load_scores, save_scores  # noqa: E402
 
 
 def final_top1(save_dir):
-    return float(pd.read_csv(Path(save_dir) / "results.csv").iloc[-1]["top1_acc"])
+    table = pd.read_csv(Path(save_dir) / "results.csv")
+    table.columns = [c.strip() for c in table.columns]  # YOLOv5 pads the header with spaces
+    return float(table.iloc[-1]["metrics/accuracy_top1"])
 
 
 def main(opt):
@@ -44,14 +46,20 @@ def main(opt):
     model = attempt_load(opt.weights)
     cfg = {k: v for k, v in load_yaml(cfg_of(model, opt.weights)).items() if k not in ("rate", "widths")}
     root = check_cls_dataset(opt.data)
-    loader = None
-    if get_criterion(opt.criterion).needs_data:
-        loader = create_classification_dataloader(root / "train", imgsz=opt.imgsz, batch_size=32, augment=False,
-                                                  workers=opt.workers, shuffle=True, seed=0)
-    scores = compute_scores(model, opt.criterion, loader, batches=5)
-    ranks = save_scores(save_dir / "ranks.pt", scores, {"criterion": opt.criterion, "source": opt.weights})
-    table = sensitivity_cli.group_sensitivity(model, root, scores, opt.imgsz, 64, images=512, calib_batches=5,
-                                              workers=opt.workers, split="train")
+    if opt.ranks:  # reuse an earlier run's ranking and curves
+        ranks, scores = Path(opt.ranks), load_scores(opt.ranks)[0]
+    else:
+        loader = None
+        if get_criterion(opt.criterion).needs_data:
+            loader = create_classification_dataloader(root / "train", imgsz=opt.imgsz, batch_size=32, augment=False,
+                                                      workers=opt.workers, shuffle=True, seed=0)
+        scores = compute_scores(model, opt.criterion, loader, batches=5)
+        ranks = save_scores(save_dir / "ranks.pt", scores, {"criterion": opt.criterion, "source": opt.weights})
+    if opt.sensitivity:
+        table = pd.read_csv(opt.sensitivity)
+    else:
+        table = sensitivity_cli.group_sensitivity(model, root, scores, opt.imgsz, 64, images=512, calib_batches=5,
+                                                  workers=opt.workers, split="train")
     table.to_csv(save_dir / "sensitivity.csv", index=False)
     drop = SensitivityDrop(table, float(table["base_top1"].iloc[0]))
     costs = CostModel(cfg, opt.imgsz, nc=model.nc)
@@ -88,6 +96,8 @@ def parse_opt():
     parser.add_argument("--imgsz", type=int, default=32)
     parser.add_argument("--criterion", default="hrank")
     parser.add_argument("--rates", default="0.3,0.5,0.7", help="uniform rates; allocation matches their FLOPs")
+    parser.add_argument("--ranks", default="", help="scores file to reuse (skips ranking)")
+    parser.add_argument("--sensitivity", default="", help="sensitivity.csv to reuse (with --ranks: the same ranking)")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--finetune-epochs", type=int, default=10)
     parser.add_argument("--optimizer", default="SGD")

@@ -16,6 +16,7 @@ from models.experimental import attempt_load
 from models.prune import channel_groups, load_model, needs_scores, select_channels
 from models.yolo import ClassificationModel
 from utils.checkpoints import checkpoint_dict, load_checkpoint, save_checkpoint
+from utils.ranks import load_scores
 
 from helpers import ROOT, lively
 from test_prune import X, _silence_filters_pruning_drops, _source
@@ -194,3 +195,42 @@ def test_cli_rejects_target_with_rate_in_one_line(tmp_path):
     last = out.stderr.strip().splitlines()[-1]
     assert out.returncode == 2 and last.startswith("train.py: error:") and "not both" in last
     assert "Traceback" not in out.stderr
+
+
+@pytest.fixture
+def flush_denormal():
+    """Random weights: activations fade into denormal floats, which CPUs process very slowly."""
+    torch.set_flush_denormal(True)
+    yield
+    torch.set_flush_denormal(False)
+
+
+def test_prune_and_rank_with_a_target_end_to_end(tmp_path, monkeypatch, flush_denormal):
+    """classify/prune.py --target-flops: sensitivity on the baseline, plan.yaml, a pruned best.pt that carries the
+    plan; classify/rank.py --target-params writes the plan as a model YAML that train.py --cfg rebuilds."""
+    import yaml
+
+    from classify import prune as pipeline
+    from classify import rank
+    from classify import sensitivity as sensitivity_cli
+
+    measure = sensitivity_cli.group_sensitivity  # one rate and one calibration batch keep the test fast
+    monkeypatch.setattr(sensitivity_cli, "group_sensitivity",
+                        lambda *a, **k: measure(*a, **{**k, "rates": (0.5,), "calib_batches": 1, "images": 16}))
+    data = make_builtin_dataset(tmp_path / "tiny", n_train=8, n_val=4, size=32)
+    weights = save_checkpoint(checkpoint_dict(lively(ClassificationModel(CFG, nc=10))), tmp_path / "w.pt")
+    out = pipeline.run(weights=str(weights), data=str(data), target_flops=0.5, criterion="l1", finetune_epochs=1,
+                       batch_size=16, imgsz=32, device="cpu", workers=0, project=tmp_path / "runs", name="exp")
+    save_dir = out["save_dir"]
+    assert (save_dir / "sensitivity.csv").is_file() and (save_dir / "sensitivity.png").is_file()
+    plan = yaml.safe_load((save_dir / "plan.yaml").read_text())["widths"]
+    ckpt = torch.load(out["pruned"], weights_only=True)
+    assert ckpt["yaml"]["widths"] == plan and 0.475 <= CostModel(CFG, 32, nc=10).fraction(plan, "flops") <= 0.5
+    assert attempt_load(out["pruned"])(X).shape == (2, 10)
+
+    scores = rank.run(weights=weights, data=data, criterion="l1", imgsz=32, workers=0, output=tmp_path / "s.pt",
+                      target_params=0.4)
+    cfg = yaml.safe_load((tmp_path / "s.yaml").read_text())
+    model = load_model(ClassificationModel(cfg, nc=10), weights, load_scores(scores)[0])
+    assert 0.38 <= CostModel(CFG, 32, nc=10).fraction(cfg["widths"], "params") <= 0.4
+    assert {g.name: g.channels for g in channel_groups(model)} == cfg["widths"]
