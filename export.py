@@ -153,9 +153,9 @@ def check_outputs(fmt, file, im, expected, tol):
 def unpruned_twin(model):
     """The same architecture at rate 0 (what the model was pruned from), or None when it is not pruned."""
     cfg = getattr(model, "yaml", None)
-    if not isinstance(cfg, dict) or not any(cfg.get("rate") or []):
+    if not isinstance(cfg, dict) or not (any(cfg.get("rate") or []) or cfg.get("widths")):
         return None
-    twin = ClassificationModel(cfg, rate=0.0)
+    twin = ClassificationModel(cfg, rate=0.0)  # a rate argument replaces the YAML's plan (rates and widths)
     twin.names = list(model.names)
     return twin.eval()
 

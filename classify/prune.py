@@ -22,12 +22,14 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from classify import rank as rank_cli  # noqa: E402
+from classify import sensitivity as sensitivity_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
 from classify import val as val_cli  # noqa: E402
+from models.budget import chosen_target, drop_predictor, plan_for_target  # noqa: E402
 from models.experimental import attempt_load, cfg_of  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, recalibrate_bn  # noqa: E402
 from models.prune import load_model, needs_scores  # noqa: E402
-from models.yolo import ClassificationModel  # noqa: E402
+from models.yolo import ClassificationModel, load_yaml  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
@@ -36,6 +38,7 @@ from utils.device import select_device  # noqa: E402
 from utils.log import LOGGER, colorstr, nested  # noqa: E402
 from utils.model_info import count_params, model_gflops  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
+from utils.plots import plot_sensitivity  # noqa: E402
 from utils.profiling import median_latency  # noqa: E402
 from utils.ranks import load_scores  # noqa: E402
 
@@ -80,22 +83,52 @@ def log_summary(rows, save_dir):
 DEMO_CFG = "yolov5n-cls.yaml"  # small enough to train a baseline in a minute on 2 CPU cores
 
 
+DEFAULT_RATE = "0.5"  # without --rate or --target-*
+
+
+def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, workers, seed, save_dir, sensitivity=""):
+    """A model YAML dict with the widths allocated for `target` = (metric, fraction): by sensitivity curves measured on
+    the baseline (on training images, so the widths are not chosen on the images the summary reports) or read from
+    `sensitivity`; saves sensitivity.csv/.png and plan.yaml in save_dir."""
+    import yaml
+
+    if sensitivity:
+        table = sensitivity
+    else:
+        table = sensitivity_cli.group_sensitivity(base_model, data_root, scores, imgsz, batch_size, images=512,
+                                                  calib_batches=5, workers=workers, seed=seed, split="train")
+        write_text_atomic(save_dir / "sensitivity.csv", table.to_csv(index=False))
+        plot_sensitivity(table, save_dir / "sensitivity.png")
+    device = next(base_model.parameters()).device
+    widths = plan_for_target(cfg, *target, imgsz, nc=base_model.nc, drop=drop_predictor(sensitivity=table),
+                             device=device)
+    plan_cfg = {**{k: v for k, v in load_yaml(cfg).items() if k not in ("rate", "widths")}, "rate": 0.0,
+                "widths": widths}
+    write_text_atomic(save_dir / "plan.yaml", yaml.safe_dump(plan_cfg, sort_keys=False))
+    return plan_cfg
+
+
 @nested()  # the train and rank commands it runs stay quiet: no option dumps or next-step hints of their own
-def run(cfg="", weights="", data=DEFAULT_DATA, rate="0.5", criterion=DEFAULT_CRITERION, rank_batches=5,
+def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRITERION, rank_batches=5,
         epochs=8, finetune_epochs=8, batch_size=64, imgsz=64, device="", workers=2, cache="ram",
-        project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0):
+        project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0, target_flops=None, target_params=None,
+        target_latency=None, sensitivity=""):
     """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'summary'}."""
     for flag, value, minimum in (("--epochs", epochs, 1), ("--finetune-epochs", finetune_epochs, 1),
                                  ("--rank-batches", rank_batches, 1), ("--batch-size", batch_size, 1),
                                  ("--workers", workers, 0)):
         check_at_least(flag, value, minimum)
     imgsz = check_img_size(imgsz)
+    target = chosen_target(target_flops, target_params, target_latency, rate)
+    rate = None if target else (rate if rate is not None else DEFAULT_RATE)
+    if sensitivity and not Path(sensitivity).is_file():
+        raise FileNotFoundError(f"--sensitivity file '{sensitivity}' not found (make one with classify/sensitivity.py)")
     source = attempt_load(weights) if weights else None
     if source is not None and not isinstance(source, ClassificationModel):
         raise ValueError(f"classify/prune.py needs a trained classifier as --weights; to start from the backbone of "
                          f"detector {weights}, train with classify/train.py --weights {weights} first")
     cfg = cfg or (cfg_of(source, weights) if source is not None else DEMO_CFG)
-    if not needs_scores(ClassificationModel(cfg, rate=rate)):  # a bad --cfg or --rate fails here, before any work
+    if not target and not needs_scores(ClassificationModel(cfg, rate=rate)):  # a bad --cfg or --rate fails here
         raise ValueError("--rate is 0 everywhere: nothing to prune; give a rate such as 0.5 or '[0.]+[0.3]*8+[0.]'")
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)
     common = dict(data=data, batch_size=batch_size, imgsz=imgsz, device=device, workers=workers, cache=cache,
@@ -113,12 +146,15 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate="0.5", criterion=DEFAULT_CRI
                          batch_size=min(batch_size, 32), imgsz=imgsz, device=device, workers=workers,
                          output=save_dir / "ranks.pt", seed=seed)
 
-    LOGGER.info(f"\n{colorstr('3/4 prune:')} rate {rate}")
+    LOGGER.info(f"\n{colorstr('3/4 prune:')} " + (f"widths for --target-{target[0]} {target[1]:g}" if target else
+                                                   f"rate {rate}"))
     dev = select_device(device, batch_size=batch_size)
     base_model = attempt_load(baseline, device=dev)
-    pruned = load_model(ClassificationModel(cfg, nc=base_model.nc, rate=rate).to(dev), base_model,
-                        load_scores(ranks)[0])
+    scores = load_scores(ranks)[0]
     root = check_cls_dataset(data)
+    if target:
+        cfg = allocate(cfg, base_model, scores, target, root, imgsz, batch_size, workers, seed, save_dir, sensitivity)
+    pruned = load_model(ClassificationModel(cfg, nc=base_model.nc, rate=rate).to(dev), base_model, scores)
     loader = create_classification_dataloader(eval_split(root), imgsz=imgsz, batch_size=batch_size, augment=False,
                                               workers=workers, shuffle=False)
     before = {"baseline": (base_model, _accuracy(base_model, loader)),
@@ -144,7 +180,15 @@ def parse_opt(known=False):
     parser.add_argument("--cfg", type=str, default="", help=f"model YAML (default: that of --weights, else {DEMO_CFG})")
     parser.add_argument("--weights", "--model", type=str, default="", help="trained classifier/detector; '' trains a baseline first")
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
-    parser.add_argument("--rate", type=str, default="0.5", help="compress rate(s): 0.5, a list, or '[0.]+[0.3]*8+[0.]'")
+    parser.add_argument("--rate", type=str, default=None,
+                        help=f"compress rate(s): 0.5, a list, or '[0.]+[0.3]*8+[0.]' (default {DEFAULT_RATE})")
+    parser.add_argument("--target-flops", type=float, default=None,
+                        help="instead of --rate: allocate widths to this fraction of the unpruned FLOPs (0-1]")
+    parser.add_argument("--target-params", type=float, default=None, help="... of the unpruned parameters")
+    parser.add_argument("--target-latency", type=float, default=None,
+                        help="... of the unpruned batch-1 latency on --device at --imgsz (measured)")
+    parser.add_argument("--sensitivity", type=str, default="",
+                        help="sensitivity.csv to allocate by (default: measured on the baseline in this run)")
     parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA,
                         help="filter ranking criterion (see classify/rank.py --help)")
     parser.add_argument("--rank-batches", type=int, default=5, help="training batches scored by data criteria")

@@ -20,11 +20,14 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
+import yaml  # noqa: E402
 
-from models.experimental import model_from_checkpoint  # noqa: E402
+from models.budget import chosen_target, drop_predictor, plan_for_target  # noqa: E402
+from models.experimental import cfg_of, model_from_checkpoint  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, RESIDUAL_MODES, compute_scores, get_criterion  # noqa: E402
 from models.prune import load_model  # noqa: E402
-from models.yolo import ClassificationModel, DetectionModel, classifier_yaml  # noqa: E402
+from models.yolo import ClassificationModel, DetectionModel, classifier_yaml, load_yaml  # noqa: E402
+from utils.atomic import write_text_atomic  # noqa: E402
 from utils.checkpoints import load_checkpoint  # noqa: E402
 from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
@@ -60,10 +63,19 @@ def default_output(weights, criterion):
 def score_filters(weights, cfg="", data=DEFAULT_DATA, criterion=DEFAULT_CRITERION, batches=5, batch_size=16,
                   imgsz=224, device="cpu", workers=8, seed=0, residual="members"):
     """(scores, meta): rank the filters of the unpruned model of `weights` on un-augmented training images."""
-    needs_data = get_criterion(criterion).needs_data  # an unknown criterion fails before loading weights or data
+    get_criterion(criterion)  # an unknown criterion fails before loading weights or data
     if batches < 1:
         raise ValueError(f"--batches must be at least 1, not {batches}")
-    model = ranking_model(weights, cfg).to(device)
+    return score_model(ranking_model(weights, cfg).to(device), weights, cfg, data, criterion, batches, batch_size,
+                       imgsz, device, workers, seed, residual)
+
+
+def score_model(model, weights, cfg="", data=DEFAULT_DATA, criterion=DEFAULT_CRITERION, batches=5, batch_size=16,
+                imgsz=224, device="cpu", workers=8, seed=0, residual="members"):
+    """(scores, meta) of an already loaded ranking model (see score_filters)."""
+    needs_data = get_criterion(criterion).needs_data
+    if batches < 1:
+        raise ValueError(f"--batches must be at least 1, not {batches}")
     loader, data_root = None, ""
     if needs_data:
         data_root = check_cls_dataset(data)
@@ -92,20 +104,41 @@ def log_scores(scores, criterion):
         LOGGER.info(f"{name:<22}{len(s):>9}{s.min():>11.4g}{s.mean():>11.4g}{s.max():>11.4g}{tied_fraction(s):>7.0%}")
 
 
+def write_plan(model, scores, output, target, imgsz, sensitivity=""):
+    """For --target-*: allocate widths (from --sensitivity curves, else the scores) and write them as a model YAML
+    next to the scores file, ready for classify/train.py --cfg <it> --ranks <scores>."""
+    cfg = {k: v for k, v in load_yaml(cfg_of(model)).items() if k not in ("rate", "widths")}
+    widths = plan_for_target(cfg, *target, imgsz, nc=model.nc, drop=drop_predictor(scores, sensitivity or None),
+                             device=next(model.parameters()).device)
+    path = Path(output).with_suffix(".yaml")
+    write_text_atomic(path, yaml.safe_dump({**cfg, "rate": 0.0, "widths": widths}, sort_keys=False))
+    LOGGER.info(f"widths plan saved to {colorstr('bold', path)}: train it with classify/train.py --cfg {path} "
+                f"--ranks {output} --weights ...")
+    return path
+
+
 def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion=DEFAULT_CRITERION, batches=5, batch_size=16,
-        imgsz=224, device="", workers=8, output="", seed=0, residual="members"):
-    """Compute and save per-channel scores; returns the scores file path."""
+        imgsz=224, device="", workers=8, output="", seed=0, residual="members", target_flops=None, target_params=None,
+        target_latency=None, sensitivity=""):
+    """Compute and save per-channel scores; returns the scores file path (with --target-*, also a plan YAML)."""
+    target = chosen_target(target_flops, target_params, target_latency)
+    if sensitivity and not Path(sensitivity).is_file():
+        raise FileNotFoundError(f"--sensitivity file '{sensitivity}' not found (make one with classify/sensitivity.py)")
     torch.manual_seed(seed)
     check_at_least("--batch-size", batch_size, 1)
     check_at_least("--workers", workers, 0)
     imgsz = check_img_size(imgsz)
     device = select_device(device, batch_size=batch_size)
-    scores, meta = score_filters(weights, cfg, data, criterion, batches, batch_size, imgsz, device, workers, seed,
-                                 residual)
+    get_criterion(criterion)  # an unknown criterion fails before loading weights
+    model = ranking_model(weights, cfg).to(device)
+    scores, meta = score_model(model, weights, cfg, data, criterion, batches, batch_size, imgsz, device, workers, seed,
+                               residual)
     log_scores(scores, criterion)
     output = Path(output) if output else default_output(weights, criterion)
     save_scores(output, scores, meta)
     LOGGER.info(f"\n{len(scores)} channel groups ranked by {criterion}; scores saved to {colorstr('bold', output)}")
+    if target:
+        write_plan(model, scores, output, target, imgsz, sensitivity)
     return output
 
 
@@ -124,6 +157,12 @@ def parse_opt(known=False):
     parser.add_argument("--workers", type=int, default=8, help="max dataloader workers")
     parser.add_argument("--output", type=str, default="", help="scores file (default weights/ranks/<weights>-<criterion>.pt)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data order and the random criterion")
+    parser.add_argument("--target-flops", type=float, default=None,
+                        help="also allocate widths to this fraction of the unpruned FLOPs (0-1]; writes <output>.yaml")
+    parser.add_argument("--target-params", type=float, default=None, help="... of the unpruned parameters")
+    parser.add_argument("--target-latency", type=float, default=None,
+                        help="... of the unpruned batch-1 latency on --device at --imgsz (measured)")
+    parser.add_argument("--sensitivity", type=str, default="", help="sensitivity.csv to allocate by (default: the scores)")
     parser.add_argument("--residual", default="members", choices=RESIDUAL_MODES,
                         help="residual streams of data criteria: score each member conv's output (members) or the maps "
                              "after each add (added, as HRankPlus)")

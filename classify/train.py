@@ -46,6 +46,7 @@ from tqdm import tqdm  # noqa: E402
 
 from classify import val as validate  # noqa: E402
 from classify.rank import score_filters  # noqa: E402
+from models.budget import chosen_target, drop_predictor, plan_for_target  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, check_criterion  # noqa: E402
 from models.experimental import attempt_load, cfg_of  # noqa: E402
 from models.prune import load_model, needs_scores  # noqa: E402
@@ -150,6 +151,9 @@ def check_options(opt):
     if not opt.cfg:  # YOLOv5 users pass only --model/--weights: rebuild that architecture
         opt.cfg = cfg_of(source, opt.weights) if source is not None else DEFAULT_CFG
     resolve_rates(classifier_yaml(opt.cfg, opt.cutoff), opt.rate)  # bad --rate: one-line ValueError
+    chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate)  # bad --target-*: one line
+    if opt.sensitivity and not Path(opt.sensitivity).is_file():
+        raise FileNotFoundError(f"--sensitivity file '{opt.sensitivity}' not found (make one with classify/sensitivity.py)")
     if opt.ranks and not Path(opt.ranks).is_file():
         raise FileNotFoundError(f"--ranks file '{opt.ranks}' not found (make one with classify/rank.py)")
     return source
@@ -188,20 +192,38 @@ def shared_scores(opt, cfg, data_dir, device, batch_size, source):
     return result
 
 
+def allocated_widths(opt, cfg, nc, data_dir, device, batch_size, source=None):
+    """(widths, scores, meta) for --target-*: the plan is chosen on rank 0 (from --sensitivity curves, else from the
+    filter scores of --weights) and sent to every rank, so all build the same model."""
+    target = chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate)
+    scores = meta = None
+    if source is not None:
+        scores, meta = shared_scores(opt, cfg, data_dir, device, batch_size, source)
+    plan = None
+    if is_main_process():
+        drop = drop_predictor(scores, opt.sensitivity or None)
+        plan = plan_for_target(cfg, *target, opt.imgsz, nc=nc, drop=drop, device=device)
+    return broadcast_object(plan), scores, meta
+
+
 def build_model(opt, nc, data_dir, device, batch_size, source=None):
     """(model, scores, meta): the pruned classifier with the top-ranked filters of `source` (the --weights model)
     copied in. Filters are ranked only where the model is narrower than the source (not for an already pruned
     checkpoint fine-tuned at its own rates)."""
     cfg = classifier_yaml(opt.cfg, opt.cutoff)
-    model = ClassificationModel(cfg, nc=nc, rate=opt.rate)
     scores = meta = None
+    if chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate):
+        widths, scores, meta = allocated_widths(opt, cfg, nc, data_dir, device, batch_size, source)
+        model = ClassificationModel(cfg, nc=nc, widths=widths)
+    else:
+        model = ClassificationModel(cfg, nc=nc, rate=opt.rate)
     if opt.ranks and source is None:
         LOGGER.warning(f"WARNING ⚠️ --ranks {opt.ranks} ignored: training from scratch, there are no --weights to "
                        f"select filters from")
     if opt.weights and not opt.pretrained:
         LOGGER.warning(f"WARNING ⚠️ --pretrained False: --weights {opt.weights} ignored, training from scratch")
     elif source is not None:
-        if needs_scores(model, source):
+        if needs_scores(model, source) and scores is None:
             scores, meta = shared_scores(opt, cfg, data_dir, device, batch_size, source)
         load_model(model, source, scores)
     elif needs_scores(model):
@@ -229,7 +251,7 @@ def summarize(model, imgsz, best_row, files):
         pruned["latency"], = median_latency([model], x)
         LOGGER.info(f"latency {pruned['latency'] * 1e3:.2f} ms (batch 1, {p.device.type})")
     else:
-        unpruned = ClassificationModel(dict(model.yaml, rate=0.0)).to(p.device, memory_format=memory_format).eval()
+        unpruned = ClassificationModel(model.yaml, rate=0.0).to(p.device, memory_format=memory_format).eval()
         base = model_info(unpruned, imgsz, name="unpruned")
         pruned = model_info(model, imgsz, name="pruned  ")
         base["latency"], pruned["latency"] = median_latency([unpruned, model], x)
@@ -467,6 +489,13 @@ def parse_opt(known=False, argv=None):
                         help="model YAML (detector: cut at --cutoff); default: the architecture of --weights, else yolov5s-cls.yaml")
     parser.add_argument("--rate", type=str, default=None,
                         help="compress rate(s): 0.3, a comma list, or '[0.]+[0.3]*8+[0.]' (one per YAML layer)")
+    parser.add_argument("--target-flops", type=float, default=None,
+                        help="instead of --rate: allocate widths to this fraction of the unpruned FLOPs (0-1]")
+    parser.add_argument("--target-params", type=float, default=None, help="... of the unpruned parameters")
+    parser.add_argument("--target-latency", type=float, default=None,
+                        help="... of the unpruned batch-1 latency on --device at --imgsz (measured)")
+    parser.add_argument("--sensitivity", type=str, default="",
+                        help="sensitivity.csv (classify/sensitivity.py) that --target-* allocates by; default: filter scores")
     parser.add_argument("--weights", "--model", type=str, default="", help="source classifier/detector .pt, '' = scratch")
     parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA,
                         help="filter ranking criterion (see classify/rank.py --help)")

@@ -51,15 +51,22 @@ class Bottleneck(nn.Module):
 
 
 class C3(nn.Module):
-    """CSP bottleneck with 3 convolutions; `c_` overrides the hidden width int(c2 * e)."""
+    """CSP bottleneck with 3 convolutions; `c_` overrides the hidden width int(c2 * e).
 
-    def __init__(self, c1, c2, n=1, shortcut=True, g=1, e=0.5, c_=None):
+    A pruning plan may give cv2 its own width (`cv2_`, default c_) and each bottleneck its own (hidden, output)
+    widths (`m_`, default (c_, c_) each); an added bottleneck's output must stay c_.
+    """
+
+    def __init__(self, c1, c2, n=1, shortcut=True, g=1, e=0.5, c_=None, cv2_=None, m_=None):
         super().__init__()
         c_ = int(c2 * e) if c_ is None else c_
+        cv2_ = c_ if cv2_ is None else cv2_
+        m_ = list(m_) if m_ else [(c_, c_)] * n
+        ins = [c_] + [out for _, out in m_[:-1]]  # each bottleneck reads the previous one's output
         self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = Conv(c1, c_, 1, 1)
-        self.cv3 = Conv(2 * c_, c2, 1)
-        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0) for _ in range(n)))
+        self.cv2 = Conv(c1, cv2_, 1, 1)
+        self.cv3 = Conv(m_[-1][1] + cv2_, c2, 1)
+        self.m = nn.Sequential(*(Bottleneck(i, o, shortcut, g, c_=h) for i, (h, o) in zip(ins, m_)))
 
     def forward(self, x):
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))

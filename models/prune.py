@@ -1,4 +1,4 @@
-"""Filter pruning: channel groups, per-channel scores, top-k selection, and weight mapping.
+"""Filter pruning: top-k selection and weight mapping (channel groups come from models/graph.py's handlers).
 
 A *channel group* is a set of conv outputs that must keep the same channel indices:
 - a `Conv` layer's output;
@@ -14,118 +14,24 @@ member scores reduce to one score per channel). The kept channels are the top-k 
 model's width), ties broken by a stable sort so the lower index wins, and kept indices are stored ascending.
 """
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn as nn
 
-from models.common import C3, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Focus
+from models.graph import ChannelGroup, channel_groups, trace_model  # noqa: F401 (re-exported: callers import them here)
 from utils.log import LOGGER
 
 
-@dataclass
-class ChannelGroup:
-    name: str  # stable id, e.g. 'model.2.stream', 'model.4.m.1.cv1', 'model.9.conv'
-    members: list = field(default_factory=list)  # qualified names of the Conv modules whose outputs are tied
-    channels: int = 0  # output width in the traced model
-    adds: list = field(default_factory=list)  # residual modules whose outputs are this group's maps after an add
-
-
-class _Tracer:
-    """Walks a ClassificationModel's layers and records groups and each consumer's input layout.
-
-    A layout is a list of (group name or None for image channels, width) segments in concat order.
-    """
-
-    def __init__(self, model):
-        self.model = model
-        self.groups = {}  # name → ChannelGroup
-        self.member_group = {}  # conv name → group name
-        self.inputs = {}  # consumer (Conv or Linear) name → layout
-        self.tied = {}  # conv name → layout its output is added to (a residual over a concat): it keeps those indices
-
-    def _new_group(self, name, conv_name, conv):
-        self.groups[name] = ChannelGroup(name, [conv_name], conv.conv.out_channels)
-        self.member_group[conv_name] = name
-        return [(name, conv.conv.out_channels)]
-
-    def _join(self, layout, conv_name, conv, block_name):
-        """Tie conv's output to `layout` (a residual add inside block `block_name`): it joins the layout's group,
-        or, when the layout is a concat of several groups, keeps the concat's channel indices."""
-        if len(layout) != 1 or layout[0][0] is None:
-            self.tied[conv_name] = layout
-            return layout
-        (name, _), = layout
-        self.groups[name].members.append(conv_name)
-        self.groups[name].adds.append(block_name)
-        self.member_group[conv_name] = name
-        return layout
-
-    def _conv(self, prefix, conv, layout, group_name=None):
-        self.inputs[prefix] = layout
-        return self._new_group(group_name or prefix, prefix, conv)
-
-    def trace(self):
-        outputs = []
-        image = [(None, self.model.yaml.get("ch", 3) if isinstance(getattr(self.model, "yaml", None), dict) else 3)]
-        for i, m in enumerate(self.model.model):
-            f = m.f
-            if f == -1:
-                layout = outputs[-1] if outputs else image
-            elif isinstance(f, int):
-                layout = outputs[f]
-            else:
-                layout = [seg for j in f for seg in (outputs[j] if j != -1 else outputs[-1])]
-            outputs.append(self._layer(f"model.{i}", m, layout))
-        return self
-
-    def _layer(self, p, m, layout):
-        if isinstance(m, Conv):
-            return self._conv(p, m, layout)
-        if isinstance(m, C3):
-            self.inputs[f"{p}.cv1"] = self.inputs[f"{p}.cv2"] = layout
-            stream = self._new_group(f"{p}.stream" if any(b.add for b in m.m) else f"{p}.cv1", f"{p}.cv1", m.cv1)
-            for j, b in enumerate(m.m):
-                stream = self._bottleneck(f"{p}.m.{j}", b, stream)
-            side = self._new_group(f"{p}.cv2", f"{p}.cv2", m.cv2)
-            return self._conv(f"{p}.cv3", m.cv3, stream + side)
-        if isinstance(m, Bottleneck):
-            return self._bottleneck(p, m, layout)
-        if isinstance(m, Focus):  # its conv reads 4 space-to-depth copies of the input
-            return self._conv(f"{p}.conv", m.conv, layout * 4, group_name=p)
-        if isinstance(m, (SPP, SPPF)):  # cv2 reads cat(hidden, one max-pool of it per kernel)
-            hidden = self._conv(f"{p}.cv1", m.cv1, layout)
-            return self._conv(f"{p}.cv2", m.cv2, hidden * (len(m.m) + 1 if isinstance(m, SPP) else 4))
-        if isinstance(m, Classify):
-            hidden = self._conv(f"{p}.conv", m.conv, layout)
-            self.inputs[f"{p}.linear"] = hidden
-            return []
-        if isinstance(m, Concat) or not any(True for _ in m.parameters()):
-            return layout  # parameter-free: passes channels through (Concat's layout is the joined input)
-        raise TypeError(f"cannot prune layer {p} of type {type(m).__name__}")
-
-    def _bottleneck(self, p, b, layout):
-        hidden = self._conv(f"{p}.cv1", b.cv1, layout)
-        self.inputs[f"{p}.cv2"] = hidden
-        if b.add:
-            return self._join(layout, f"{p}.cv2", b.cv2, p)
-        return self._new_group(f"{p}.cv2", f"{p}.cv2", b.cv2)
-
-
 def _trace(model):
-    return _Tracer(model).trace()
-
-
-def channel_groups(model):
-    """The channel groups of a classifier, in layer order."""
-    return list(_trace(model).groups.values())
+    return trace_model(model)
 
 
 def needs_scores(model, source=None):
-    """True when filters must be ranked to fill `model`: some layer is pruned (rate > 0) or, given the source model,
-    some channel group is narrower than in the source (an already pruned source at the model's rates needs none)."""
+    """True when filters must be ranked to fill `model`: some channel group keeps fewer channels than the unpruned
+    model (a rate > 0 or a width plan) or, given the source model, than the source (an already pruned source at
+    the model's own widths needs none)."""
     if source is None:
-        return any(getattr(m, "rate", 0) > 0 for m in model.model)
+        return any(kept < full for m in model.model for kept, full in getattr(m, "groups", {}).values()) or any(
+            getattr(m, "rate", 0) > 0 for m in model.model)
     ref = _reference_shapes(model, getattr(source, "yaml", None))
     return any(g.channels < ref[f"{g.members[0]}.conv.weight"][0] for g in channel_groups(model))
 
@@ -162,13 +68,15 @@ def _same_layers(a, b):
 
 
 def _reference_shapes(model, source_yaml=None):
-    """Shapes of the source's architecture: the model's layers at the source's rates (an already pruned
-    source, same YAML) or at rate 0; built on the meta device (no memory, no init cost)."""
+    """Shapes of the source's architecture: the model's layers at the source's rates and widths (an already
+    pruned source, same YAML) or unpruned; built on the meta device (no memory, no init cost)."""
     from models.yolo import ClassificationModel
 
-    rates = source_yaml["rate"] if _same_layers(source_yaml, model.yaml) and "rate" in source_yaml else 0.0
+    same = _same_layers(source_yaml, model.yaml)
+    rates = source_yaml["rate"] if same and "rate" in source_yaml else 0.0
+    widths = source_yaml.get("widths") if same else None  # a source pruned by a width plan
     with torch.device("meta"):
-        ref = ClassificationModel(dict(model.yaml, rate=rates))
+        ref = ClassificationModel(model.yaml, rate=rates, widths=widths)
     return {k: v.shape for k, v in ref.state_dict().items()}
 
 

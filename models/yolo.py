@@ -6,7 +6,6 @@ utils/checkpoints.py; nothing is evaluated from a file or a YAML).
 """
 
 import contextlib
-import math
 from copy import deepcopy
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch.nn as nn
 import yaml
 
 from models.common import C3, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Focus
+from models.graph import BlockSpec, handler_for, make_divisible  # noqa: F401 (make_divisible: public here too)
 from models.rates import kept_width, parse_rates
 from utils.log import LOGGER
 
@@ -24,11 +24,6 @@ MODELS_DIR = Path(__file__).resolve().parent
 MODULES = {"Conv": Conv, "Focus": Focus, "Bottleneck": Bottleneck, "C3": C3, "SPP": SPP, "SPPF": SPPF,
            "Concat": Concat, "Classify": Classify, "nn.Upsample": nn.Upsample, "Upsample": nn.Upsample}
 _CONSTANTS = {"None": None, "True": True, "False": False}
-
-
-def make_divisible(x, divisor=8):
-    """Smallest multiple of divisor ≥ x (YOLOv5's width rule)."""
-    return math.ceil(x / divisor) * divisor
 
 
 class Detect(nn.Module):
@@ -86,6 +81,7 @@ def classifier_yaml(cfg, cutoff=10):
     d["backbone"], d["head"] = rows[: (cutoff or 10) - 1], [[-1, 1, "Classify", ["nc"]]]
     d.pop("anchors", None)
     d.pop("rate", None)
+    d.pop("widths", None)  # a plan names the detector's groups, not the classifier's
     return d
 
 
@@ -104,52 +100,45 @@ def _resolve_arg(a, nc, anchors):
     return _CONSTANTS.get(a, a)
 
 
-def parse_model(d, ch, rates=None):
+def parse_model(d, ch, rates=None, widths=None):
     """Build the layers of YAML dict d for `ch` input channels, pruning layer i by rates[i].
 
-    Returns (nn.Sequential, save list). Each layer carries .i (index), .f (from), .type, .np (params),
-    .rate and .width = (kept output channels, unpruned output channels).
+    `widths` ({group name: kept width}, a pruning plan) overrides the rate-derived width of the named channel
+    groups (models/graph.py names them). Returns (nn.Sequential, save list). Each layer carries .i (index),
+    .f (from), .type, .np (params), .rate, .width = (kept output channels, unpruned output channels) and
+    .groups = {group name: (kept, unpruned)} of the channel groups it owns.
     """
     nc, gd, gw = d["nc"], d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0)
     anchors = d.get("anchors")
     rows = d["backbone"] + d["head"]
     rates = rates if rates is not None else [0.0] * len(rows)
+    plan = check_widths(widths)
     LOGGER.debug(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
     ch = ch_full = [ch]  # kept and unpruned output widths per layer
-    layers, save = [], []
+    layers, save, seen = [], [], set()
     for i, (f, n, name, args) in enumerate(rows):
         if name not in MODULES:
             raise ValueError(f"layer {i}: unknown module '{name}' (known: {', '.join(sorted(MODULES))})")
         m = MODULES[name]
         args = [_resolve_arg(a, nc, anchors) for a in args]
-        r, width = rates[i], None
+        r, width, groups = rates[i], None, {}
         n = max(round(n * gd), 1) if n > 1 else n
-        kwargs = {}
-        if m in {Conv, Focus, Bottleneck, C3, SPP, SPPF}:
-            c1, full = ch[f], make_divisible(args[0] * gw, 8)
-            c2 = kept_width(full, r)
-            if m is C3:
-                e = args[3] if len(args) > 3 else 0.5  # YAML args: [c2, shortcut, g, e]
-                kwargs["c_"] = kept_width(int(full * e), r)
-                args = [c1, c2, n, *args[1:]]
-                n = 1
-            elif m in {SPP, SPPF}:
-                kwargs["c_"] = kept_width(ch_full[f] // 2, r)  # halves the unpruned input, then prunes by r
-                args = [c1, c2, *args[1:]]
-            elif m is Bottleneck:
-                e = args[3] if len(args) > 3 else 0.5  # YAML args: [c2, shortcut, g, e]
-                kwargs["c_"] = kept_width(int(full * e), r)
-                if (args[1] if len(args) > 1 else True) and ch_full[f] == full:
-                    c2 = c1  # a residual add: the output keeps its input's channels, only the hidden conv is pruned
-                args = [c1, c2, *args[1:]]
-            else:
-                args = [c1, c2, *args[1:]]
-        elif m is Classify:
-            c1, full = ch[f] if isinstance(f, int) else sum(ch[x] for x in f), args[0]
-            c2 = full  # classes are never pruned; the 1280-wide hidden conv is
-            kwargs["c_"] = kept_width(1280, r)
-            args = [c1, *args]
-            width = (kwargs["c_"], 1280)  # report the prunable hidden conv, not the classes
+        handler = handler_for(m)
+        if handler is not None:
+            c1 = ch[f] if isinstance(f, int) else sum(ch[x] for x in f)
+            c1_full = ch_full[f] if isinstance(f, int) else sum(ch_full[x] for x in f)
+            spec = BlockSpec(f"model.{i}", args, n, c1, c1_full, gw)
+            full_widths = handler.groups(spec)
+            kept = {g: plan.get(g, kept_width(c, r)) for g, c in full_widths.items()}
+            for g, c in full_widths.items():
+                if not 1 <= kept[g] <= c:
+                    raise ValueError(f"widths: {g} must keep between 1 and its {c} channels, not {kept[g]}")
+            groups = {g: (kept[g], c) for g, c in full_widths.items()}
+            seen.update(groups)
+            _check_grouped(i, name, m, args, groups, f, ch, ch_full)  # before building: torch would fail obscurely
+            m_, c2, full, width = handler.build(spec, kept)
+            if n > 1 and m is not C3:  # C3 repeats inside; other blocks are stacked (upstream's rule)
+                m_ = nn.Sequential(m_, *(handler.build(spec, kept)[0] for _ in range(n - 1)))
         elif m is Concat:
             c2, full = sum(ch[x] for x in f), sum(ch_full[x] for x in f)
         elif m is Detect:
@@ -157,13 +146,13 @@ def parse_model(d, ch, rates=None):
             c2 = full = None
         else:  # parameter-free layers keep their input width
             c2, full = ch[f], ch_full[f]
-        _check_grouped(i, name, m, args, r, f, ch, ch_full)
         if r and m in {Concat, Detect, nn.Upsample}:
             raise ValueError(f"rate for layer {i} ({name}) must be 0: it has no filters to prune")
-        m_ = nn.Sequential(*(m(*args, **kwargs) for _ in range(n))) if n > 1 else m(*args, **kwargs)
+        if handler is None:
+            m_ = nn.Sequential(*(m(*args) for _ in range(n))) if n > 1 else m(*args)
         m_.i, m_.f, m_.type = i, f, f"models.common.{name}" if m.__module__ == "models.common" else name
         m_.np = sum(x.numel() for x in m_.parameters())
-        m_.rate, m_.width = r, width or (c2, full)
+        m_.rate, m_.width, m_.groups = r, width or (c2, full), groups
         LOGGER.debug(f"{i:>3}{str(f):>18}{n:>3}{m_.np:10.0f}  {name:<40}{str(args):<30}")
         save.extend(x % i for x in ([f] if isinstance(f, int) else f) if x != -1)
         layers.append(m_)
@@ -171,21 +160,39 @@ def parse_model(d, ch, rates=None):
             ch, ch_full = [], []
         ch.append(c2)
         ch_full.append(full)
+    unknown = sorted(set(plan) - seen)
+    if unknown:
+        raise ValueError(f"widths: no channel group named {', '.join(unknown)} in this model (its groups: "
+                         f"{', '.join(sorted(seen))})")
     return nn.Sequential(*layers), sorted(set(save))
 
 
-def _check_grouped(i, name, m, args, r, f, ch, ch_full):
+def _check_grouped(i, name, m, args, groups, f, ch, ch_full):
     """Refuse pruning at a grouped/depthwise convolution (its channel groups would have to shrink together);
-    unpruned, such a layer maps one to one. `args` are the built module's arguments (input width first)."""
-    at = {C3: 4, Bottleneck: 3, Conv: 5, Focus: 5, Classify: 5}.get(m)  # where g sits in the built arguments
+    unpruned, such a layer maps one to one. `args` are the YAML arguments, `groups` {group: (kept, unpruned)}."""
+    at = {C3: 2, Bottleneck: 2, Conv: 4, Focus: 4, Classify: 4}.get(m)  # where g sits in the YAML arguments
     g = args[at] if at is not None and len(args) > at else 1
     if not isinstance(g, int) or g == 1:
         return
     fed = [f] if isinstance(f, int) else f
     pruned_input = m is not C3 and any(ch[x] != ch_full[x] for x in fed)  # C3's grouped convs read its own hidden
-    if r or pruned_input:
+    if any(kept < full for kept, full in groups.values()) or pruned_input:
         raise ValueError(f"layer {i} ({name}) has a grouped convolution (g={g}), which cannot be pruned: give it "
                          f"rate 0{'' if m is C3 else ' and leave the layers feeding it unpruned'}")
+
+
+def check_widths(widths):
+    """A plan {group name: kept width} as plain str → int (YAML/checkpoint friendly); None or {} is no plan."""
+    if not widths:
+        return {}
+    if not isinstance(widths, dict):
+        raise ValueError(f"widths must be a mapping of channel group name to kept width, not {type(widths).__name__}")
+    plan = {}
+    for g, w in widths.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w != int(w):
+            raise ValueError(f"widths: {g} must be a whole number of channels, not {w!r}")
+        plan[str(g)] = int(w)
+    return plan
 
 
 def resolve_rates(d, rate=None):
@@ -253,20 +260,26 @@ Model = DetectionModel  # older upstream checkpoints pickle models.yolo.Model
 class ClassificationModel(BaseModel):
     """A YOLOv5 classifier from a YAML (with per-layer compress rates) or cut from a detector."""
 
-    def __init__(self, cfg=None, model=None, nc=None, cutoff=10, ch=3, rate=None):
+    def __init__(self, cfg=None, model=None, nc=None, cutoff=10, ch=3, rate=None, widths=None):
         super().__init__()
         if model is not None:
             self._from_detection_model(model, nc or 1000, cutoff)
         else:
-            self._from_yaml(cfg if cfg is not None else "yolov5s-cls.yaml", ch, nc, rate)
+            self._from_yaml(cfg if cfg is not None else "yolov5s-cls.yaml", ch, nc, rate, widths)
 
-    def _from_yaml(self, cfg, ch, nc, rate):
+    def _from_yaml(self, cfg, ch, nc, rate, widths):
+        """A `rate` or `widths` argument is a whole new pruning plan: the YAML's own `widths:` then gives way."""
         self.yaml = load_yaml(cfg)
         if nc and nc != self.yaml["nc"]:
             self.yaml["nc"] = nc
         ch = self.yaml["ch"] = self.yaml.get("ch", ch)
         self.yaml["rate"] = resolve_rates(self.yaml, rate)
-        self.model, self.save = parse_model(deepcopy(self.yaml), ch=ch, rates=self.yaml["rate"])
+        if rate is not None or widths is not None:
+            self.yaml.pop("widths", None)
+        if widths:
+            self.yaml["widths"] = check_widths(widths)
+        self.model, self.save = parse_model(deepcopy(self.yaml), ch=ch, rates=self.yaml["rate"],
+                                            widths=self.yaml.get("widths"))
         self.nc = self.yaml["nc"]
         self.names = [str(i) for i in range(self.nc)]
         self.stride = torch.tensor([32])

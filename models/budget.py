@@ -1,0 +1,469 @@
+"""Widths for a budget: the cost of a width plan, per-group sensitivity curves, and the allocation of widths.
+
+A *plan* is {channel group name: kept width} (models/graph.py names the groups); groups it does not name keep
+their unpruned width. Costs:
+- `plan_cost`: FLOPs (as torch.utils.flop_counter counts them: convolutions and matmuls) and parameters of a
+  plan, from a build on the meta device (no weights, no memory);
+- `CostModel`: the same numbers as sums over convs of (output width × summed input widths × a constant), the
+  constants read once from a meta-device trace, so the allocator can price thousands of plans per second;
+- `measure_latency`: the median forward time of a plan on a device, in PyTorch or ONNX Runtime.
+Allocation (`allocate`): start from the unpruned widths and repeatedly take 8 channels from the group whose
+step costs the least predicted accuracy per unit of cost saved, until the budget is met; then give channels
+back, best predicted accuracy per unit of cost first, while the budget still holds.
+"""
+
+import math
+
+import torch
+
+from models.graph import trace_model
+from models.rates import kept_width
+
+WIDTH_STEP = 8  # widths of groups of 16+ channels stay multiples of 8 (models.rates.kept_width's rule)
+TARGETS = ("flops", "params", "latency")
+
+
+# ------------------------------------------------------------------------------------------------- costs
+def meta_model(cfg, widths=None, nc=None):
+    """The classifier of `cfg` with plan `widths` (None: unpruned; the YAML's own rates and plan are replaced)
+    built on the meta device: shapes only."""
+    from models.yolo import ClassificationModel
+
+    with torch.device("meta"):
+        return ClassificationModel(cfg, nc=nc, rate=0.0, widths=widths or None).eval()
+
+
+def count_flops(model, imgsz, ch=3):
+    """FLOPs of one forward pass of a batch of one imgsz x imgsz image, counted by torch.utils.flop_counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    p = next(model.parameters())
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, ch, imgsz, imgsz, device=p.device, dtype=p.dtype))
+    return counter.get_total_flops()
+
+
+def plan_cost(cfg, widths=None, imgsz=224, nc=None):
+    """{'flops', 'params'} of plan `widths` on cfg's architecture, from a meta-device build."""
+    model = meta_model(cfg, widths, nc)
+    return {"flops": count_flops(model, imgsz), "params": sum(p.numel() for p in model.parameters())}
+
+
+class CostModel:
+    """FLOPs and parameters of any plan of one architecture without building it.
+
+    Every conv costs 2·H·W·k²/groups · out · in FLOPs and k²/groups · out · in + 2 · out parameters (kernel and
+    BatchNorm's weight and bias), with `out` its group's width and `in` the summed widths of its input layout;
+    the linear costs 2 · nc · in FLOPs and (in + 1) · nc parameters. H, W, k and groups are read from one forward
+    of the unpruned model on the meta device, so the totals are exactly what flop_counter counts on a real build.
+    """
+
+    def __init__(self, cfg, imgsz=224, nc=None):
+        model = meta_model(cfg, None, nc)
+        tracer = trace_model(model)
+        self.full = {g.name: g.channels for g in tracer.groups.values()}
+        self.imgsz = imgsz
+        spatial = {}
+        hooks = [model.get_submodule(n).conv.register_forward_hook(
+            lambda m, i, o, n=n: spatial.__setitem__(n, o.shape[-2] * o.shape[-1]))
+            for n in tracer.inputs if not n.endswith(".linear")]
+        with torch.no_grad():
+            model(torch.zeros(1, model.yaml.get("ch", 3), imgsz, imgsz, device="meta"))
+        for h in hooks:
+            h.remove()
+        self.terms = []  # (output group or None, input layout, FLOPs per out·in, params per out·in, params per out)
+        for name, layout in tracer.inputs.items():
+            if name.endswith(".linear"):
+                nc_out = model.get_submodule(name).out_features
+                self.terms.append((None, layout, 2 * nc_out, nc_out, 0, nc_out))
+                continue
+            conv = model.get_submodule(name).conv
+            k2 = conv.kernel_size[0] * conv.kernel_size[1] / conv.groups
+            self.terms.append((tracer.member_group[name], layout, 2 * spatial[name] * k2, k2, 2, 0))
+        self.unpruned = self.cost({})
+
+    def widths(self, plan):
+        return {g: plan.get(g, c) for g, c in self.full.items()}
+
+    def cost(self, plan):
+        """{'flops', 'params'} of `plan` (missing groups unpruned)."""
+        w = self.widths(plan)
+        flops = params = 0
+        for out, layout, f, p_in, p_out, const in self.terms:
+            c_in = sum(width if g is None else w[g] for g, width in layout)
+            c_out = 1 if out is None else w[out]  # the linear's nc is folded into its constants
+            flops += f * c_out * c_in
+            params += p_in * c_out * c_in + p_out * c_out + const
+        return {"flops": int(round(flops)), "params": int(round(params))}
+
+    def fraction(self, plan, metric):
+        return self.cost(plan)[metric] / self.unpruned[metric]
+
+
+def choices(full):
+    """Kept widths a group of `full` channels may take: multiples of 8 up to full (groups of 16+), else 1..full."""
+    if full >= 16:
+        return sorted({*range(WIDTH_STEP, full + 1, WIDTH_STEP), full})
+    return list(range(1, full + 1))
+
+
+def uniform_plan(full, rate):
+    """The plan of one rate for every group (the --rate rule)."""
+    return {g: kept_width(c, rate) for g, c in full.items()}
+
+
+# ------------------------------------------------------------------------------------------------- latency
+def measure_latency(model, imgsz=224, runtime="torch", repeats=20, device=None):
+    """Median seconds per batch-1 forward of `model` (PyTorch or, runtime='onnxruntime', ONNX Runtime on CPU)."""
+    from utils.profiling import median_latency
+
+    model = model.eval()
+    p = next(model.parameters())
+    x = torch.zeros(1, 3, imgsz, imgsz, device=device or p.device)
+    if runtime == "torch":
+        return median_latency([model], x, repeats=repeats)[0]
+    if runtime != "onnxruntime":
+        raise ValueError(f"latency runtime must be 'torch' or 'onnxruntime', not '{runtime}'")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ValueError("latency runtime 'onnxruntime' needs the onnxruntime package: pip install onnxruntime") from None
+    import io
+    import time
+
+    buffer = io.BytesIO()
+    torch.onnx.export(model.cpu(), x.cpu(), buffer, input_names=["images"], dynamo=False)
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    feed = {"images": x.cpu().numpy()}
+    for _ in range(3):
+        session.run(None, feed)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        session.run(None, feed)
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def plan_latency_fn(cfg, imgsz, device="cpu", runtime="torch", nc=None):
+    """A function plan → measured seconds per batch-1 forward of that plan (random weights, denormals flushed:
+    untrained activations fade into denormal floats, which CPUs process very slowly)."""
+    from models.yolo import ClassificationModel
+
+    torch.set_flush_denormal(True)
+
+    def latency(plan):
+        model = ClassificationModel(cfg, nc=nc, rate=0.0, widths=plan or None).to(device)
+        return measure_latency(model, imgsz, runtime)
+
+    return latency
+
+
+# ------------------------------------------------------------------------------------------------- predictors
+def monotone_drops(widths, drops):
+    """Predicted accuracy drop at each width, made non-increasing in width (a narrower group never predicts a
+    smaller drop than a wider one: measured curves are noisy)."""
+    out, worst = {}, 0.0
+    for w, d in sorted(zip(widths, drops), key=lambda t: -t[0]):
+        worst = max(worst, d)
+        out[w] = worst
+    return out
+
+
+class SensitivityDrop:
+    """Predicted accuracy drop of a group at a width, interpolated linearly in the kept fraction from its
+    sensitivity curve (rows of group, width, full, top1, with the unpruned accuracy `base`)."""
+
+    def __init__(self, table, base):
+        self.curves = {}
+        for g, rows in table.groupby("group"):
+            full = int(rows["full"].iloc[0])
+            points = monotone_drops([full, *rows["width"]], [0.0, *(base - rows["top1"])])
+            self.curves[g] = (full, sorted(points.items()))
+
+    def __call__(self, group, width):
+        if group not in self.curves:
+            return 0.0
+        full, points = self.curves[group]
+        if width >= full:
+            return 0.0
+        ws = [w for w, _ in points]
+        if width <= ws[0]:  # below the narrowest measured width: extrapolate to a total loss at 0 channels
+            w0, d0 = points[0]
+            return d0 + (1.0 - d0) * (w0 - width) / max(w0, 1)
+        for (w1, d1), (w2, d2) in zip(points, points[1:]):
+            if w1 <= width <= w2:
+                return d1 + (d2 - d1) * (width - w1) / (w2 - w1)
+        return 0.0
+
+
+class ScoreDrop:
+    """Predicted drop from filter scores alone: the share of a group's normalised score mass (scores / the group's
+    highest) that the pruned channels carry, so groups of every size and criterion scale compare."""
+
+    def __init__(self, scores):
+        self.removed = {}
+        for g, s in scores.items():
+            s = torch.as_tensor(s, dtype=torch.float64)
+            s = (s - s.min()) / (s.max() - s.min()).clamp_min(1e-12)
+            low = torch.sort(s).values
+            self.removed[g] = torch.cat([torch.zeros(1, dtype=torch.float64), low.cumsum(0)]) / len(s)
+
+    def __call__(self, group, width):
+        cum = self.removed.get(group)
+        if cum is None or width >= len(cum) - 1:  # no scores, or at least as wide as the scored model: nothing removed
+            return 0.0
+        return float(cum[len(cum) - 1 - width])
+
+
+# ------------------------------------------------------------------------------------------------- allocation
+def check_target(value, name="target"):
+    if value is None or isinstance(value, bool) or not (0 < float(value) <= 1) or math.isnan(float(value)):
+        raise ValueError(f"--{name.replace('_', '-')} must be a fraction of the unpruned model in (0, 1], not {value}")
+    return float(value)
+
+
+def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=None):
+    """Widths {group: width} whose `metric` cost is in [(1 - tolerance)·target, target] of the unpruned model's
+    and whose summed predicted drop (drop(group, width), default: the share of channels removed) is small.
+
+    `cost_fn(plan)` returns the plan's cost as a fraction of the unpruned model's (default: costs.fraction for
+    'flops'/'params'; a measured latency for 'latency'). Raises ValueError (one line) when even the narrowest
+    plan costs more than the target.
+    """
+    target = check_target(target, f"target-{metric}")
+    drop = drop or (lambda g, w: 1 - w / costs.full[g])
+    cost_fn = cost_fn or (lambda plan: costs.fraction(plan, metric))
+    grid = {g: choices(c) for g, c in costs.full.items()}
+    narrowest = {g: ws[0] for g, ws in grid.items()}
+    floor = cost_fn(narrowest)
+    if floor > target:
+        raise ValueError(f"--target-{metric} {target:g} is out of reach: the narrowest plan (every channel group at "
+                         f"{WIDTH_STEP} channels) still costs {floor:.3f} of the unpruned model's {metric}")
+    plan = dict(costs.full)
+    pos = {g: len(ws) - 1 for g, ws in grid.items()}
+
+    def step(g, d):  # the plan with group g moved d steps along its width grid
+        return {**plan, g: grid[g][pos[g] + d]}
+
+    current = cost_fn(plan)
+    while current > target:  # narrow: the cheapest accuracy per unit of cost saved first
+        best = None
+        for g in plan:
+            if pos[g] == 0:
+                continue
+            trial = step(g, -1)
+            saved = current - cost_fn(trial)
+            if saved <= 0:
+                continue
+            loss = drop(g, trial[g]) - drop(g, plan[g])
+            key = (loss / saved, -saved)
+            if best is None or key < best[0]:
+                best = (key, g)
+        if best is None:
+            break
+        g = best[1]
+        plan, pos[g] = step(g, -1), pos[g] - 1
+        current = cost_fn(plan)
+    while True:  # widen back while the budget holds: the greatest accuracy per unit of cost first
+        best = None
+        for g in plan:
+            if pos[g] == len(grid[g]) - 1:
+                continue
+            trial = step(g, 1)
+            cost = cost_fn(trial)
+            if cost > target:
+                continue
+            gain = drop(g, plan[g]) - drop(g, trial[g])
+            key = (gain / max(cost - current, 1e-12), gain)
+            if best is None or key > best[0]:
+                best = (key, g, cost)
+        if best is None:
+            break
+        g, current = best[1], best[2]
+        plan, pos[g] = step(g, 1), pos[g] + 1
+    if current < (1 - tolerance) * target:
+        raise ValueError(f"--target-{metric} {target:g}: the width grid cannot land within {tolerance:.0%} below the "
+                         f"target (best {current:.3f})")
+    return plan
+
+
+def uniform_rate_for(costs, target, metric="flops"):
+    """The plan of the largest uniform rate grid point (0.01 steps) whose cost is at most target, for comparisons."""
+    for r in (i / 100 for i in range(0, 100)):
+        plan = uniform_plan(costs.full, r)
+        if costs.fraction(plan, metric) <= target:
+            return r, plan
+    raise ValueError(f"no uniform rate reaches {metric} {target:g}")
+
+
+def plan_table(costs, plan, metric="flops"):
+    """Rows (group, old width, new width, kept fraction, share of the plan's FLOPs) for printing."""
+    w = costs.widths(plan)
+    share = {}
+    for out, layout, f, *_ in costs.terms:
+        if out is None:
+            continue
+        c_in = sum(width if g is None else w[g] for g, width in layout)
+        share[out] = share.get(out, 0) + f * w[out] * c_in
+    total = costs.cost(plan)["flops"]
+    return [(g, c, w[g], w[g] / c, share.get(g, 0) / total) for g, c in costs.full.items()]
+
+
+def format_plan(costs, plan, title="plan"):
+    """The plan as a table: group, old → new width, kept fraction, FLOPs share; plus totals."""
+    lines = [f"{title}: {'group':<18}{'width':>13}{'kept':>7}{'FLOPs':>7}"]
+    for g, old, new, kept, share in plan_table(costs, plan):
+        lines.append(f"{'':<{len(title) + 2}}{g:<18}{f'{old} → {new}':>13}{kept:>7.0%}{share:>7.1%}")
+    f, p = costs.fraction(plan, "flops"), costs.fraction(plan, "params")
+    lines.append(f"{'':<{len(title) + 2}}total: {f:.1%} of the unpruned FLOPs, {p:.1%} of its parameters")
+    return "\n".join(lines)
+
+
+def allocate_latency(costs, target, latency_fn, drop=None, tolerance=0.05, iterations=12):
+    """Widths whose measured latency is in [(1 - tolerance)·target, target] of the unpruned model's: FLOPs-budget
+    plans (`allocate`) bisected on their FLOPs target until `latency_fn(plan)` (seconds) lands in the band.
+    Latency is measured, so noisy: the closest plan at or under the target is returned, with a warning when it
+    misses the band."""
+    from utils.log import LOGGER
+
+    target = check_target(target, "target-latency")
+    base = latency_fn({})
+    narrowest = {g: choices(c)[0] for g, c in costs.full.items()}
+    floor = latency_fn(narrowest) / base
+    if floor > target:
+        raise ValueError(f"--target-latency {target:g} is out of reach: the narrowest plan (every channel group at "
+                         f"{WIDTH_STEP} channels) still takes {floor:.3f} of the unpruned latency on this device")
+    low, high = costs.fraction(narrowest, "flops"), 1.0  # FLOPs targets bracketing the latency target
+    best = (None, -1.0)
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        plan = allocate(costs, mid, "flops", drop, tolerance=1.0)
+        ratio = latency_fn(plan) / base
+        if ratio <= target and ratio > best[1]:
+            best = (plan, ratio)
+        if (1 - tolerance) * target <= ratio <= target:
+            break
+        low, high = (mid, high) if ratio < target else (low, mid)
+    plan, ratio = best
+    if plan is None:
+        plan, ratio = narrowest, floor
+    if ratio < (1 - tolerance) * target:
+        LOGGER.warning(f"WARNING ⚠️ --target-latency {target:g}: measured latencies are noisy; the closest plan found "
+                       f"takes {ratio:.3f} of the unpruned latency")
+    return plan
+
+
+def drop_predictor(scores=None, sensitivity=None):
+    """How allocation predicts a group's accuracy loss at a width: from a sensitivity table (a DataFrame or the
+    csv of classify/sensitivity.py) when given, else from filter scores, else None (the share of channels removed)."""
+    if sensitivity is not None:
+        import pandas as pd
+
+        table = sensitivity if isinstance(sensitivity, pd.DataFrame) else pd.read_csv(sensitivity)
+        missing = {"group", "width", "full", "top1"} - set(table.columns)
+        if missing:
+            raise ValueError(f"{sensitivity} is not a sensitivity table (no {', '.join(sorted(missing))} column): make one "
+                             f"with classify/sensitivity.py")
+        base = table.attrs.get("base_top1", table["base_top1"].iloc[0] if "base_top1" in table else table["top1"].max())
+        return SensitivityDrop(table, float(base))
+    if scores is not None:
+        return ScoreDrop(scores)
+    return None
+
+
+def plan_for_target(cfg, metric, target, imgsz, nc=None, drop=None, latency_fn=None, device="cpu",
+                    runtime="torch"):
+    """Allocate widths of cfg's unpruned architecture for `--target-<metric> target`; logs the plan table."""
+    from utils.log import LOGGER, colorstr
+
+    if metric not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not '{metric}'")
+    costs = CostModel(cfg, imgsz, nc)
+    if metric == "latency":
+        latency_fn = latency_fn or plan_latency_fn(cfg, imgsz, device, runtime, nc)
+        plan = allocate_latency(costs, target, latency_fn, drop)
+    else:
+        plan = allocate(costs, target, metric, drop)
+    LOGGER.info(f"\n{colorstr('widths:')} allocated for --target-{metric} {target:g} at {imgsz} px\n"
+                + format_plan(costs, plan, "plan"))
+    return plan
+
+
+# ------------------------------------------------------------------------------------------------- sensitivity
+SENSITIVITY_RATES = tuple(round(0.1 * i, 1) for i in range(1, 10))
+
+
+def top1(model, batches):
+    """Top-1 accuracy of `model` over a list of (images, labels) batches."""
+    correct = seen = 0
+    model.eval()
+    with torch.no_grad():
+        for images, labels in batches:
+            correct += (model(images).argmax(1) == labels).sum().item()
+            seen += len(labels)
+    return correct / max(seen, 1)
+
+
+def silence(model, group, dropped):
+    """Zero the BatchNorm scale and shift of the dropped channels of every member of `group`: SiLU(0) = 0, so the
+    model computes exactly what the pruned model would (the dead-filter equivalence the tests check), without a
+    rebuild."""
+    with torch.no_grad():
+        for name in group.members:
+            bn = model.get_submodule(name).bn
+            bn.weight[dropped] = 0
+            bn.bias[dropped] = 0
+
+
+def sensitivity(model, scores, eval_batches, calib_batches, rates=SENSITIVITY_RATES, groups=None, progress=True):
+    """Accuracy after pruning one channel group at a time at each rate (its lowest-scored channels, as load_model
+    would drop them), BatchNorm statistics re-estimated on `calib_batches`, no fine-tune.
+
+    Returns a DataFrame with columns group, rate, width, full, top1 and base_top1 (the unpruned model's accuracy
+    after the same recalibration).
+    Widths follow the --rate rule (kept_width); a width that repeats within a group is evaluated once.
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    from models.criteria import recalibrate_bn
+    from models.prune import channel_groups, select_channels
+
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    # The reference is the unpruned model recalibrated the same way: re-estimating BatchNorm on a few batches
+    # alone moves accuracy, and that shift must not count as the pruning's.
+    recalibrate_bn(model, calib_batches, batches=len(calib_batches))
+    base = top1(model, eval_batches)
+    chosen = [g for g in channel_groups(model) if groups is None or g.name in groups]
+    rows = []
+    for g in tqdm(chosen, desc="sensitivity", disable=not progress):
+        measured = {g.channels: base}
+        for r in rates:
+            w = kept_width(g.channels, r)
+            if w not in measured:
+                model.load_state_dict(original)
+                keep = select_channels(scores[g.name], w)
+                dropped = torch.ones(g.channels, dtype=torch.bool)
+                dropped[keep] = False
+                silence(model, g, dropped)
+                recalibrate_bn(model, calib_batches, batches=len(calib_batches))
+                measured[w] = top1(model, eval_batches)
+            rows.append({"group": g.name, "rate": r, "width": w, "full": g.channels, "top1": measured[w]})
+    model.load_state_dict(original)
+    table = pd.DataFrame(rows)
+    table["base_top1"] = base
+    table.attrs["base_top1"] = base
+    return table
+
+
+
+def chosen_target(target_flops=None, target_params=None, target_latency=None, rate=None):
+    """(metric, fraction) of the one --target-* option given, or None; a one-line error for two of them or for a
+    target next to --rate (both describe the widths)."""
+    given = [(m, v) for m, v in zip(TARGETS, (target_flops, target_params, target_latency)) if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"give one budget, not {' and '.join(f'--target-{m}' for m, _ in given)}")
+    if given and rate is not None:
+        raise ValueError(f"--target-{given[0][0]} chooses the widths itself: give it or --rate, not both")
+    return (given[0][0], check_target(given[0][1], f"target-{given[0][0]}")) if given else None
