@@ -17,6 +17,7 @@ model's width), ties broken by a stable sort so the lower index wins, and kept i
 import torch
 import torch.nn as nn
 
+from models.common import Conv
 from models.graph import ChannelGroup, channel_groups, trace_model  # noqa: F401 (re-exported: callers import them here)
 from utils.log import LOGGER
 
