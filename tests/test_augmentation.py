@@ -1,5 +1,5 @@
 """Training augmentation: the fallback (numpy/cv2) and the albumentations path draw the same crops, flips and
-colour jitter.
+colour jitter; and --hyp reaches the transforms.
 
 Crops and flips are measured on an image whose blue channel is the x coordinate and green the y coordinate: a
 linear ramp survives bilinear resizing exactly, so the output's ramps give back the crop's width, height and
@@ -13,6 +13,7 @@ import torch
 import utils.augmentations as augmentations
 from utils.augmentations import (IMAGENET_MEAN, IMAGENET_STD, AlbumentationsClassify, ColorJitter,
                                  classify_train_transforms)
+from utils.dataloaders import ClassificationDataset
 
 SIZE, SIDE, N = 16, 200, 600  # output size, ramp image side, samples per statistic
 RAMPS = np.stack([*np.mgrid[0:SIDE, 0:SIDE][::-1], np.full((SIDE, SIDE), 128)], -1).astype(np.uint8)  # B=x, G=y
@@ -103,3 +104,13 @@ def test_fallback_and_albumentations_draw_the_same_distributions(fallback):
     for x in (jittered_a, jittered_b):  # how much: uniform factors in [0.6, 1.4] (std 0.8 / 12 ** 0.5 = 0.23)
         assert x.min() > 0.59 and x.max() < 1.41 and abs(x.mean() - 1) < 0.05 and abs(x.std() - 0.231) < 0.03
 
+
+def test_dataset_takes_hyp_settings(tmp_path, fallback):
+    import cv2
+
+    (tmp_path / "a").mkdir()
+    cv2.imwrite(str(tmp_path / "a" / "ramps.png"), RAMPS)
+    dataset = ClassificationDataset(tmp_path, augment=True, imgsz=SIZE,
+                                    hyp={"scale": [1.0, 1.0], "fliplr": 1.0, "flipud": 1.0, "jitter": 0.0})
+    _, hflips, vflips = crop_samples(lambda im: dataset[0][0], n=3)
+    assert hflips == 1 and vflips == 1
