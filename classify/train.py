@@ -23,8 +23,11 @@ Usage - resume an interrupted run with its original options (--device/--workers 
     python classify/train.py --resume                                   # latest last.pt under --project
     python classify/train.py --resume runs/train-cls/exp3/weights/last.pt
 
+Usage - recover a pruned model's accuracy by distilling from the unpruned one, with augmentation fitted to the data:
+    python classify/train.py --weights base.pt --rate 0.5 --teacher base.pt --hyp my-hyp.yaml --data digits --img 32
+
 Output (runs/train-cls/exp*/): weights/last.pt (every epoch) and best.pt, results.csv, results.png,
-ranks.pt (the filter scores used), opt.yaml.
+ranks.pt (the filter scores used), opt.yaml, hyp.yaml (the augmentation and loss settings used).
 """
 
 import argparse
@@ -46,7 +49,7 @@ from tqdm import tqdm  # noqa: E402
 
 from classify import val as validate  # noqa: E402
 from classify.rank import score_filters  # noqa: E402
-from models.experimental import cfg_from_weights  # noqa: E402
+from models.experimental import attempt_load, cfg_from_weights  # noqa: E402
 from models.prune import CRITERIA, check_criterion, load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
 from utils.checkpoints import (checkpoint_dict, float_state_dict, is_project_checkpoint, load_checkpoint,  # noqa: E402
@@ -55,10 +58,12 @@ from utils.cli import USER_ERRORS, UserError, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
+from utils.distill import DISTILL_ALPHA, DISTILL_T, Distiller, check_distillation, output_classes  # noqa: E402
 from utils.distributed import (LOCAL_RANK, RANK, WORLD_SIZE, broadcast_object, cleanup, de_parallel,  # noqa: E402
                                init_distributed, is_main_process, torch_distributed_zero_first)
 from utils.downloads import attempt_download  # noqa: E402
 from utils.ema import ModelEMA  # noqa: E402
+from utils.hyp import DEFAULT_HYP, load_hyp, save_hyp  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
 from utils.metrics import EarlyStopping  # noqa: E402
 from utils.model_info import model_info  # noqa: E402
@@ -101,8 +106,8 @@ def resume_options(opt):
     if ckpt.get("finished") or ckpt["epoch"] + 1 >= epochs:
         raise UserError(f"--resume: {last} is from a finished run ({ckpt['epoch'] + 1}/{epochs} epochs), nothing to "
                         f"resume; start a new training from it with --weights {last.parent / 'best.pt'}")
-    resumed = argparse.Namespace(**ckpt["opt"])
     defaults = parse_opt(True, argv=[])
+    resumed = argparse.Namespace(**{**vars(defaults), **ckpt["opt"]})  # options newer than the run: defaults
     for k in RESUME_OVERRIDES:  # only when given: otherwise the run keeps its own setting
         if getattr(opt, k) != getattr(defaults, k):
             setattr(resumed, k, getattr(opt, k))
@@ -130,6 +135,10 @@ def check_options(opt):
         attempt_download(opt.weights)  # missing --weights: one-line FileNotFoundError
     if opt.ranks and not Path(opt.ranks).is_file():
         raise FileNotFoundError(f"--ranks file '{opt.ranks}' not found (make one with classify/rank.py)")
+    training_hyp(opt)  # bad --hyp: one-line ValueError
+    if opt.teacher:
+        check_distillation(opt.distill_alpha, opt.distill_t)
+        teacher_path(opt.teacher)
 
 
 # ---------------------------------------------------------------------------------------- model building
@@ -180,6 +189,38 @@ def build_model(opt, nc, data_dir, device, batch_size):
     return model, scores, meta
 
 
+def training_hyp(opt, resume_ckpt=None):
+    """The augmentation and loss settings: a resumed run's own, else --hyp's (--label-smoothing overrides its key)."""
+    if resume_ckpt is not None and resume_ckpt.get("hyp"):
+        return load_hyp(resume_ckpt["hyp"])
+    hyp = load_hyp(opt.hyp)
+    if opt.label_smoothing is not None:
+        hyp = load_hyp(dict(hyp, label_smoothing=opt.label_smoothing))
+    return hyp
+
+
+def teacher_path(weights):
+    try:
+        return attempt_download(weights)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--teacher: {e}") from None
+
+
+def load_teacher(opt, names, device, memory_format):
+    """The --teacher classifier, frozen, on this process's device, wrapped with the distillation loss settings."""
+    teacher = attempt_load(teacher_path(opt.teacher), device=device)  # safe loader: weights-only unpickling
+    nc = output_classes(teacher)
+    if nc != len(names):
+        raise ValueError(f"--teacher {opt.teacher} predicts {nc} classes but the data has {len(names)}: the teacher "
+                         f"must be trained on the same classes")
+    teacher_names = list(getattr(teacher, "names", None) or [])
+    if teacher_names and teacher_names != list(names) and not all(n == str(i) for i, n in enumerate(teacher_names)):
+        LOGGER.warning(f"WARNING ⚠️ --teacher {opt.teacher} has class names {teacher_names[:5]}... but the data has "
+                       f"{list(names)[:5]}...: its outputs are matched to the classes by index")
+    LOGGER.info(f"{colorstr('distill:')} teacher {opt.teacher}, alpha {opt.distill_alpha}, T {opt.distill_t}")
+    return teacher.to(memory_format=memory_format)
+
+
 def set_dropout(model, p):
     """--dropout: the probability of every Dropout (the Classify head's); None keeps the model's."""
     if p is not None:
@@ -218,13 +259,15 @@ def training_memory_format(device):
     return torch.channels_last if device.type in {"cuda", "cpu"} else torch.contiguous_format
 
 
-def train_step(model, images, labels, criterion, optimizer, scaler, ema=None):
+def train_step(model, images, labels, criterion, optimizer, scaler, ema=None, distiller=None):
     """One optimisation step: forward under AMP when the scaler is enabled (CUDA), backward, clip, step, EMA.
 
+    With a distiller the loss is its distillation loss, the teacher seeing the same augmented images under AMP.
     Returns the (detached) loss.
     """
     with torch.amp.autocast(device_type=images.device.type, enabled=scaler.is_enabled()):
-        loss = criterion(model(images), labels)
+        logits = model(images)
+        loss = distiller(logits, images, labels) if distiller else criterion(logits, labels)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=MAX_GRAD_NORM)
@@ -245,13 +288,14 @@ def train(opt, device, resume_ckpt=None):
     bs = opt.batch_size // WORLD_SIZE  # per process
     epochs = opt.epochs
     init_seeds(opt.seed + 1 + RANK, deterministic=True)
+    hyp = training_hyp(opt, resume_ckpt)
 
     # Data: local rank 0 of each node downloads/generates the dataset first
     with torch_distributed_zero_first(LOCAL_RANK):
         data_dir = check_cls_dataset(opt.data)
     trainloader = create_classification_dataloader(data_dir / "train", imgsz=opt.imgsz, batch_size=bs, augment=True,
                                                    cache=opt.cache or False, rank=LOCAL_RANK, workers=opt.workers,
-                                                   seed=opt.seed)
+                                                   seed=opt.seed, hyp=hyp)
     names = trainloader.dataset.classes
     nc = len(names)
     testloader = None
@@ -262,6 +306,9 @@ def train(opt, device, resume_ckpt=None):
         if testloader.dataset.classes != names:  # ImageFolder numbers classes by folder: they must line up
             raise ValueError(f"{eval_split(data_dir)} has class folders {testloader.dataset.classes[:5]}... but "
                              f"{data_dir / 'train'} has {names[:5]}...: both splits need the same class folders")
+
+    # Teacher first: a wrong one fails before any ranking work; every DDP rank holds its own copy
+    teacher = load_teacher(opt, names, device, training_memory_format(device)) if opt.teacher else None
 
     # Model
     scores = meta = None
@@ -284,6 +331,7 @@ def train(opt, device, resume_ckpt=None):
         if resume_ckpt is None:
             with open(save_dir / "opt.yaml", "w") as f:
                 yaml.safe_dump(plain_options(opt), f, sort_keys=False)
+            save_hyp(hyp, save_dir / "hyp.yaml")
         if scores is not None and meta is not None:
             save_scores(save_dir / "ranks.pt", scores, meta)
         if opt.verbose:
@@ -294,7 +342,8 @@ def train(opt, device, resume_ckpt=None):
     scheduler = lr_scheduler(optimizer, epochs, lrf=LRF, cos_lr=opt.cos_lr)
     ema = ModelEMA(model) if main_process else None
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
-    criterion = nn.CrossEntropyLoss(label_smoothing=opt.label_smoothing)
+    criterion = nn.CrossEntropyLoss(label_smoothing=hyp["label_smoothing"])
+    distiller = Distiller(teacher, opt.distill_alpha, opt.distill_t, hyp["label_smoothing"]) if teacher else None
     stopper = EarlyStopping(patience=opt.patience)
     start_epoch, best_fitness, rows = 0, 0.0, []
 
@@ -340,7 +389,7 @@ def train(opt, device, resume_ckpt=None):
         for i, (images, labels) in pbar:
             images = images.to(device, non_blocking=True, memory_format=memory_format)
             labels = labels.to(device, non_blocking=True)
-            loss = train_step(model, images, labels, criterion, optimizer, scaler, ema)
+            loss = train_step(model, images, labels, criterion, optimizer, scaler, ema, distiller)
             if main_process:
                 tloss = (tloss * i + loss.item()) / (i + 1)
                 mem = f"{torch.cuda.memory_reserved(device) / 1e9 if cuda else 0:.3g}G"
@@ -366,7 +415,7 @@ def train(opt, device, resume_ckpt=None):
                                               ema=float_state_dict(ema.ema), updates=ema.updates,
                                               optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                                               scaler=scaler.state_dict(), epoch=epoch, best_fitness=best_fitness,
-                                              opt=plain_options(opt), results=rows, rng=rng_state(),
+                                              opt=plain_options(opt), hyp=hyp, results=rows, rng=rng_state(),
                                               finished=final))
                 save_checkpoint(ckpt, last)
                 if improved:  # best.pt is for use, not for resuming: the EMA weights only, no training state
@@ -422,7 +471,18 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="Adam", help="optimizer")
     parser.add_argument("--lr0", type=float, default=0.001, help="initial learning rate")
     parser.add_argument("--decay", type=float, default=5e-5, help="weight decay")
-    parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing epsilon")
+    parser.add_argument("--hyp", type=str, default="",
+                        help=f"YAML of augmentation and loss settings (scale, fliplr, flipud, jitter, label_smoothing); "
+                             f"missing keys and '' take {DEFAULT_HYP.relative_to(ROOT)}")
+    parser.add_argument("--label-smoothing", type=float, default=None,
+                        help="label smoothing epsilon (overrides --hyp's label_smoothing; default 0.1 there)")
+    parser.add_argument("--teacher", type=str, default="",
+                        help="trained classifier (same classes, any size) to distil from; '' = plain cross-entropy")
+    parser.add_argument("--distill-alpha", type=float, default=DISTILL_ALPHA,
+                        help="weight a of the teacher term in (1-a)*CE + a*T^2*KL (default %(default)s, measured on "
+                             "digits: README 'Recovering accuracy')")
+    parser.add_argument("--distill-t", type=float, default=DISTILL_T,
+                        help="distillation temperature T (default %(default)s, measured with --distill-alpha)")
     parser.add_argument("--cutoff", type=int, default=None, help="detector YAML --cfg: layers kept before the head")
     parser.add_argument("--dropout", type=float, default=None, help="dropout (fraction)")
     parser.add_argument("--verbose", action="store_true", help="per-layer table of the pruned model")
