@@ -5,8 +5,11 @@ Usage:
     python classify/prune.py --weights yolov5s-cls.pt --cfg yolov5s-cls.yaml --data imagenette160 \
         --rate "[0.]+[0.3]*8+[0.]" --criterion hrank --epochs 20 --imgsz 224
 
-Without --weights a baseline is trained first (on --data, --epochs). The run folder holds baseline/,
-ranks.pt, pruned/ and summary.csv. Each step is also its own command: classify/train.py, classify/rank.py.
+Without --weights a baseline is trained first (on --data, --epochs). The pruned model is fine-tuned distilling from
+the baseline (--teacher '' for plain cross-entropy), and so is the unpruned baseline for the same extra epochs: the
+summary compares the two, so what it reports is the cost of pruning, not the gain of extra epochs. The run folder
+holds baseline/, ranks.pt, pruned/, baseline-ft/ and summary.csv. Each step is also its own command:
+classify/train.py, classify/rank.py.
 """
 
 import argparse
@@ -35,6 +38,8 @@ from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noq
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
+from utils.distill import DISTILL_ALPHA, DISTILL_T, check_distillation  # noqa: E402
+from utils.hyp import load_hyp  # noqa: E402
 from utils.log import LOGGER, colorstr, nested  # noqa: E402
 from utils.model_info import count_params, model_gflops  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
@@ -52,30 +57,36 @@ LATENCY_BATCH = 16  # images per timed CPU forward in the summary
 
 
 def summary_rows(stages, imgsz):
-    """Parameters, GFLOPs, CPU latency (ms per batch of LATENCY_BATCH, one interleaved run) and accuracy."""
-    models = [m.cpu().eval() for m, _ in stages.values()]
+    """Parameters, GFLOPs, CPU latency (ms per batch of LATENCY_BATCH, one interleaved run), accuracy, and whether
+    the row was trained with distillation ('yes'/'no'; '-' for rows not trained here).
+
+    stages: {row name: (model, (top1, top5), distilled)}.
+    """
+    models = [m.cpu().eval() for m, _, _ in stages.values()]
     latency = median_latency(models, torch.randn(LATENCY_BATCH, 3, imgsz, imgsz), repeats=10)
     rows = []
-    for (name, (model, (top1, top5))), t in zip(stages.items(), latency):
+    for (name, (model, (top1, top5), distilled)), t in zip(stages.items(), latency):
         rows.append({"model": name, "parameters": count_params(model), "GFLOPs": model_gflops(model, imgsz),
-                     "cpu_ms": t * 1e3, "top1": top1, "top5": top5})
+                     "cpu_ms": t * 1e3, "top1": top1, "top5": top5, "distilled": distilled})
     return rows
 
 
-def log_summary(rows, save_dir):
+def log_summary(rows, save_dir, reference, pruned):
+    """Log the table and the cost of pruning: row `pruned` against row `reference` (trained as long)."""
     import pandas as pd
 
     table = pd.DataFrame(rows).set_index("model")
     write_text_atomic(save_dir / "summary.csv", table.to_csv())
-    base = rows[0]
-    lines = [f"{'model':<28}{'params':>11}{'GFLOPs':>8}{f'CPU ms/{LATENCY_BATCH}':>12}{'top1':>7}{'top5':>7}"]
+    width = max(28, max(len(r["model"]) for r in rows) + 2)
+    lines = [f"{'model':<{width}}{'params':>11}{'GFLOPs':>8}{f'CPU ms/{LATENCY_BATCH}':>12}{'top1':>7}{'top5':>7}"
+             f"{'distilled':>11}"]
     for r in rows:
-        lines.append(f"{r['model']:<28}{r['parameters']:>11,}{r['GFLOPs']:>8.3f}{r['cpu_ms']:>12.1f}"
-                     f"{r['top1']:>7.3f}{r['top5']:>7.3f}")
-    last = rows[-1]
-    lines.append(f"pruned/baseline: {last['parameters'] / base['parameters']:.1%} parameters, "
-                 f"{last['GFLOPs'] / base['GFLOPs']:.1%} GFLOPs, {base['cpu_ms'] / last['cpu_ms']:.2f}x faster (CPU), "
-                 f"top1 {last['top1'] - base['top1']:+.3f}")
+        lines.append(f"{r['model']:<{width}}{r['parameters']:>11,}{r['GFLOPs']:>8.3f}{r['cpu_ms']:>12.1f}"
+                     f"{r['top1']:>7.3f}{r['top5']:>7.3f}{r['distilled']:>11}")
+    base, last = (next(r for r in rows if r["model"] == name) for name in (reference, pruned))
+    lines.append(f"cost of pruning ('{pruned}' vs '{reference}', trained as long): "
+                 f"{last['parameters'] / base['parameters']:.1%} parameters, {last['GFLOPs'] / base['GFLOPs']:.1%} "
+                 f"GFLOPs, {base['cpu_ms'] / last['cpu_ms']:.2f}x faster (CPU), top1 {last['top1'] - base['top1']:+.3f}")
     LOGGER.info("\n" + colorstr("Pruning summary") + "\n" + "\n".join(lines))
     LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}")
 
@@ -112,8 +123,11 @@ def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, work
 def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRITERION, rank_batches=5,
         epochs=8, finetune_epochs=8, batch_size=64, imgsz=64, device="", workers=2, cache="ram",
         project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0, target_flops=None, target_params=None,
-        target_latency=None, sensitivity=""):
-    """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'summary'}."""
+        target_latency=None, sensitivity="", teacher=None, distill_alpha=DISTILL_ALPHA, distill_t=DISTILL_T, hyp=""):
+    """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'baseline_ft', 'summary'}.
+
+    teacher: None distils the fine-tunes from the baseline, '' turns distillation off, a path distils from it.
+    """
     for flag, value, minimum in (("--epochs", epochs, 1), ("--finetune-epochs", finetune_epochs, 1),
                                  ("--rank-batches", rank_batches, 1), ("--batch-size", batch_size, 1),
                                  ("--workers", workers, 0)):
@@ -130,24 +144,26 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     cfg = cfg or (cfg_of(source, weights) if source is not None else DEMO_CFG)
     if not target and not needs_scores(ClassificationModel(cfg, rate=rate)):  # a bad --cfg or --rate fails here
         raise ValueError("--rate is 0 everywhere: nothing to prune; give a rate such as 0.5 or '[0.]+[0.3]*8+[0.]'")
+    load_hyp(hyp)  # a bad --hyp or distillation setting fails here too, before any work
+    check_distillation(distill_alpha, distill_t)
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)
     common = dict(data=data, batch_size=batch_size, imgsz=imgsz, device=device, workers=workers, cache=cache,
-                  seed=seed, project=save_dir, exist_ok=True)
+                  seed=seed, project=save_dir, exist_ok=True, hyp=hyp)
 
     if weights:
         baseline = weights
-        LOGGER.info(f"\n{colorstr('1/4 baseline:')} {weights}")
+        LOGGER.info(f"\n{colorstr('1/5 baseline:')} {weights}")
     else:
-        LOGGER.info(f"\n{colorstr('1/4 baseline:')} training {cfg} for {epochs} epochs")
+        LOGGER.info(f"\n{colorstr('1/5 baseline:')} training {cfg} for {epochs} epochs")
         baseline = train_cli.run(cfg=cfg, epochs=epochs, name="baseline", **common)["best"]
 
-    LOGGER.info(f"\n{colorstr('2/4 ranks:')} {criterion} on {data}")
+    LOGGER.info(f"\n{colorstr('2/5 ranks:')} {criterion} on {data}")
     ranks = rank_cli.run(weights=baseline, data=data, criterion=criterion, batches=rank_batches,
                          batch_size=min(batch_size, 32), imgsz=imgsz, device=device, workers=workers,
                          output=save_dir / "ranks.pt", seed=seed)
 
-    LOGGER.info(f"\n{colorstr('3/4 prune:')} " + (f"widths for --target-{target[0]} {target[1]:g}" if target else
-                                                   f"rate {rate}"))
+    plan = f"widths for --target-{target[0]} {target[1]:g}" if target else f"rate {rate}"
+    LOGGER.info(f"\n{colorstr('3/5 prune:')} {plan}")
     dev = select_device(device, batch_size=batch_size)
     base_model = attempt_load(baseline, device=dev)
     scores = load_scores(ranks)[0]
@@ -157,21 +173,34 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     pruned = load_model(ClassificationModel(cfg, nc=base_model.nc, rate=rate).to(dev), base_model, scores)
     loader = create_classification_dataloader(eval_split(root), imgsz=imgsz, batch_size=batch_size, augment=False,
                                               workers=workers, shuffle=False)
-    before = {"baseline": (base_model, _accuracy(base_model, loader)),
-              "pruned": (pruned, _accuracy(pruned, loader))}
+    before = {"baseline": (base_model, _accuracy(base_model, loader), "-" if weights else "no"),
+              f"pruned ({plan})": (pruned, _accuracy(pruned, loader), "-")}
     train_images = create_classification_dataloader(root / "train", imgsz=imgsz, batch_size=batch_size,
                                                     augment=False, workers=workers, shuffle=True, seed=seed)
     recalibrated = recalibrate_bn(deepcopy(pruned), train_images, batches=10)
-    before["pruned + BN recalibrated"] = (recalibrated, _accuracy(recalibrated, loader))
+    before["pruned + BN recalibrated"] = (recalibrated, _accuracy(recalibrated, loader), "-")
 
-    LOGGER.info(f"\n{colorstr('4/4 fine-tune:')} {finetune_epochs} epochs")
+    teacher = str(baseline) if teacher is None else teacher
+    distill = dict(teacher=teacher, distill_alpha=distill_alpha, distill_t=distill_t)
+    distilled = "yes" if teacher else "no"
+    how = f"distilling from {teacher}" if teacher else "plain cross-entropy"
+    LOGGER.info(f"\n{colorstr('4/5 fine-tune:')} pruned model, {finetune_epochs} epochs, {how}")
     result = train_cli.run(cfg=cfg, rate=rate, weights=str(baseline), ranks=str(ranks), epochs=finetune_epochs,
-                           name="pruned", **common)
-    tuned = attempt_load(result["best"], device=dev)
-    stages = {**before, "pruned, fine-tuned": (tuned, _accuracy(tuned, loader))}
+                           name="pruned", **distill, **common)
+    # The reference: the unpruned baseline trained the same extra epochs the same way, so that the summary's
+    # difference is what pruning costs, not what more epochs gain.
+    LOGGER.info(f"\n{colorstr('5/5 reference:')} unpruned baseline, the same {finetune_epochs} epochs, {how}")
+    control = train_cli.run(cfg="", weights=str(baseline), epochs=finetune_epochs,  # the baseline's architecture
+                            name="baseline-ft", **distill, **common)
+    tuned, control_model = (attempt_load(r["best"], device=dev) for r in (result, control))
+    more = f"+ {finetune_epochs} epoch{'s' if finetune_epochs != 1 else ''}"
+    reference, final = f"baseline {more}", f"pruned {more}"
+    stages = {**before, reference: (control_model, _accuracy(control_model, loader), distilled),
+              final: (tuned, _accuracy(tuned, loader), distilled)}
     rows = summary_rows(stages, imgsz)
-    log_summary(rows, save_dir)
-    return {"save_dir": save_dir, "baseline": baseline, "ranks": ranks, "pruned": result["best"], "summary": rows}
+    log_summary(rows, save_dir, reference, final)
+    return {"save_dir": save_dir, "baseline": baseline, "ranks": ranks, "pruned": result["best"],
+            "baseline_ft": control["best"], "summary": rows}
 
 
 def parse_opt(known=False):
@@ -204,6 +233,11 @@ def parse_opt(known=False):
     parser.add_argument("--name", default="exp", help="save to project/name")
     parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     parser.add_argument("--seed", type=int, default=0, help="global seed")
+    parser.add_argument("--teacher", type=str, default=None,
+                        help="distil the fine-tunes from this classifier; default: the baseline; '' = plain cross-entropy")
+    parser.add_argument("--distill-alpha", type=float, default=DISTILL_ALPHA, help="weight of the teacher term")
+    parser.add_argument("--distill-t", type=float, default=DISTILL_T, help="distillation temperature")
+    parser.add_argument("--hyp", type=str, default="", help="augmentation and loss settings YAML (classify/train.py --hyp)")
     return parser.parse_known_args()[0] if known else parser.parse_args()
 
 

@@ -23,8 +23,11 @@ Usage - resume an interrupted run with its original options (--device/--workers 
     python classify/train.py --resume                                   # latest last.pt under --project
     python classify/train.py --resume runs/train-cls/exp3/weights/last.pt
 
+Usage - recover a pruned model's accuracy by distilling from the unpruned one, with augmentation fitted to the data:
+    python classify/train.py --weights base.pt --rate 0.5 --teacher base.pt --hyp my-hyp.yaml --data digits --img 32
+
 Output (runs/train-cls/exp*/): weights/last.pt (every epoch) and best.pt, results.csv, results.png,
-ranks.pt (the filter scores used), opt.yaml.
+ranks.pt (the filter scores used), opt.yaml, hyp.yaml (the augmentation and loss settings used).
 """
 
 import argparse
@@ -58,9 +61,11 @@ from utils.cli import (USER_ERRORS, Interrupted, UserError, check_at_least, chec
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
+from utils.distill import DISTILL_ALPHA, DISTILL_T, Distiller, check_distillation, output_classes  # noqa: E402
 from utils.distributed import (LOCAL_RANK, RANK, WORLD_SIZE, broadcast_object, cleanup, de_parallel,  # noqa: E402
                                gather_object, init_distributed, is_main_process, torch_distributed_zero_first)
 from utils.ema import ModelEMA  # noqa: E402
+from utils.hyp import DEFAULT_HYP, load_hyp, save_hyp  # noqa: E402
 from utils.log import LOGGER, colorstr, is_nested  # noqa: E402
 from utils.metrics import EarlyStopping  # noqa: E402
 from utils.model_info import model_info  # noqa: E402
@@ -122,8 +127,8 @@ def resume_options(opt):
     if is_finished(ckpt):
         raise UserError(f"--resume: {last} is from a finished run ({ckpt['epoch'] + 1}/{epochs} epochs), nothing to "
                         f"resume; start a new training from it with --weights {last.parent / 'best.pt'}")
-    resumed = argparse.Namespace(**ckpt["opt"])
     defaults = parse_opt(True, argv=[])
+    resumed = argparse.Namespace(**{**vars(defaults), **ckpt["opt"]})  # options newer than the run: defaults
     for k in RESUME_OVERRIDES:  # only when given: otherwise the run keeps its own setting
         if getattr(opt, k) != getattr(defaults, k):
             setattr(resumed, k, getattr(opt, k))
@@ -156,6 +161,10 @@ def check_options(opt):
         raise FileNotFoundError(f"--sensitivity file '{opt.sensitivity}' not found (make one with classify/sensitivity.py)")
     if opt.ranks and not Path(opt.ranks).is_file():
         raise FileNotFoundError(f"--ranks file '{opt.ranks}' not found (make one with classify/rank.py)")
+    training_hyp(opt)  # bad --hyp: one-line ValueError
+    if opt.teacher:
+        check_distillation(opt.distill_alpha, opt.distill_t)
+        teacher_path(opt.teacher)
     return source
 
 
@@ -231,6 +240,38 @@ def build_model(opt, nc, data_dir, device, batch_size, source=None):
     return model, scores, meta
 
 
+def training_hyp(opt, resume_ckpt=None):
+    """The augmentation and loss settings: a resumed run's own, else --hyp's (--label-smoothing overrides its key)."""
+    if resume_ckpt is not None and resume_ckpt.get("hyp"):
+        return load_hyp(resume_ckpt["hyp"])
+    hyp = load_hyp(opt.hyp)
+    if opt.label_smoothing is not None:
+        hyp = load_hyp(dict(hyp, label_smoothing=opt.label_smoothing))
+    return hyp
+
+
+def teacher_path(weights):
+    try:
+        return attempt_download(weights)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--teacher: {e}") from None
+
+
+def load_teacher(opt, names, device, memory_format):
+    """The --teacher classifier, frozen, on this process's device, wrapped with the distillation loss settings."""
+    teacher = attempt_load(teacher_path(opt.teacher), device=device)  # safe loader: weights-only unpickling
+    nc = output_classes(teacher)
+    if nc != len(names):
+        raise ValueError(f"--teacher {opt.teacher} predicts {nc} classes but the data has {len(names)}: the teacher "
+                         f"must be trained on the same classes")
+    teacher_names = list(getattr(teacher, "names", None) or [])
+    if teacher_names and teacher_names != list(names) and not all(n == str(i) for i, n in enumerate(teacher_names)):
+        LOGGER.warning(f"WARNING ⚠️ --teacher {opt.teacher} has class names {teacher_names[:5]}... but the data has "
+                       f"{list(names)[:5]}...: its outputs are matched to the classes by index")
+    LOGGER.info(f"{colorstr('distill:')} teacher {opt.teacher}, alpha {opt.distill_alpha}, T {opt.distill_t}")
+    return teacher.to(memory_format=memory_format)
+
+
 def set_dropout(model, p):
     """--dropout: the probability of every Dropout (the Classify head's); None keeps the model's."""
     if p is not None:
@@ -268,15 +309,15 @@ def summarize(model, imgsz, best_row, files):
 
 
 # --------------------------------------------------------------------------------------------- training
-def training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, rows, finished, rngs):
+def training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, hyp, rows, finished, rngs):
     """Everything --resume needs, on the CPU and weights-only loadable. epoch -1: saved before the first epoch.
     rngs: every process's RNG state (gather_rng_states), so each DDP rank resumes its own dropout stream."""
     ema.update_attr(model, include=("names", "nc", "yaml"))
     return to_cpu(checkpoint_dict(de_parallel(model), names=de_parallel(model).names, ema=float_state_dict(ema.ema),
                                   updates=ema.updates, optimizer=optimizer.state_dict(),
                                   scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), epoch=epoch,
-                                  best_fitness=best_fitness, opt=plain_options(opt), results=rows, rng=rngs,
-                                  finished=finished))
+                                  best_fitness=best_fitness, opt=plain_options(opt), hyp=hyp, results=rows,
+                                  rng=rngs, finished=finished))
 
 
 def interruption(opt):
@@ -299,13 +340,15 @@ def training_memory_format(device):
     return torch.channels_last if device.type in {"cuda", "cpu"} else torch.contiguous_format
 
 
-def train_step(model, images, labels, criterion, optimizer, scaler, ema=None):
+def train_step(model, images, labels, criterion, optimizer, scaler, ema=None, distiller=None):
     """One optimisation step: forward under AMP when the scaler is enabled (CUDA), backward, clip, step, EMA.
 
+    With a distiller the loss is its distillation loss, the teacher seeing the same augmented images under AMP.
     Returns the (detached) loss.
     """
     with torch.amp.autocast(device_type=images.device.type, enabled=scaler.is_enabled()):
-        loss = criterion(model(images), labels)
+        logits = model(images)
+        loss = distiller(logits, images, labels) if distiller else criterion(logits, labels)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=MAX_GRAD_NORM)
@@ -326,13 +369,14 @@ def train(opt, device, resume_ckpt=None, source=None):
     bs = opt.batch_size // WORLD_SIZE  # per process
     epochs = opt.epochs
     init_seeds(opt.seed + 1 + RANK, deterministic=True)
+    hyp = training_hyp(opt, resume_ckpt)
 
     # Data: local rank 0 of each node downloads/generates the dataset first
     with torch_distributed_zero_first(LOCAL_RANK):
         data_dir = check_cls_dataset(opt.data)
     trainloader = create_classification_dataloader(data_dir / "train", imgsz=opt.imgsz, batch_size=bs, augment=True,
                                                    cache=opt.cache or False, rank=LOCAL_RANK, workers=opt.workers,
-                                                   seed=opt.seed)
+                                                   seed=opt.seed, hyp=hyp)
     names = trainloader.dataset.classes
     nc = len(names)
     testloader = None
@@ -343,6 +387,9 @@ def train(opt, device, resume_ckpt=None, source=None):
         if testloader.dataset.classes != names:  # ImageFolder numbers classes by folder: they must line up
             raise ValueError(f"{eval_split(data_dir)} has class folders {testloader.dataset.classes[:5]}... but "
                              f"{data_dir / 'train'} has {names[:5]}...: both splits need the same class folders")
+
+    # Teacher first: a wrong one fails before any ranking work; every DDP rank holds its own copy
+    teacher = load_teacher(opt, names, device, training_memory_format(device)) if opt.teacher else None
 
     # Model
     scores = meta = None
@@ -365,6 +412,7 @@ def train(opt, device, resume_ckpt=None, source=None):
         if resume_ckpt is None:
             with open(save_dir / "opt.yaml", "w") as f:
                 yaml.safe_dump(plain_options(opt), f, sort_keys=False)
+            save_hyp(hyp, save_dir / "hyp.yaml")
         if scores is not None and meta is not None:
             save_scores(save_dir / "ranks.pt", scores, meta)
         if opt.verbose:
@@ -375,7 +423,8 @@ def train(opt, device, resume_ckpt=None, source=None):
     scheduler = lr_scheduler(optimizer, epochs, lrf=LRF, cos_lr=opt.cos_lr)
     ema = ModelEMA(model) if main_process else None
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
-    criterion = nn.CrossEntropyLoss(label_smoothing=opt.label_smoothing)
+    criterion = nn.CrossEntropyLoss(label_smoothing=hyp["label_smoothing"])
+    distiller = Distiller(teacher, opt.distill_alpha, opt.distill_t, hyp["label_smoothing"]) if teacher else None
     stopper = EarlyStopping(patience=opt.patience)
     start_epoch, best_fitness, rows = 0, 0.0, []
 
@@ -404,8 +453,8 @@ def train(opt, device, resume_ckpt=None, source=None):
         init_seeds(opt.seed + 1 + RANK)
         rngs = gather_object(rng_state())  # every rank takes part, rank 0 saves
         if main_process and not opt.nosave:  # a Ctrl-C or kill in the first epoch still leaves a run to resume
-            save_checkpoint(training_checkpoint(model, ema, optimizer, scheduler, scaler, -1, best_fitness, opt, rows,
-                                                False, rngs), last)
+            save_checkpoint(training_checkpoint(model, ema, optimizer, scheduler, scaler, -1, best_fitness, opt, hyp,
+                                                rows, False, rngs), last)
 
     if RANK != -1:
         model = DDP(model, device_ids=[LOCAL_RANK] if cuda else None, output_device=LOCAL_RANK if cuda else None)
@@ -430,7 +479,7 @@ def train(opt, device, resume_ckpt=None, source=None):
         for i, (images, labels) in pbar:
             images = images.to(device, non_blocking=True, memory_format=memory_format)
             labels = labels.to(device, non_blocking=True)
-            loss = train_step(model, images, labels, criterion, optimizer, scaler, ema)
+            loss = train_step(model, images, labels, criterion, optimizer, scaler, ema, distiller)
             if main_process:
                 tloss = (tloss * i + loss.item()) / (i + 1)
                 mem = f"{torch.cuda.memory_reserved(device) / 1e9 if cuda else 0:.3g}G"
@@ -452,7 +501,7 @@ def train(opt, device, resume_ckpt=None, source=None):
             stop = stopper(epoch, fitness)
             final = stop or epoch + 1 == epochs
             if not opt.nosave or final:
-                ckpt = training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, rows,
+                ckpt = training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, hyp, rows,
                                            final, rngs)
                 save_checkpoint(ckpt, last)
                 if improved:  # best.pt is for use, not for resuming: the EMA weights only, no training state
@@ -518,7 +567,18 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="Adam", help="optimizer")
     parser.add_argument("--lr0", type=float, default=0.001, help="initial learning rate")
     parser.add_argument("--decay", type=float, default=5e-5, help="weight decay")
-    parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing epsilon")
+    parser.add_argument("--hyp", type=str, default="",
+                        help=f"YAML of augmentation and loss settings (scale, fliplr, flipud, jitter, label_smoothing); "
+                             f"missing keys and '' take {DEFAULT_HYP.relative_to(ROOT)}")
+    parser.add_argument("--label-smoothing", type=float, default=None,
+                        help="label smoothing epsilon (overrides --hyp's label_smoothing; default 0.1 there)")
+    parser.add_argument("--teacher", type=str, default="",
+                        help="trained classifier (same classes, any size) to distil from; '' = plain cross-entropy")
+    parser.add_argument("--distill-alpha", type=float, default=DISTILL_ALPHA,
+                        help="weight a of the teacher term in (1-a)*CE + a*T^2*KL (default %(default)s, measured on "
+                             "digits: README 'Recovering accuracy')")
+    parser.add_argument("--distill-t", type=float, default=DISTILL_T,
+                        help="distillation temperature T (default %(default)s, measured with --distill-alpha)")
     parser.add_argument("--cutoff", type=int, default=None, help="detector YAML --cfg: layers kept before the head")
     parser.add_argument("--dropout", type=float, default=None, help="dropout (fraction)")
     parser.add_argument("--verbose", action="store_true", help="per-layer table of the pruned model")

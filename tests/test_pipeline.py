@@ -25,9 +25,15 @@ def test_pipeline_baseline_ranks_finetune_summary(tmp_path, logs, monkeypatch):
     pruned = load_checkpoint(out["pruned"])
     assert pruned["yaml"]["rate"] == [0.5] * 10
     table = pd.read_csv(save_dir / "summary.csv", index_col="model")
-    assert list(table.index) == ["baseline", "pruned", "pruned + BN recalibrated", "pruned, fine-tuned"]
-    assert table.loc["pruned, fine-tuned", "parameters"] < 0.5 * table.loc["baseline", "parameters"]
-    assert table.loc["pruned", "GFLOPs"] < table.loc["baseline", "GFLOPs"]
+    assert list(table.index) == ["baseline", "pruned (rate 0.5)", "pruned + BN recalibrated", "baseline + 1 epoch",
+                                 "pruned + 1 epoch"]
+    # fine-tunes distil from the baseline by default, the unpruned reference as well as the pruned model
+    assert table["distilled"].tolist() == ["no", "-", "-", "yes", "yes"]
+    for name in ("pruned", "baseline-ft"):
+        assert load_checkpoint(save_dir / name / "weights" / "last.pt")["opt"]["teacher"] == str(out["baseline"])
+    assert table.loc["pruned + 1 epoch", "parameters"] < 0.5 * table.loc["baseline + 1 epoch", "parameters"]
+    assert table.loc["baseline + 1 epoch", "parameters"] == table.loc["baseline", "parameters"]
+    assert table.loc["pruned (rate 0.5)", "GFLOPs"] < table.loc["baseline", "GFLOPs"]
     assert table["top1"].between(0, 1).all()
     messages = [r.getMessage() for r in logs.records]  # nested train/rank runs are quiet
     assert sum("torch-" in m for m in messages) == 1  # the device banner, once
@@ -37,10 +43,14 @@ def test_pipeline_baseline_ranks_finetune_summary(tmp_path, logs, monkeypatch):
     assert not any("\033[" in m for m in messages)  # no colour codes where the log is not a terminal
 
     # From a trained classifier (--weights, no --cfg): no baseline training, the architecture comes from the file.
+    # --teacher '' fine-tunes with plain cross-entropy, and the table says so.
     again = pipeline.run(weights=str(out["baseline"]), data=str(data), rate="[0.]+[0.25]*9", criterion="l1",
                          finetune_epochs=1, batch_size=16, imgsz=32, device="cpu", workers=0,
-                         project=tmp_path / "runs", name="exp")
+                         project=tmp_path / "runs", name="exp", teacher="")
     assert not (again["save_dir"] / "baseline").exists() and again["save_dir"].name == "exp2"
+    table = pd.read_csv(again["save_dir"] / "summary.csv", index_col="model")
+    assert table["distilled"].tolist() == ["-", "-", "-", "no", "no"]
+    assert load_checkpoint(again["pruned"])["opt"]["teacher"] == ""
     assert load_checkpoint(again["pruned"])["yaml"]["rate"] == [0.0] + [0.25] * 9
 
 

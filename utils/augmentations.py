@@ -96,6 +96,39 @@ class RandomFlip:
         return im
 
 
+class ColorJitter:
+    """With probability p, scale brightness, contrast and saturation by factors drawn from [1-s, 1+s], in a random
+    order, on the uint8 image (rounded and clipped after each step).
+
+    This is albumentations' ColorJitter (hue 0) with its default p=0.5, as YOLOv5 uses it, so the fallback
+    augments exactly like the albumentations path. Draws from torch's RNG, as the other transforms.
+    """
+
+    def __init__(self, strength=0.4, p=0.5):
+        self.low, self.high, self.p = max(0.0, 1 - strength), 1 + strength, p
+
+    def __call__(self, im):
+        if torch.rand(1).item() >= self.p:
+            return im
+        factors = (self.low + torch.rand(3) * (self.high - self.low)).tolist()
+        for k in torch.randperm(3).tolist():
+            im = (self._brightness, self._contrast, self._saturation)[k](np.ascontiguousarray(im), factors[k])
+        return im
+
+    @staticmethod
+    def _brightness(im, f):
+        return cv2.addWeighted(im, f, im, 0, 0)
+
+    @staticmethod
+    def _contrast(im, f):  # blend with the mean grey level
+        return cv2.addWeighted(im, f, im, 0, cv2.cvtColor(im, cv2.COLOR_BGR2GRAY).mean() * (1 - f))
+
+    @staticmethod
+    def _saturation(im, f):  # blend with the grey image
+        grey = cv2.cvtColor(cv2.cvtColor(im, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+        return cv2.addWeighted(im, f, grey, 1 - f, 0)
+
+
 class AlbumentationsClassify:
     """YOLOv5's albumentations training pipeline behind the same BGR-numpy → tensor interface."""
 
@@ -140,8 +173,10 @@ def classify_train_transforms(size=224, scale=(0.08, 1.0), hflip=0.5, vflip=0.0,
                               mean=IMAGENET_MEAN, std=IMAGENET_STD):
     """Training augmentation: random resized crop, flips, colour jitter, normalise → (3, size, size) tensor.
 
-    Uses albumentations when installed (as YOLOv5 does); otherwise an equivalent numpy/cv2 + torchvision
-    pipeline (YOLOv5 would train without augmentation in that case).
+    Uses albumentations when installed (as YOLOv5 does); otherwise the same operations in numpy/cv2, with the
+    same distributions (crop area and aspect, flips, jitter applied to half the images; tests/test_data.py
+    compares the two), so the accuracy does not depend on what is installed. YOLOv5 would train without
+    augmentation in that case.
     """
     _check_size(size, "classify_train_transforms")
     try:
@@ -150,8 +185,8 @@ def classify_train_transforms(size=224, scale=(0.08, 1.0), hflip=0.5, vflip=0.0,
         pass
     except Exception as e:  # installed but broken (mismatched albucore, numpy, ...): say so, train anyway
         LOGGER.warning(f"WARNING ⚠️ albumentations unusable ({type(e).__name__}: {e}); using torchvision augmentation")
-    ops = [RandomResizedCrop(size, scale), RandomFlip(hflip, vflip), ToTensor()]
+    ops = [RandomResizedCrop(size, scale), RandomFlip(hflip, vflip)]
     if jitter > 0:
-        ops.append(T.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=0))
-    ops.append(T.Normalize(mean, std))
+        ops.append(ColorJitter(jitter))
+    ops += [ToTensor(), T.Normalize(mean, std)]
     return T.Compose(ops)

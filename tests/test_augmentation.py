@@ -1,0 +1,116 @@
+"""Training augmentation: the fallback (numpy/cv2) and the albumentations path draw the same crops, flips and
+colour jitter; and --hyp reaches the transforms.
+
+Crops and flips are measured on an image whose blue channel is the x coordinate and green the y coordinate: a
+linear ramp survives bilinear resizing exactly, so the output's ramps give back the crop's width, height and
+direction. Jitter is measured on a flat grey image, where only brightness changes its value.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import utils.augmentations as augmentations
+from utils.augmentations import (IMAGENET_MEAN, IMAGENET_STD, AlbumentationsClassify, ColorJitter,
+                                 classify_train_transforms)
+from utils.dataloaders import ClassificationDataset
+
+SIZE, SIDE, N = 16, 200, 600  # output size, ramp image side, samples per statistic
+RAMPS = np.stack([*np.mgrid[0:SIDE, 0:SIDE][::-1], np.full((SIDE, SIDE), 128)], -1).astype(np.uint8)  # B=x, G=y
+
+
+def _pixels(tensor):
+    """Normalised RGB tensor → float RGB pixel values 0-255."""
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    return (tensor * std + mean) * 255
+
+
+def crop_samples(transform, n=N):
+    """(area fractions, horizontal flips, vertical flips) of n augmented ramp images."""
+    torch.manual_seed(0)
+    areas, hflips, vflips = [], [], []
+    for _ in range(n):
+        rgb = _pixels(transform(RAMPS))
+        x, y = rgb[2], rgb[1]
+        dx = (x[0, -1] - x[0, 0]).item() * SIZE / (SIZE - 1)  # crop width, negative when mirrored
+        dy = (y[-1, 0] - y[0, 0]).item() * SIZE / (SIZE - 1)
+        areas.append(abs(dx * dy) / SIDE**2)
+        hflips.append(dx < 0)
+        vflips.append(dy < 0)
+    return np.array(areas), np.mean(hflips), np.mean(vflips)
+
+
+def brightness_samples(transform, n=N):
+    """Output/input value of a flat grey image: 1 where no jitter was applied, else the brightness factor."""
+    torch.manual_seed(0)
+    grey = np.full((24, 24, 3), 100, np.uint8)
+    return np.array([_pixels(transform(grey)).mean().item() / 100 for _ in range(n)])
+
+
+@pytest.fixture
+def fallback(monkeypatch):
+    """classify_train_transforms as it is without albumentations installed."""
+    def not_installed(*args, **kwargs):
+        raise ImportError("albumentations")
+
+    monkeypatch.setattr(augmentations, "AlbumentationsClassify", not_installed)
+    return classify_train_transforms
+
+
+def test_fallback_crop_flip_and_jitter_statistics(fallback):
+    transform = fallback(SIZE, scale=(0.25, 1.0), hflip=0.3, vflip=0.1, jitter=0)
+    assert [type(t).__name__ for t in transform.transforms][:2] == ["RandomResizedCrop", "RandomFlip"]
+    areas, hflips, vflips = crop_samples(transform)
+    assert areas.min() > 0.25 - 0.03 and areas.max() < 1.0 + 0.03  # area fraction inside --hyp scale
+    assert 0.5 < np.median(areas) < 0.7  # uniform area, less the big boxes whose aspect does not fit
+    sigma = (0.25 / N) ** 0.5
+    assert abs(hflips - 0.3) < 4 * sigma and abs(vflips - 0.1) < 4 * sigma
+
+    factors = brightness_samples(fallback(SIZE, scale=(1.0, 1.0), hflip=0, jitter=0.4))
+    jittered = factors[np.abs(factors - 1) > 0.005]
+    assert abs(len(jittered) / N - 0.5) < 4 * sigma  # applied to half the images, as YOLOv5's albumentations
+    assert jittered.min() >= 0.6 - 0.01 and jittered.max() <= 1.4 + 0.01 and abs(jittered.mean() - 1) < 0.04
+
+    untouched = fallback(SIZE, scale=(1.0, 1.0), hflip=0, vflip=0, jitter=0)
+    assert crop_samples(untouched, n=20)[1:] == (0, 0) and np.all(brightness_samples(untouched, n=20) == 1)
+
+
+def test_color_jitter_steps_match_their_definitions():
+    im = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(ColorJitter._brightness(im, 0.5), np.round(im * 0.5).astype(np.uint8))
+    grey = np.full_like(im, 77)
+    np.testing.assert_array_equal(ColorJitter._contrast(grey, 1.3), grey)  # a flat image has no contrast
+    np.testing.assert_array_equal(ColorJitter._saturation(grey, 0.2), grey)  # nor saturation
+    assert ColorJitter(0.4, p=0)(im) is im
+
+
+def test_fallback_and_albumentations_draw_the_same_distributions(fallback):
+    pytest.importorskip("albumentations")
+    settings = dict(scale=(0.08, 1.0), hflip=0.5, vflip=0.2)
+    ours = crop_samples(fallback(SIZE, jitter=0, **settings))
+    theirs = crop_samples(AlbumentationsClassify(SIZE, jitter=0, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                                                 **settings))
+    assert abs(ours[0].mean() - theirs[0].mean()) < 0.04
+    np.testing.assert_allclose(np.quantile(ours[0], [0.1, 0.5, 0.9]), np.quantile(theirs[0], [0.1, 0.5, 0.9]),
+                               atol=0.05)
+    sigma = (0.5 / N) ** 0.5  # of a difference of two rates
+    assert abs(ours[1] - theirs[1]) < 4 * sigma and abs(ours[2] - theirs[2]) < 4 * sigma
+
+    flat = dict(scale=(1.0, 1.0), hflip=0, vflip=0, jitter=0.4)
+    a = brightness_samples(fallback(SIZE, **flat))
+    b = brightness_samples(AlbumentationsClassify(SIZE, mean=IMAGENET_MEAN, std=IMAGENET_STD, **flat))
+    jittered_a, jittered_b = a[np.abs(a - 1) > 0.005], b[np.abs(b - 1) > 0.005]
+    assert abs(len(jittered_a) - len(jittered_b)) / N < 4 * sigma  # how often
+    for x in (jittered_a, jittered_b):  # how much: uniform factors in [0.6, 1.4] (std 0.8 / 12 ** 0.5 = 0.23)
+        assert x.min() > 0.59 and x.max() < 1.41 and abs(x.mean() - 1) < 0.05 and abs(x.std() - 0.231) < 0.03
+
+
+def test_dataset_takes_hyp_settings(tmp_path, fallback):
+    import cv2
+
+    (tmp_path / "a").mkdir()
+    cv2.imwrite(str(tmp_path / "a" / "ramps.png"), RAMPS)
+    dataset = ClassificationDataset(tmp_path, augment=True, imgsz=SIZE,
+                                    hyp={"scale": [1.0, 1.0], "fliplr": 1.0, "flipud": 1.0, "jitter": 0.0})
+    _, hflips, vflips = crop_samples(lambda im: dataset[0][0], n=3)
+    assert hflips == 1 and vflips == 1
