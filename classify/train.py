@@ -62,6 +62,7 @@ from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.distill import DISTILL_ALPHA, DISTILL_T, Distiller, check_distillation, output_classes  # noqa: E402
+from utils.downloads import attempt_download  # noqa: E402
 from utils.distributed import (LOCAL_RANK, RANK, WORLD_SIZE, broadcast_object, cleanup, de_parallel,  # noqa: E402
                                gather_object, init_distributed, is_main_process, torch_distributed_zero_first)
 from utils.ema import ModelEMA  # noqa: E402
