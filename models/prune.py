@@ -27,7 +27,7 @@ def _trace(model):
 def needs_scores(model):
     """True when any channel group keeps fewer channels than the unpruned model (a rate > 0 or a width plan),
     so filters must be ranked."""
-    return any(kept < full for m in model.model for kept, full in getattr(m, "groups", {}).values()) or any(
+    return any(kept < full for m in model.model for kept, full in getattr(m, "group_widths", {}).values()) or any(
         getattr(m, "rate", 0) > 0 for m in model.model)
 
 
