@@ -31,7 +31,7 @@ def needs_scores(model, source=None):
     model (a rate > 0 or a width plan) or, given the source model, than the source (an already pruned source at
     the model's own widths needs none)."""
     if source is None:
-        return any(kept < full for m in model.model for kept, full in getattr(m, "groups", {}).values()) or any(
+        return any(kept < full for m in model.model for kept, full in getattr(m, "group_widths", {}).values()) or any(
             getattr(m, "rate", 0) > 0 for m in model.model)
     ref = _reference_shapes(model, getattr(source, "yaml", None))
     return any(g.channels < ref[f"{g.members[0]}.conv.weight"][0] for g in channel_groups(model))

@@ -106,7 +106,7 @@ def parse_model(d, ch, rates=None, widths=None):
     `widths` ({group name: kept width}, a pruning plan) overrides the rate-derived width of the named channel
     groups (models/graph.py names them). Returns (nn.Sequential, save list). Each layer carries .i (index),
     .f (from), .type, .np (params), .rate, .width = (kept output channels, unpruned output channels) and
-    .groups = {group name: (kept, unpruned)} of the channel groups it owns.
+    .group_widths = {group name: (kept, unpruned)} of the channel groups it owns.
     """
     nc, gd, gw = d["nc"], d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0)
     anchors = d.get("anchors")
@@ -152,7 +152,7 @@ def parse_model(d, ch, rates=None, widths=None):
             m_ = nn.Sequential(*(m(*args) for _ in range(n))) if n > 1 else m(*args)
         m_.i, m_.f, m_.type = i, f, f"models.common.{name}" if m.__module__ == "models.common" else name
         m_.np = sum(x.numel() for x in m_.parameters())
-        m_.rate, m_.width, m_.groups = r, width or (c2, full), groups
+        m_.rate, m_.width, m_.group_widths = r, width or (c2, full), groups
         LOGGER.debug(f"{i:>3}{str(f):>18}{n:>3}{m_.np:10.0f}  {name:<40}{str(args):<30}")
         save.extend(x % i for x in ([f] if isinstance(f, int) else f) if x != -1)
         layers.append(m_)

@@ -35,12 +35,12 @@ def test_widths_plan_builds_those_widths_and_rate_models_are_unchanged():
     assert model.model[2].m[0].cv1.conv.weight.shape == (16, 8, 1, 1)  # the bottleneck reads the 8-wide stream
     assert model.model[2].cv3.conv.in_channels == 8 + 8  # cat(stream, cv2)
     assert needs_scores(model) and model.eval()(X).shape == (2, 10)
-    # A plan equal to a rate's widths builds the same model as the rate, and .groups records (kept, unpruned).
+    # A plan equal to a rate's widths builds the same model as the rate, and .group_widths records (kept, unpruned).
     rated = ClassificationModel(CFG, nc=10, rate=0.5)
     full = {g.name: g.channels for g in channel_groups(ClassificationModel(CFG, nc=10))}
     planned = ClassificationModel(CFG, nc=10, widths=uniform_plan(full, 0.5))
     assert {k: v.shape for k, v in planned.state_dict().items()} == {k: v.shape for k, v in rated.state_dict().items()}
-    assert rated.model[4].groups["model.4.stream"] == (16, 32)
+    assert rated.model[4].group_widths["model.4.stream"] == (16, 32)
 
 
 def test_widths_yaml_round_trips_through_a_checkpoint(tmp_path):
@@ -199,10 +199,14 @@ def test_cli_rejects_target_with_rate_in_one_line(tmp_path):
 
 @pytest.fixture
 def flush_denormal():
-    """Random weights: activations fade into denormal floats, which CPUs process very slowly."""
+    """Random weights: activations fade into denormal floats, which CPUs process very slowly. Flushing them is a
+    per-thread CPU flag, so the test runs on one intra-op thread, where it holds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     yield
     torch.set_flush_denormal(False)
+    torch.set_num_threads(threads)
 
 
 def test_prune_and_rank_with_a_target_end_to_end(tmp_path, monkeypatch, flush_denormal):
