@@ -34,7 +34,7 @@ from models.criteria import CRITERIA, DEFAULT_CRITERION, recalibrate_bn  # noqa:
 from models.prune import load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, load_yaml  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
+from utils.cli import add_target_options, check_at_least, check_img_size, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -211,13 +211,8 @@ def parse_opt(known=False):
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
     parser.add_argument("--rate", type=str, default=None,
                         help=f"compress rate(s): 0.5, a list, or '[0.]+[0.3]*8+[0.]' (default {DEFAULT_RATE})")
-    parser.add_argument("--target-flops", type=float, default=None,
-                        help="instead of --rate: allocate widths to this fraction of the unpruned FLOPs (0-1]")
-    parser.add_argument("--target-params", type=float, default=None, help="... of the unpruned parameters")
-    parser.add_argument("--target-latency", type=float, default=None,
-                        help="... of the unpruned batch-1 latency on --device at --imgsz (measured)")
-    parser.add_argument("--sensitivity", type=str, default="",
-                        help="sensitivity.csv to allocate by (default: measured on the baseline in this run)")
+    add_target_options(parser, "instead of --rate: allocate widths to this fraction of the unpruned FLOPs (0-1]",
+                       "sensitivity.csv to allocate by (default: measured on the baseline in this run)")
     parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA,
                         help="filter ranking criterion (see classify/rank.py --help)")
     parser.add_argument("--rank-batches", type=int, default=5, help="training batches scored by data criteria")

@@ -29,7 +29,7 @@ from models.prune import load_model  # noqa: E402
 from models.yolo import ClassificationModel, DetectionModel, classifier_yaml, load_yaml  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.checkpoints import load_checkpoint  # noqa: E402
-from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
+from utils.cli import add_target_options, check_at_least, check_img_size, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -157,12 +157,8 @@ def parse_opt(known=False):
     parser.add_argument("--workers", type=int, default=8, help="max dataloader workers")
     parser.add_argument("--output", type=str, default="", help="scores file (default weights/ranks/<weights>-<criterion>.pt)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data order and the random criterion")
-    parser.add_argument("--target-flops", type=float, default=None,
-                        help="also allocate widths to this fraction of the unpruned FLOPs (0-1]; writes <output>.yaml")
-    parser.add_argument("--target-params", type=float, default=None, help="... of the unpruned parameters")
-    parser.add_argument("--target-latency", type=float, default=None,
-                        help="... of the unpruned batch-1 latency on --device at --imgsz (measured)")
-    parser.add_argument("--sensitivity", type=str, default="", help="sensitivity.csv to allocate by (default: the scores)")
+    add_target_options(parser, "also allocate widths to this fraction of the unpruned FLOPs (0-1]; writes <output>.yaml",
+                       "sensitivity.csv to allocate by (default: the scores)")
     parser.add_argument("--residual", default="members", choices=RESIDUAL_MODES,
                         help="residual streams of data criteria: score each member conv's output (members) or the maps "
                              "after each add (added, as HRankPlus)")

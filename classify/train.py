@@ -56,8 +56,8 @@ from models.prune import load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
 from utils.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
                                load_checkpoint, save_checkpoint, to_cpu)
-from utils.cli import (USER_ERRORS, Interrupted, UserError, check_at_least, check_img_size, print_args,  # noqa: E402
-                       run_cli)
+from utils.cli import (USER_ERRORS, Interrupted, UserError, add_target_options, check_at_least,  # noqa: E402
+                       check_img_size, print_args, run_cli)
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -539,13 +539,8 @@ def parse_opt(known=False, argv=None):
                         help="model YAML (detector: cut at --cutoff); default: the architecture of --weights, else yolov5s-cls.yaml")
     parser.add_argument("--rate", type=str, default=None,
                         help="compress rate(s): 0.3, a comma list, or '[0.]+[0.3]*8+[0.]' (one per YAML layer)")
-    parser.add_argument("--target-flops", type=float, default=None,
-                        help="instead of --rate: allocate widths to this fraction of the unpruned FLOPs (0-1]")
-    parser.add_argument("--target-params", type=float, default=None, help="... of the unpruned parameters")
-    parser.add_argument("--target-latency", type=float, default=None,
-                        help="... of the unpruned batch-1 latency on --device at --imgsz (measured)")
-    parser.add_argument("--sensitivity", type=str, default="",
-                        help="sensitivity.csv (classify/sensitivity.py) that --target-* allocates by; default: filter scores")
+    add_target_options(parser, "instead of --rate: allocate widths to this fraction of the unpruned FLOPs (0-1]",
+                       "sensitivity.csv (classify/sensitivity.py) that --target-* allocates by; default: filter scores")
     parser.add_argument("--weights", "--model", type=str, default="", help="source classifier/detector .pt, '' = scratch")
     parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA,
                         help="filter ranking criterion (see classify/rank.py --help)")

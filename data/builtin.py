@@ -5,13 +5,12 @@ period, phase, thickness, colours and noise, so a classifier must learn spatial 
 Horizontal/vertical flips never turn one class into another.
 """
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from data.folders import has_stamp, write_stamped_folder
 
 BUILTIN_NAME = "builtin10"
 BUILTIN_VERSION = "1"  # bump when the generator changes, so stale copies are regenerated
@@ -153,23 +152,14 @@ def make_builtin_dataset(root, n_train=300, n_val=60, size=64, seed=0):
     root = Path(root)
     if root.exists():
         raise FileExistsError(f"{root} already exists")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
+
+    def write(tmp):
         _write_split(tmp, "train", n_train, size, seed)
         _write_split(tmp, "val", n_val, size, seed)
-        (tmp / VERSION_FILE).write_text(f"{BUILTIN_VERSION} {n_train} {n_val} {size} {seed}\n")
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not (root / "train").is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+
+    return write_stamped_folder(root, write, VERSION_FILE, f"{BUILTIN_VERSION} {n_train} {n_val} {size} {seed}")
 
 
 def is_current(root):
     """True when root holds a complete dataset written by this generator version."""
-    f = Path(root) / VERSION_FILE
-    return f.is_file() and f.read_text().split()[:1] == [BUILTIN_VERSION]
+    return has_stamp(root, VERSION_FILE, BUILTIN_VERSION)

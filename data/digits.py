@@ -5,13 +5,12 @@ train (1,438) and val (359) with a fixed stratified split, so every run and ever
 images. Used by the accuracy benchmarks; `--data digits` works anywhere scikit-learn is installed.
 """
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from data.folders import has_stamp, write_stamped_folder
 
 DIGITS_NAME = "digits"
 DIGITS_VERSION = "1"  # bump when the conversion changes, so stale copies are regenerated
@@ -44,26 +43,17 @@ def make_digits_dataset(root, size=32):
     root = Path(root)
     images, targets = _load_digits()
     is_val = _split(targets)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
+
+    def write(tmp):
         for k, (im, c, v) in enumerate(zip(images, targets, is_val)):
             folder = tmp / ("val" if v else "train") / str(c)
             folder.mkdir(parents=True, exist_ok=True)
             im = cv2.resize((im * (255 / 16)).astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
             cv2.imwrite(str(folder / f"{k:04d}.png"), np.clip(im + 0.5, 0, 255).astype(np.uint8))
-        (tmp / VERSION_FILE).write_text(f"{DIGITS_VERSION} {size}\n")
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not is_current(root):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+
+    return write_stamped_folder(root, write, VERSION_FILE, f"{DIGITS_VERSION} {size}")
 
 
 def is_current(root):
     """True when root holds a complete dataset written by this conversion version."""
-    f = Path(root) / VERSION_FILE
-    return f.is_file() and f.read_text().split()[:1] == [DIGITS_VERSION]
+    return has_stamp(root, VERSION_FILE, DIGITS_VERSION)

@@ -87,3 +87,12 @@ def print_args(args=None, show_file=True, show_func=False):
         file = Path(info.filename).stem
     prefix = (f"{file}: " if show_file else "") + (f"{info.function}: " if show_func else "")
     LOGGER.info(colorstr(prefix) + ", ".join(f"{k}={v}" for k, v in args.items()))
+
+
+def add_target_options(parser, flops_help, sensitivity_help):
+    """--target-flops/--target-params/--target-latency and --sensitivity: a budget instead of --rate (models/budget.py)."""
+    parser.add_argument("--target-flops", type=float, default=None, help=flops_help)
+    parser.add_argument("--target-params", type=float, default=None, help="... of the unpruned parameters")
+    parser.add_argument("--target-latency", type=float, default=None,
+                        help="... of the unpruned batch-1 latency on --device at --imgsz (measured)")
+    parser.add_argument("--sensitivity", type=str, default="", help=sensitivity_help)
