@@ -3,6 +3,7 @@
 Run in-process through each script's own parse_opt() and run_cli(main, ...), the same path `python script.py` takes.
 """
 
+import subprocess
 import sys
 
 import pytest
@@ -12,7 +13,7 @@ from classify import predict, prune, rank, train, val
 from data.builtin import make_builtin_dataset
 from utils.cli import UserError, check_at_least, check_img_size
 
-from helpers import make_checkpoint
+from helpers import ROOT, make_checkpoint
 
 ENTRY_POINTS = {"train": train, "val": val, "predict": predict, "export": export, "rank": rank, "prune": prune}
 
@@ -152,3 +153,25 @@ def test_files_written_atomically_keep_the_umask_mode(tmp_path):
     os.umask(mask)
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     assert modes == dict.fromkeys(("last.pt", "results.csv", "plain.txt"), 0o666 & ~mask)
+
+
+def test_ctrl_c_inside_a_constructor_leaves_no_destructor_traceback():
+    """A Ctrl-C can hit a half-built object (tqdm's bar in its __init__); its failing __del__ must stay quiet."""
+    code = """
+import subprocess
+import sys
+from utils.cli import run_cli
+
+class HalfBuilt:
+    def __init__(self):
+        raise KeyboardInterrupt  # interrupted before its attributes exist
+    def __del__(self):
+        self.pos  # AttributeError, reported by Python as 'Exception ignored in ...' unless silenced
+
+def main(opt):
+    HalfBuilt()
+
+run_cli(main, None, prog="x.py")
+"""
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 130 and res.stderr.strip() == "x.py: interrupted", res.stderr

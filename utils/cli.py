@@ -40,6 +40,9 @@ def run_cli(main, opt, prog=None):
     except KeyboardInterrupt as e:
         if os.getenv("YOLOV5_DEBUG"):
             raise
+        # A Ctrl-C can land inside a constructor (e.g. a progress bar's): that half-built object's destructor then
+        # fails when it is collected on the way out. Such errors are noise after an interruption: drop them.
+        sys.unraisablehook = lambda unraisable: None
         print(f"{prog}: {one_line(e) if str(e) else 'interrupted'}", file=sys.stderr)
         sys.exit(130)
 
