@@ -42,6 +42,23 @@ def subprocess_env(tmp):
     return env
 
 
+def signal_once_saved(args, env, last, sig):
+    """Start a training subprocess, send it `sig` as soon as `last` exists; (finished process, its stderr)."""
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not last.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        assert last.exists(), proc.stderr.read() if proc.poll() is not None else "no last.pt in time"
+        proc.send_signal(sig)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    return proc, err
+
+
 def read_results(save_dir):
     return pd.read_csv(Path(save_dir) / "results.csv")
 
@@ -146,18 +163,7 @@ def test_sigkill_then_resume_writes_each_epoch_once(data, tmp_path):
     args = [sys.executable, TRAIN, *cli_args(dict(COMMON, data=data, epochs=epochs, project=project, imgsz=64))]
     env = subprocess_env(tmp_path)
     last = project / "exp" / "weights" / "last.pt"
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        while not last.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.01)
-        assert last.exists(), proc.stderr.read() if proc.poll() is not None else "no last.pt in time"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
+    signal_once_saved(args, env, last, signal.SIGKILL)
     killed_at = torch.load(last, weights_only=True)["epoch"]
     assert killed_at < epochs - 1, "the run finished before it could be killed"
 
@@ -346,17 +352,7 @@ def test_ctrl_c_is_one_line_and_resume_finishes_every_epoch_once(data, tmp_path,
     args = [sys.executable, TRAIN, *cli_args(dict(COMMON, data=data, epochs=epochs, project=project))]
     env = subprocess_env(tmp_path)
     last = project / "exp" / "weights" / "last.pt"
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        while not last.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.01)
-        assert last.exists(), proc.stderr.read() if proc.poll() is not None else "no last.pt in time"
-        proc.send_signal(signal.SIGINT)
-        err = proc.communicate(timeout=120)[1]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, err = signal_once_saved(args, env, last, signal.SIGINT)
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err and "\033[" not in err  # no colour in a pipe
     lines = [ln for ln in err.splitlines() if ln.strip()]
