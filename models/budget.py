@@ -61,7 +61,10 @@ class CostModel:
     def __init__(self, cfg, imgsz=224, nc=None):
         model = meta_model(cfg, None, nc)
         tracer = trace_model(model)
-        self.full = {g.name: g.channels for g in tracer.groups.values()}
+        self.full = {g.name: g.channels for g in tracer.groups.values() if not g.fixed}  # the groups a plan may narrow
+        self.fixed = {g.name: g.channels for g in tracer.groups.values() if g.fixed}
+        tied = {g: tie for tie in tracer.ties for g in tie}
+        self.units = list(dict.fromkeys(tied.get(g, (g,)) for g in self.full))  # groups that narrow together
         self.imgsz = imgsz
         spatial = {}
         hooks = [model.get_submodule(n).conv.register_forward_hook(
@@ -71,7 +74,7 @@ class CostModel:
             model(torch.zeros(1, model.yaml.get("ch", 3), imgsz, imgsz, device="meta"))
         for h in hooks:
             h.remove()
-        self.terms = []  # (output group or None, input layout, FLOPs per out·in, params per out·in, params per out)
+        self.terms = []  # (output layout or None, input layout, FLOPs per out·in, params per out·in, params per out)
         for name, layout in tracer.inputs.items():
             if name.endswith(".linear"):
                 nc_out = model.get_submodule(name).out_features
@@ -79,22 +82,29 @@ class CostModel:
                 continue
             conv = model.get_submodule(name).conv
             k2 = conv.kernel_size[0] * conv.kernel_size[1] / conv.groups
-            self.terms.append((tracer.member_group[name], layout, 2 * spatial[name] * k2, k2, 2, 0))
+            self.terms.append((tracer.outputs[name], layout, 2 * spatial[name] * k2, k2, 2, 0))
+        # What is not a conv or the linear (C2PSA's attention products) runs at fixed widths: a constant.
+        self.extra_flops = 0
+        self.extra_flops = count_flops(model, imgsz, model.yaml.get("ch", 3)) - self.cost({})["flops"]
         self.unpruned = self.cost({})
 
     def widths(self, plan):
-        return {g: plan.get(g, c) for g, c in self.full.items()}
+        return {**self.fixed, **{g: plan.get(g, c) for g, c in self.full.items()}}
+
+    @staticmethod
+    def width_of(layout, w):
+        return sum(width if g is None else w[g] for g, width in layout)
 
     def cost(self, plan):
         """{'flops', 'params'} of `plan` (missing groups unpruned)."""
         w = self.widths(plan)
         flops = params = 0
         for out, layout, f, p_in, p_out, const in self.terms:
-            c_in = sum(width if g is None else w[g] for g, width in layout)
-            c_out = 1 if out is None else w[out]  # the linear's nc is folded into its constants
+            c_in = self.width_of(layout, w)
+            c_out = 1 if out is None else self.width_of(out, w)  # the linear's nc is folded into its constants
             flops += f * c_out * c_in
             params += p_in * c_out * c_in + p_out * c_out + const
-        return {"flops": int(round(flops)), "params": int(round(params))}
+        return {"flops": int(round(flops)) + self.extra_flops, "params": int(round(params))}
 
     def fraction(self, plan, metric):
         return self.cost(plan)[metric] / self.unpruned[metric]
@@ -232,31 +242,38 @@ def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=N
     plan costs more than the target.
     """
     target = check_target(target, f"target-{metric}")
-    drop = drop or (lambda g, w: 1 - w / costs.full[g])
+    group_drop = drop or (lambda g, w: 1 - w / costs.full[g])
     cost_fn = cost_fn or (lambda plan: costs.fraction(plan, metric))
-    grid = {g: choices(c) for g, c in costs.full.items()}
-    narrowest = {g: ws[0] for g, ws in grid.items()}
+    # A unit is a group, or groups that must keep equal widths (a split's halves); it moves as one.
+    grid = {u: choices(costs.full[u[0]]) for u in costs.units}
+    narrowest = {g: ws[0] for u, ws in grid.items() for g in u}
     floor = cost_fn(narrowest)
     if floor > target:
         raise ValueError(f"--target-{metric} {target:g} is out of reach: the narrowest plan (every channel group at "
                          f"{WIDTH_STEP} channels) still costs {floor:.3f} of the unpruned model's {metric}")
     plan = dict(costs.full)
-    pos = {g: len(ws) - 1 for g, ws in grid.items()}
+    pos = {u: len(ws) - 1 for u, ws in grid.items()}
 
-    def step(g, d):  # the plan with group g moved d steps along its width grid
-        return {**plan, g: grid[g][pos[g] + d]}
+    def drop(u, w):
+        return sum(group_drop(g, w) for g in u)
+
+    def width(p, u):
+        return p[u[0]]
+
+    def step(u, d):  # the plan with unit u moved d steps along its width grid
+        return {**plan, **{g: grid[u][pos[u] + d] for g in u}}
 
     current = cost_fn(plan)
     while current > target:  # narrow: the cheapest accuracy per unit of cost saved first
         best = None
-        for g in plan:
+        for g in grid:
             if pos[g] == 0:
                 continue
             trial = step(g, -1)
             saved = current - cost_fn(trial)
             if saved <= 0:
                 continue
-            loss = drop(g, trial[g]) - drop(g, plan[g])
+            loss = drop(g, width(trial, g)) - drop(g, width(plan, g))
             key = (loss / saved, -saved)
             if best is None or key < best[0]:
                 best = (key, g)
@@ -267,14 +284,14 @@ def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=N
         current = cost_fn(plan)
     while True:  # widen back while the budget holds: the greatest accuracy per unit of cost first
         best = None
-        for g in plan:
+        for g in grid:
             if pos[g] == len(grid[g]) - 1:
                 continue
             trial = step(g, 1)
             cost = cost_fn(trial)
             if cost > target:
                 continue
-            gain = drop(g, plan[g]) - drop(g, trial[g])
+            gain = drop(g, width(plan, g)) - drop(g, width(trial, g))
             key = (gain / max(cost - current, 1e-12), gain)
             if best is None or key > best[0]:
                 best = (key, g, cost)
@@ -304,8 +321,10 @@ def plan_table(costs, plan, metric="flops"):
     for out, layout, f, *_ in costs.terms:
         if out is None:
             continue
-        c_in = sum(width if g is None else w[g] for g, width in layout)
-        share[out] = share.get(out, 0) + f * w[out] * c_in
+        c_in = costs.width_of(layout, w)
+        for g, width in out:  # a split output: each part its own FLOPs
+            if g is not None:
+                share[g] = share.get(g, 0) + f * w[g] * c_in
     total = costs.cost(plan)["flops"]
     return [(g, c, w[g], w[g] / c, share.get(g, 0) / total) for g, c in costs.full.items()]
 
@@ -329,7 +348,7 @@ def allocate_latency(costs, target, latency_fn, drop=None, tolerance=0.05, itera
 
     target = check_target(target, "target-latency")
     base = latency_fn({})
-    narrowest = {g: choices(c)[0] for g, c in costs.full.items()}
+    narrowest = {g: choices(c)[0] for g, c in costs.full.items()}  # tied groups have equal widths: equal minima
     floor = latency_fn(narrowest) / base
     if floor > target:
         raise ValueError(f"--target-latency {target:g} is out of reach: the narrowest plan (every channel group at "
@@ -412,8 +431,9 @@ def silence(model, group, dropped):
     with torch.no_grad():
         for name in group.members:
             bn = model.get_submodule(name).bn
-            bn.weight[dropped] = 0
-            bn.bias[dropped] = 0
+            span = group.span(name)
+            bn.weight[span][dropped] = 0
+            bn.bias[span][dropped] = 0
 
 
 def sensitivity(model, scores, eval_batches, calib_batches, rates=SENSITIVITY_RATES, groups=None, progress=True):
@@ -435,7 +455,7 @@ def sensitivity(model, scores, eval_batches, calib_batches, rates=SENSITIVITY_RA
     # alone moves accuracy, and that shift must not count as the pruning's.
     recalibrate_bn(model, calib_batches, batches=len(calib_batches))
     base = top1(model, eval_batches)
-    chosen = [g for g in channel_groups(model) if groups is None or g.name in groups]
+    chosen = [g for g in channel_groups(model) if not g.fixed and (groups is None or g.name in groups)]
     rows = []
     for g in tqdm(chosen, desc="sensitivity", disable=not progress):
         measured = {g.channels: base}

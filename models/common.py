@@ -37,13 +37,14 @@ class Conv(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """cv1 (1x1) → cv2 (3x3), added to the input when shapes allow."""
+    """cv1 (k[0]) → cv2 (k[1]), added to the input when shapes allow; YOLOv5's is 1x1 → 3x3, ultralytics' C2f/C3k
+    use 3x3 → 3x3."""
 
-    def __init__(self, c1, c2, shortcut=True, g=1, e=0.5, c_=None):
+    def __init__(self, c1, c2, shortcut=True, g=1, e=0.5, c_=None, k=(1, 3)):
         super().__init__()
         c_ = int(c2 * e) if c_ is None else c_
-        self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = Conv(c_, c2, 3, 1, g=g)
+        self.cv1 = Conv(c1, c_, k[0], 1)
+        self.cv2 = Conv(c_, c2, k[1], 1, g=g)
         self.add = shortcut and c1 == c2
 
     def forward(self, x):
@@ -57,7 +58,7 @@ class C3(nn.Module):
     widths (`m_`, default (c_, c_) each); an added bottleneck's output must stay c_.
     """
 
-    def __init__(self, c1, c2, n=1, shortcut=True, g=1, e=0.5, c_=None, cv2_=None, m_=None):
+    def __init__(self, c1, c2, n=1, shortcut=True, g=1, e=0.5, c_=None, cv2_=None, m_=None, k=(1, 3)):
         super().__init__()
         c_ = int(c2 * e) if c_ is None else c_
         cv2_ = c_ if cv2_ is None else cv2_
@@ -66,7 +67,7 @@ class C3(nn.Module):
         self.cv1 = Conv(c1, c_, 1, 1)
         self.cv2 = Conv(c1, cv2_, 1, 1)
         self.cv3 = Conv(m_[-1][1] + cv2_, c2, 1)
-        self.m = nn.Sequential(*(Bottleneck(i, o, shortcut, g, c_=h) for i, (h, o) in zip(ins, m_)))
+        self.m = nn.Sequential(*(Bottleneck(i, o, shortcut, g, c_=h, k=k) for i, (h, o) in zip(ins, m_)))
 
     def forward(self, x):
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))

@@ -234,9 +234,12 @@ class Taylor(MapCriterion):
 
 # ------------------------------------------------------------------------------------------ groups
 def scoring_points(groups, residual="members", needs_data=False):
-    """{group name: [point names]}: the modules whose outputs (data criteria) or weights score each group."""
+    """{group name: [point names]}: the modules whose outputs (data criteria) or weights score each group (fixed
+    groups, never pruned, are not scored). A point may carry more channels than the group (a split conv's output):
+    the group's `span` of it counts."""
     if residual not in RESIDUAL_MODES:
         raise ValueError(f"residual must be one of {', '.join(RESIDUAL_MODES)}, not '{residual}'")
+    groups = [g for g in groups if not g.fixed]
     if residual == "added" and needs_data:
         return {g.name: g.members[:1] + g.adds if g.adds else list(g.members) for g in groups}
     return {g.name: list(g.members) for g in groups}
@@ -248,10 +251,11 @@ def compute_scores(model, criterion=DEFAULT_CRITERION, dataloader=None, batches=
     from models.prune import channel_groups
 
     crit = get_criterion(criterion, **({"seed": seed} if criterion == "random" else {}))
-    points = scoring_points(channel_groups(model), residual, crit.needs_data)
+    groups = {g.name: g for g in channel_groups(model)}
+    points = scoring_points(groups.values(), residual, crit.needs_data)
     modules = {n: model.get_submodule(n) for names in points.values() for n in names}
     per_point = crit.point_scores(model, modules, dataloader, batches, device)
-    return {g: crit.reduce([per_point[n] for n in names]) for g, names in points.items()}
+    return {g: crit.reduce([per_point[n][groups[g].span(n)] for n in names]) for g, names in points.items()}
 
 
 def recalibrate_bn(model, dataloader, batches=10):

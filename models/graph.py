@@ -8,14 +8,21 @@ for its block type:
 - `trace(tracer, prefix, module, layout)`: on a built block, which conv belongs to which group and how each
   conv's input is laid out from its producers (a list of (group or None for image channels, width) segments
   in concat order).
+- `tied(spec)`: groups that must keep equal widths (C2f's and C2PSA's two halves of one conv's output: ultralytics'
+  forward splits it in equal parts).
 `parse_model` (models/yolo.py) builds from `groups` + `build`; `trace_model` walks a built model with `trace`,
 for `channel_groups` and `load_model`'s layouts. Parameter-free layers (Concat, Upsample) pass channels through.
+
+A group's member may be a *slice* of a conv's output (C2f's halves); a group may be *fixed* (never pruned: the
+attention stream of a C2PSA, whose width the heads' layout depends on). The tracer records every conv's output
+layout ((group, width) segments), so weights map and costs count the same way for whole and split outputs.
 """
 
 import math
 from dataclasses import dataclass, field
 
 from models.common import C3, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Focus
+from models.ultralytics_blocks import C2PSA, C2f, C3k, C3k2
 
 CLASSIFY_HIDDEN = 1280  # Classify's hidden conv width (efficientnet_b0 size), the prunable part of the head
 
@@ -26,6 +33,12 @@ class ChannelGroup:
     members: list = field(default_factory=list)  # qualified names of the Conv modules whose outputs are tied
     channels: int = 0  # output width in the traced model
     adds: list = field(default_factory=list)  # residual modules whose outputs are this group's maps after an add
+    slices: dict = field(default_factory=dict)  # member → (start, stop) of its conv's output, for split outputs
+    fixed: bool = False  # never pruned (its width is tied to something outside the channel order)
+
+    def span(self, member):
+        """The part of `member`'s output channels that belongs to this group."""
+        return slice(*self.slices[member]) if member in self.slices else slice(None)
 
 
 @dataclass
@@ -38,9 +51,16 @@ class BlockSpec:
     c1: int  # kept input channels
     c1_full: int  # unpruned input channels
     gw: float  # width_multiple
+    kind: type = None  # the YAML row's module class (C2f or C3k2 share a handler)
+    max_channels: float = float("inf")  # ultralytics' cap on a layer's YAML width, before width_multiple
 
     def arg(self, i, default):
         return self.args[i] if len(self.args) > i else default
+
+    @property
+    def c2_full(self):
+        """The block's unpruned output width: YOLOv5's and ultralytics' rule for the YAML's first argument."""
+        return make_divisible(min(self.args[0], self.max_channels) * self.gw, 8)
 
 
 def make_divisible(x, divisor=8):
@@ -52,6 +72,11 @@ class Handler:
     """Pruning rules of one block type (see the module docstring)."""
 
     module = None
+    repeats_inside = False  # the YAML's n is the block's own repeat count (C3, C2f), not a stack of n blocks
+
+    def tied(self, s):
+        """Tuples of group names that must keep equal widths."""
+        return []
 
     def groups(self, s):
         raise NotImplementedError
@@ -68,10 +93,10 @@ class ConvHandler(Handler):
     module = Conv
 
     def groups(self, s):
-        return {s.prefix: make_divisible(s.args[0] * s.gw, 8)}
+        return {s.prefix: s.c2_full}
 
     def build(self, s, w):
-        full, c2 = make_divisible(s.args[0] * s.gw, 8), w[s.prefix]
+        full, c2 = s.c2_full, w[s.prefix]
         return Conv(s.c1, c2, *s.args[1:]), c2, full, None
 
     def trace(self, t, p, m, layout):
@@ -83,6 +108,7 @@ class C3Handler(Handler):
     reads cat(last bottleneck's output, cv2)."""
 
     module = C3
+    repeats_inside = True
 
     @staticmethod
     def _names(p, n, shortcut):
@@ -91,14 +117,14 @@ class C3Handler(Handler):
         return stream, [f"{p}.m.{j}.cv1" for j in range(n)], outs
 
     def groups(self, s):
-        full = make_divisible(s.args[0] * s.gw, 8)
+        full = s.c2_full
         hidden = int(full * s.arg(3, 0.5))  # YAML args: [c2, shortcut, g, e]
         stream, inner, outs = self._names(s.prefix, s.n, s.arg(1, True))
         return {stream: hidden, **{g: hidden for g in inner + outs}, f"{s.prefix}.cv2": hidden,
                 f"{s.prefix}.cv3": full}
 
     def build(self, s, w):
-        p, full = s.prefix, make_divisible(s.args[0] * s.gw, 8)
+        p, full = s.prefix, s.c2_full
         stream, inner, outs = self._names(p, s.n, s.arg(1, True))
         c2 = w[f"{p}.cv3"]
         block = C3(s.c1, c2, s.n, *s.args[1:], c_=w[stream], cv2_=w[f"{p}.cv2"],
@@ -121,15 +147,15 @@ class BottleneckHandler(Handler):
 
     @staticmethod
     def _adds(s):
-        return s.arg(1, True) and s.c1_full == make_divisible(s.args[0] * s.gw, 8)
+        return s.arg(1, True) and s.c1_full == s.c2_full
 
     def groups(self, s):
-        full = make_divisible(s.args[0] * s.gw, 8)
+        full = s.c2_full
         out = {} if self._adds(s) else {f"{s.prefix}.cv2": full}
         return {f"{s.prefix}.cv1": int(full * s.arg(3, 0.5)), **out}  # YAML args: [c2, shortcut, g, e]
 
     def build(self, s, w):
-        full = make_divisible(s.args[0] * s.gw, 8)
+        full = s.c2_full
         c2 = s.c1 if self._adds(s) else w[f"{s.prefix}.cv2"]  # the add keeps its input's channels
         return Bottleneck(s.c1, c2, *s.args[1:], c_=w[f"{s.prefix}.cv1"]), c2, full, None
 
@@ -147,7 +173,7 @@ class FocusHandler(ConvHandler):
     module = Focus
 
     def build(self, s, w):
-        full, c2 = make_divisible(s.args[0] * s.gw, 8), w[s.prefix]
+        full, c2 = s.c2_full, w[s.prefix]
         return Focus(s.c1, c2, *s.args[1:]), c2, full, None
 
     def trace(self, t, p, m, layout):
@@ -161,10 +187,10 @@ class SPPFHandler(Handler):
     module = SPPF
 
     def groups(self, s):
-        return {f"{s.prefix}.cv1": s.c1_full // 2, f"{s.prefix}.cv2": make_divisible(s.args[0] * s.gw, 8)}
+        return {f"{s.prefix}.cv1": s.c1_full // 2, f"{s.prefix}.cv2": s.c2_full}
 
     def build(self, s, w):
-        full, c2 = make_divisible(s.args[0] * s.gw, 8), w[f"{s.prefix}.cv2"]
+        full, c2 = s.c2_full, w[f"{s.prefix}.cv2"]
         return self.module(s.c1, c2, *s.args[1:], c_=w[f"{s.prefix}.cv1"]), c2, full, None
 
     def trace(self, t, p, m, layout):
@@ -195,8 +221,121 @@ class ClassifyHandler(Handler):
         return []
 
 
-BOTTLENECK = BottleneckHandler()
-HANDLERS = (ConvHandler(), FocusHandler(), C3Handler(), BOTTLENECK, SPPFHandler(), SPPHandler(), ClassifyHandler())
+class C2fHandler(Handler):
+    """ultralytics' C2f and C3k2. cv1's output is two halves (separate groups, equal widths): the first goes straight
+    to cv2; the second feeds the inner blocks. With residual Bottlenecks the second half and every inner cv2 form the
+    stream; C3k inner blocks (C3k2 at the m/l/x scales) are C3s with a group per output. cv2 reads every half and
+    inner output, concatenated."""
+
+    module = C2f
+    repeats_inside = True
+
+    @staticmethod
+    def _options(s):
+        """(shortcut, expansion, c3k, bottleneck expansion) from the YAML arguments of a C2f or a C3k2."""
+        if s.kind is C3k2:  # [c2, c3k, e, attn, g, shortcut]
+            return s.arg(5, True), s.arg(2, 0.5), s.arg(1, False), 0.5
+        return s.arg(1, False), s.arg(3, 0.5), False, 1.0  # C2f: [c2, shortcut, g, e]
+
+    @staticmethod
+    def _halves(p, adds):
+        return f"{p}.cv1.a", f"{p}.stream" if adds else f"{p}.cv1.b"
+
+    def tied(self, s):
+        shortcut, _, c3k, _ = self._options(s)
+        return [self._halves(s.prefix, shortcut and not c3k)]
+
+    def groups(self, s):
+        p, full = s.prefix, s.c2_full
+        shortcut, e, c3k, eb = self._options(s)
+        c = int(full * e)
+        a, b = self._halves(p, shortcut and not c3k)
+        out = {a: c, b: c}
+        for j in range(s.n):
+            q = f"{p}.m.{j}"
+            if c3k:  # a C3k(c, c, 2): hidden int(c * 0.5) throughout, its output c
+                stream, inner, outs = C3Handler._names(q, 2, shortcut)
+                out.update({g: c // 2 for g in [stream, *inner, *outs, f"{q}.cv2"]}, **{f"{q}.cv3": c})
+            else:
+                out[f"{q}.cv1"] = int(c * eb)
+                if not shortcut:
+                    out[f"{q}.cv2"] = c
+        return {**out, f"{p}.cv2": full}
+
+    def build(self, s, w):
+        p = s.prefix
+        shortcut, e, c3k, _ = self._options(s)
+        a, b = self._halves(p, shortcut and not c3k)
+        g = s.arg(4, 1) if s.kind is C3k2 else s.arg(2, 1)
+        blocks, prev = [], w[b]
+        for j in range(s.n):
+            q = f"{p}.m.{j}"
+            if c3k:
+                stream, inner, outs = C3Handler._names(q, 2, shortcut)
+                blocks.append(C3k(prev, w[f"{q}.cv3"], 2, shortcut, g, c_=w[stream], cv2_=w[f"{q}.cv2"],
+                                  m_=[(w[h], w[o]) for h, o in zip(inner, outs)]))
+                prev = w[f"{q}.cv3"]
+            else:
+                c2 = prev if shortcut else w[f"{q}.cv2"]
+                blocks.append(Bottleneck(prev, c2, shortcut, g, c_=w[f"{q}.cv1"], k=(3, 3)))
+                prev = c2
+        c2 = w[f"{p}.cv2"]
+        if s.kind is C3k2:
+            block = C3k2(s.c1, c2, s.n, c3k, e, s.arg(3, False), g, shortcut, c_=w[a], m=blocks)
+        else:
+            block = C2f(s.c1, c2, s.n, shortcut, g, e, c_=w[a], m=blocks)
+        return block, c2, s.c2_full, None
+
+    def trace(self, t, p, m, layout):
+        t.inputs[f"{p}.cv1"] = layout
+        first = m.m[0]
+        a, b = t.split(f"{p}.cv1", m.cv1, self._halves(p, isinstance(first, Bottleneck) and first.add))
+        outs, y = [a, b], b
+        for j, block in enumerate(m.m):
+            y = (C3_HANDLER if isinstance(block, C3) else BOTTLENECK).trace(t, f"{p}.m.{j}", block, y)
+            outs.append(y)
+        return t.conv(f"{p}.cv2", m.cv2, [seg for o in outs for seg in o])
+
+
+class C2PSAHandler(Handler):
+    """ultralytics' C2PSA: cv1's halves and the attention stream (the second half plus every added attention and
+    feed-forward output) are fixed, because the attention's view of its input ties the stream's width to its heads;
+    each PSABlock's feed-forward hidden width and cv2's output are pruned."""
+
+    module = C2PSA
+    repeats_inside = True
+
+    def groups(self, s):
+        full = s.c2_full
+        c = int(full * s.arg(1, 0.5))  # YAML args: [c2, e]
+        return {**{f"{s.prefix}.m.{j}.ffn.0": 2 * c for j in range(s.n)}, f"{s.prefix}.cv2": full}
+
+    def build(self, s, w):
+        p, full = s.prefix, s.c2_full
+        e = s.arg(1, 0.5)
+        block = C2PSA(s.c1, w[f"{p}.cv2"], s.n, e, c_=int(full * e), ffn_=[w[f"{p}.m.{j}.ffn.0"] for j in range(s.n)])
+        return block, w[f"{p}.cv2"], full, None
+
+    def trace(self, t, p, m, layout):
+        t.inputs[f"{p}.cv1"] = layout
+        a, stream = t.split(f"{p}.cv1", m.cv1, [f"{p}.cv1.a", f"{p}.stream"], fixed=True)
+        for j, block in enumerate(m.m):
+            q = f"{p}.m.{j}"
+            attn = block.attn
+            t.conv(f"{q}.attn.qkv", attn.qkv, stream, fixed=True)
+            dim = attn.pe.conv.out_channels
+            v = t.conv(f"{q}.attn.pe", attn.pe, [(None, dim)], fixed=True)  # depthwise over the values: fixed channels
+            t.inputs[f"{q}.attn.proj"] = v
+            t.join(stream, f"{q}.attn.proj", attn.proj, q)
+            hidden = t.conv(f"{q}.ffn.0", block.ffn[0], stream)
+            t.inputs[f"{q}.ffn.1"] = hidden
+            t.join(stream, f"{q}.ffn.1", block.ffn[1], q)
+        return t.conv(f"{p}.cv2", m.cv2, a + stream)
+
+
+BOTTLENECK, C3_HANDLER = BottleneckHandler(), C3Handler()
+HANDLERS = (ConvHandler(), FocusHandler(), C3_HANDLER, BOTTLENECK, SPPFHandler(), SPPHandler(), ClassifyHandler(),
+            C2fHandler(), C2PSAHandler())
 
 
 def handler_for(module):
@@ -213,18 +352,31 @@ class Tracer:
         self.groups = {}  # name → ChannelGroup
         self.member_group = {}  # conv name → group name
         self.inputs = {}  # consumer (Conv or Linear) name → layout
-        self.tied = {}  # conv name → layout its output is added to (a residual over a concat): it keeps those indices
+        self.outputs = {}  # conv name → layout of its output channels (its group, its halves, or a concat it is added to)
+        self.ties = []  # tuples of groups that must keep equal widths (the halves of one conv's output)
 
-    def new_group(self, name, conv_name, conv):
-        self.groups[name] = ChannelGroup(name, [conv_name], conv.conv.out_channels)
+    def new_group(self, name, conv_name, conv, fixed=False):
+        self.groups[name] = ChannelGroup(name, [conv_name], conv.conv.out_channels, fixed=fixed)
         self.member_group[conv_name] = name
-        return [(name, conv.conv.out_channels)]
+        self.outputs[conv_name] = [(name, conv.conv.out_channels)]
+        return self.outputs[conv_name]
+
+    def split(self, conv_name, conv, names, fixed=False):
+        """conv's output split into equal parts, one group each (C2f's chunk, C2PSA's split); their layouts."""
+        width = conv.conv.out_channels // len(names)
+        for k, name in enumerate(names):
+            self.groups[name] = ChannelGroup(name, [conv_name], width, slices={conv_name: (k * width, (k + 1) * width)},
+                                             fixed=fixed)
+        self.outputs[conv_name] = [(name, width) for name in names]
+        if not fixed:
+            self.ties.append(tuple(names))
+        return [[(name, width)] for name in names]
 
     def join(self, layout, conv_name, conv, block_name):
         """Tie conv's output to `layout` (a residual add inside block `block_name`): it joins the layout's group,
         or, when the layout is a concat of several groups, keeps the concat's channel indices."""
+        self.outputs[conv_name] = layout
         if len(layout) != 1 or layout[0][0] is None:
-            self.tied[conv_name] = layout
             return layout
         (name, _), = layout
         self.groups[name].members.append(conv_name)
@@ -232,9 +384,9 @@ class Tracer:
         self.member_group[conv_name] = name
         return layout
 
-    def conv(self, prefix, conv, layout, group_name=None):
+    def conv(self, prefix, conv, layout, group_name=None, fixed=False):
         self.inputs[prefix] = layout
-        return self.new_group(group_name or prefix, prefix, conv)
+        return self.new_group(group_name or prefix, prefix, conv, fixed)
 
     def trace(self):
         outputs = []

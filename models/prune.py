@@ -33,8 +33,8 @@ def needs_scores(model, source=None):
     if source is None:
         return any(kept < full for m in model.model for kept, full in getattr(m, "group_widths", {}).values()) or any(
             getattr(m, "rate", 0) > 0 for m in model.model)
-    ref = _reference_shapes(model, getattr(source, "yaml", None))
-    return any(g.channels < ref[f"{g.members[0]}.conv.weight"][0] for g in channel_groups(model))
+    _, ref_widths = _reference(model, getattr(source, "yaml", None))
+    return any(g.channels < ref_widths[g.name] for g in channel_groups(model))
 
 
 def select_channels(scores, k):
@@ -68,9 +68,9 @@ def _same_layers(a, b):
     return isinstance(a, dict) and isinstance(b, dict) and all(a.get(k) == b.get(k) for k in keys)
 
 
-def _reference_shapes(model, source_yaml=None):
-    """Shapes of the source's architecture: the model's layers at the source's rates and widths (an already
-    pruned source, same YAML) or unpruned; built on the meta device (no memory, no init cost)."""
+def _reference(model, source_yaml=None):
+    """Tensor shapes and channel-group widths of the source's architecture: the model's layers at the source's rates
+    and widths (an already pruned source, same YAML) or unpruned; built on the meta device (no memory, no init)."""
     from models.yolo import ClassificationModel
 
     same = _same_layers(source_yaml, model.yaml)
@@ -78,7 +78,8 @@ def _reference_shapes(model, source_yaml=None):
     widths = source_yaml.get("widths") if same else None  # a source pruned by a width plan
     with torch.device("meta"):
         ref = ClassificationModel(model.yaml, rate=rates, widths=widths)
-    return {k: v.shape for k, v in ref.state_dict().items()}
+    shapes = {k: v.shape for k, v in ref.state_dict().items()}
+    return shapes, {g.name: g.channels for g in channel_groups(ref)}
 
 
 def _layout_index(layout, kept, source_width):
@@ -108,7 +109,7 @@ def load_model(model, source, scores=None):
     """
     src, source_yaml = _source_weights(source)
     src = _unfold_batchnorm(src, model)
-    ref = _reference_shapes(model, source_yaml)
+    ref, source_width = _reference(model, source_yaml)
     tracer = _trace(model)
     target = model.state_dict()
 
@@ -129,9 +130,9 @@ def load_model(model, source, scores=None):
         raise ValueError("source weights share no layers with the model: not a YOLOv5 classifier or detector?")
 
     # Kept output indices per group, in source channel numbering.
-    kept, source_width = {}, {}
+    kept = {}
     for g in tracer.groups.values():
-        n_src = source_width[g.name] = ref[f"{g.members[0]}.conv.weight"][0]
+        n_src = source_width[g.name]
         if g.channels > n_src:
             raise ValueError(f"group {g.name} keeps {g.channels} channels but the source has only {n_src}: the source is "
                              f"pruned more than the model (lower --rate, or start from the unpruned weights)")
@@ -147,11 +148,7 @@ def load_model(model, source, scores=None):
         kept[g.name] = select_channels(s, g.channels)
 
     with torch.no_grad():
-        for g in tracer.groups.values():
-            out = kept[g.name]
-            for name in g.members:
-                _copy_conv(target, src, name, out, _layout_index(tracer.inputs[name], kept, source_width), ref)
-        for name, layout in tracer.tied.items():
+        for name, layout in tracer.outputs.items():  # every conv: its output layout (a group, halves, or a concat)
             inp = _layout_index(tracer.inputs[name], kept, source_width)
             _copy_conv(target, src, name, _layout_index(layout, kept, source_width), inp, ref)
         for name, layout in tracer.inputs.items():

@@ -16,13 +16,15 @@ import yaml
 from models.common import C3, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Focus
 from models.graph import BlockSpec, handler_for, make_divisible  # noqa: F401 (make_divisible: public here too)
 from models.rates import kept_width, parse_rates
+from models.ultralytics_blocks import C2PSA, C2f, C3k2
 from utils.log import LOGGER
 
 MODELS_DIR = Path(__file__).resolve().parent
 
 # YAML module names → classes. A lookup table instead of eval(): a YAML can only name these.
 MODULES = {"Conv": Conv, "Focus": Focus, "Bottleneck": Bottleneck, "C3": C3, "SPP": SPP, "SPPF": SPPF,
-           "Concat": Concat, "Classify": Classify, "nn.Upsample": nn.Upsample, "Upsample": nn.Upsample}
+           "Concat": Concat, "Classify": Classify, "nn.Upsample": nn.Upsample, "Upsample": nn.Upsample,
+           "C2f": C2f, "C3k2": C3k2, "C2PSA": C2PSA}
 _CONSTANTS = {"None": None, "True": True, "False": False}
 
 
@@ -55,16 +57,47 @@ class Detect(nn.Module):
 MODULES["Detect"] = Detect
 
 
+def is_ultralytics(d):
+    """True for an ultralytics-style YAML dict (YOLOv8/YOLO11/YOLO26: compound `scales`, ultralytics' width rule)."""
+    return isinstance(d, dict) and bool(d.get("scales"))
+
+
+def ultralytics_yaml(name):
+    """The YAML dict of an ultralytics model name such as 'yolo11n-cls.yaml', from the installed ultralytics package
+    (the scale letter selects a row of its `scales`, as ultralytics resolves it), or None when it has none."""
+    import re
+
+    if not re.fullmatch(r"yolo(v\d+|\d+)[nslmx]?(-[\w-]+)?\.ya?ml", Path(name).name):
+        return None
+    try:
+        from ultralytics.nn.tasks import yaml_model_load
+        from ultralytics.utils import ROOT
+    except ImportError:
+        return None
+    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(name).stem)
+    if not any((ROOT / "cfg" / "models").rglob(f"{unified}.yaml")):
+        return None
+    d = yaml_model_load(name)
+    if d.get("scales") and not d.get("scale"):
+        raise ValueError(f"model YAML '{name}' needs a scale letter ({', '.join(d['scales'])}), e.g. "
+                         f"'{unified.replace('-', next(iter(d['scales'])) + '-', 1)}.yaml'")
+    return d
+
+
 def load_yaml(cfg):
-    """A model YAML as a dict: from a dict, a path, or a bare name resolved inside models/."""
+    """A model YAML as a dict: from a dict, a path, a bare name resolved inside models/, or an ultralytics model name
+    ('yolov8n-cls.yaml', 'yolo11s-cls.yaml', 'yolo26m.yaml', ...) resolved inside the ultralytics package."""
     if isinstance(cfg, dict):
         return deepcopy(cfg)
     path = Path(cfg)
     if not path.exists() and (MODELS_DIR / path.name).exists():
         path = MODELS_DIR / path.name
+    if not path.exists() and (d := ultralytics_yaml(path.name)) is not None:
+        return d
     if not path.exists():
         names = ", ".join(sorted(p.name for p in MODELS_DIR.glob("*.yaml")))
-        raise FileNotFoundError(f"model YAML '{cfg}' not found (built in: {names})")
+        raise FileNotFoundError(f"model YAML '{cfg}' not found (built in: {names}; ultralytics' yolov8/yolo11/yolo26 "
+                                f"names with a scale letter, e.g. yolo11n-cls.yaml)")
     with open(path, errors="ignore") as f:
         d = yaml.safe_load(f)
     d["yaml_file"] = path.name
@@ -82,6 +115,10 @@ def classifier_yaml(cfg, cutoff=10):
     d.pop("anchors", None)
     d.pop("rate", None)
     d.pop("widths", None)  # a plan names the detector's groups, not the classifier's
+    if is_ultralytics(d):
+        d["bn_eps"] = 1e-3  # ultralytics' detectors are built with this eps (its classifiers with torch's 1e-5)
+        for k in ("end2end", "reg_max", "kpt_shape"):
+            d.pop(k, None)
     return d
 
 
@@ -109,6 +146,10 @@ def parse_model(d, ch, rates=None, widths=None):
     .group_widths = {group name: (kept, unpruned)} of the channel groups it owns.
     """
     nc, gd, gw = d["nc"], d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0)
+    max_channels = float("inf")
+    if is_ultralytics(d):  # ultralytics: [depth, width, max_channels] of the scale
+        scale = d.get("scale") or next(iter(d["scales"]))
+        gd, gw, max_channels = d["scales"][scale]
     anchors = d.get("anchors")
     rows = d["backbone"] + d["head"]
     rates = rates if rates is not None else [0.0] * len(rows)
@@ -121,23 +162,29 @@ def parse_model(d, ch, rates=None, widths=None):
             raise ValueError(f"layer {i}: unknown module '{name}' (known: {', '.join(sorted(MODULES))})")
         m = MODULES[name]
         args = [_resolve_arg(a, nc, anchors) for a in args]
+        if m is C3k2 and d.get("scale") in ("m", "l", "x"):  # ultralytics' rule: C3k inner blocks at these scales
+            args[1:2] = [True]
         r, width, groups = rates[i], None, {}
         n = max(round(n * gd), 1) if n > 1 else n
         handler = handler_for(m)
         if handler is not None:
             c1 = ch[f] if isinstance(f, int) else sum(ch[x] for x in f)
             c1_full = ch_full[f] if isinstance(f, int) else sum(ch_full[x] for x in f)
-            spec = BlockSpec(f"model.{i}", args, n, c1, c1_full, gw)
+            spec = BlockSpec(f"model.{i}", args, n, c1, c1_full, gw, m, max_channels)
             full_widths = handler.groups(spec)
             kept = {g: plan.get(g, kept_width(c, r)) for g, c in full_widths.items()}
             for g, c in full_widths.items():
                 if not 1 <= kept[g] <= c:
                     raise ValueError(f"widths: {g} must keep between 1 and its {c} channels, not {kept[g]}")
+            for tie in handler.tied(spec):
+                if len({kept[g] for g in tie}) > 1:
+                    raise ValueError(f"widths: {' and '.join(tie)} are the two halves of one split and must keep "
+                                     f"equal widths, not {' and '.join(str(kept[g]) for g in tie)}")
             groups = {g: (kept[g], c) for g, c in full_widths.items()}
             seen.update(groups)
             _check_grouped(i, name, m, args, groups, f, ch, ch_full)  # before building: torch would fail obscurely
             m_, c2, full, width = handler.build(spec, kept)
-            if n > 1 and m is not C3:  # C3 repeats inside; other blocks are stacked (upstream's rule)
+            if n > 1 and not handler.repeats_inside:  # C3/C2f repeat inside; other blocks are stacked (upstream's rule)
                 m_ = nn.Sequential(m_, *(handler.build(spec, kept)[0] for _ in range(n - 1)))
         elif m is Concat:
             c2, full = sum(ch[x] for x in f), sum(ch_full[x] for x in f)
@@ -170,7 +217,7 @@ def parse_model(d, ch, rates=None, widths=None):
 def _check_grouped(i, name, m, args, groups, f, ch, ch_full):
     """Refuse pruning at a grouped/depthwise convolution (its channel groups would have to shrink together);
     unpruned, such a layer maps one to one. `args` are the YAML arguments, `groups` {group: (kept, unpruned)}."""
-    at = {C3: 2, Bottleneck: 2, Conv: 4, Focus: 4, Classify: 4}.get(m)  # where g sits in the YAML arguments
+    at = {C3: 2, Bottleneck: 2, Conv: 4, Focus: 4, Classify: 4, C2f: 2, C3k2: 4}.get(m)  # where g sits in the YAML arguments
     g = args[at] if at is not None and len(args) > at else 1
     if not isinstance(g, int) or g == 1:
         return
@@ -311,7 +358,15 @@ def _initialize_weights(model):
     Upstream builds a classifier's Classify head after `initialize_weights` has run on the detector it is cut from,
     so the head's BatchNorm keeps torch's defaults (eps 1e-5, momentum 0.1); its released classifiers were trained
     that way, and the same eps is what reproduces their logits.
+    ultralytics' classifiers keep torch's defaults everywhere; its detectors use YOLOv5's settings, so a classifier cut
+    from one (`bn_eps` in its YAML, set by classifier_yaml) keeps them.
     """
+    d = getattr(model, "yaml", None)
+    if is_ultralytics(d):
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d) and d.get("bn_eps"):
+                m.eps, m.momentum = d["bn_eps"], 0.03
+        return
     head = {id(m) for c in model.modules() if isinstance(c, Classify) for m in c.modules()}
     for m in model.modules():
         if id(m) in head:
