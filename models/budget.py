@@ -55,7 +55,9 @@ class CostModel:
     Every conv costs 2·H·W·k²/groups · out · in FLOPs and k²/groups · out · in + 2 · out parameters (kernel and
     BatchNorm's weight and bias), with `out` its group's width and `in` the summed widths of its input layout;
     the linear costs 2 · nc · in FLOPs and (in + 1) · nc parameters. H, W, k and groups are read from one forward
-    of the unpruned model on the meta device, so the totals are exactly what flop_counter counts on a real build.
+    of the unpruned model on the meta device, so the totals are exactly what flop_counter counts on a real build
+    (plus a constant for what runs at fixed widths: C2PSA's attention products). A conv whose output is split in
+    halves counts both halves' widths; groups that must keep equal widths move together (`units`).
     """
 
     def __init__(self, cfg, imgsz=224, nc=None):

@@ -6,6 +6,9 @@ A *channel group* is a set of conv outputs that must keep the same channel indic
   summed); each `m[i].cv1`, `cv2` and `cv3` output is a group of its own;
 - `SPPF`'s and `SPP`'s `cv1` and `cv2`; `Focus`'s conv; `Classify`'s 1280-wide conv (its linear's `nc`
   outputs are never pruned).
+- ultralytics' `C2f`/`C3k2`: `cv1`'s two halves (groups of equal width, each a slice of one conv's output), the
+  stream of the second half and every added inner output, each inner block's own groups, `cv2`; `C2PSA`: each
+  feed-forward hidden width and `cv2` (its halves and attention stream are fixed: the heads' layout needs them).
 Consumers select input channels to match their producers: `cv3` reads cat(stream, cv2), the next layer
 reads the previous layer's output group, `Classify.linear` reads its conv's group.
 
