@@ -1,4 +1,5 @@
-"""Prune a YOLOv5 classifier end to end: baseline → filter ranks → pruned fine-tune → before/after summary.
+"""Prune a YOLO classifier (YOLOv5, or ultralytics YOLOv8/YOLO11/YOLO26) end to end: baseline → filter ranks →
+pruned fine-tune → before/after summary.
 
 Usage:
     python classify/prune.py                                   # demo: yolov5n-cls on the built-in data, CPU-friendly
@@ -204,7 +205,7 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
 
 
 def parse_opt(known=False):
-    parser = argparse.ArgumentParser(description="Prune a YOLOv5 classifier end to end",
+    parser = argparse.ArgumentParser(description="Prune a YOLO classifier (YOLOv5, YOLOv8, YOLO11, YOLO26) end to end",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--cfg", type=str, default="", help=f"model YAML (default: that of --weights, else {DEMO_CFG})")
     parser.add_argument("--weights", "--model", type=str, default="", help="trained classifier/detector; '' trains a baseline first")

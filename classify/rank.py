@@ -1,4 +1,5 @@
-"""Rank every filter of a YOLOv5 classifier (or a detector's backbone) and save the scores.
+"""Rank every filter of a YOLO classifier (YOLOv5, YOLOv8, YOLO11, YOLO26; or a detector's backbone) and save
+the scores.
 
 Usage:
     python classify/rank.py --weights yolov5s-cls.pt --data imagenette160 --criterion hrank --batches 5
@@ -143,7 +144,7 @@ def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion=DEFAULT_C
 
 
 def parse_opt(known=False):
-    parser = argparse.ArgumentParser(description="Rank the filters of a YOLOv5 classifier or detector backbone",
+    parser = argparse.ArgumentParser(description="Rank the filters of a YOLO classifier or detector backbone",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--weights", type=str, default="yolov5s-cls.pt", help="classifier or detector checkpoint")
     parser.add_argument("--cfg", type=str, default="", help="classifier YAML (for a detector source), e.g. yolov5s-cls.yaml")
