@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from models.experimental import attempt_load  # noqa: E402
+from models.experimental import attempt_load, check_classifier  # noqa: E402
 from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
@@ -113,7 +113,7 @@ def run(
         if half and device.type != "cuda":
             LOGGER.warning(f"WARNING ⚠️ --half needs CUDA; validating in FP32 on {device.type.upper()}")
             half = False
-        model = attempt_load(weights, device=device)
+        model = check_classifier(attempt_load(weights, device=device), weights, "classify/val.py")
         model.half() if half else model.float()
         test_dir = eval_split(check_cls_dataset(data))
         dataloader = create_classification_dataloader(test_dir, imgsz=imgsz, batch_size=batch_size, augment=False,

@@ -70,6 +70,14 @@ def attempt_load(weights, device=None, fuse=False):
     return model.to(device or "cpu").eval()
 
 
+def check_classifier(model, weights, command):
+    """Refuse a detector where `command` needs a classifier (it would fail deep inside the forward pass)."""
+    if not isinstance(model, ClassificationModel):
+        raise ValueError(f"{command} needs a trained classifier as --weights; to start from the backbone of "
+                         f"detector {weights}, train with classify/train.py --weights {weights} first")
+    return model
+
+
 def builtin_cfg_for(state_dict):
     """The built-in `*-cls.yaml` whose unpruned backbone has exactly these tensor shapes, or None.
 
