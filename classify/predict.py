@@ -119,7 +119,7 @@ def show(window, im0, state):
 
 @torch.inference_mode()
 def run(
-    weights="yolov5s-cls.pt",  # model path (this project's checkpoint or an upstream YOLOv5 -cls.pt)
+    weights="yolov5s-cls.pt",  # model path (this project's checkpoint, an upstream YOLOv5 or ultralytics -cls.pt)
     source=None,  # file/dir/glob/URL/.txt list/0 for webcam; None: ultralytics' bus.jpg
     data=None,  # accepted for YOLOv5 compatibility; class names come from the checkpoint
     imgsz=224,  # inference size (pixels)

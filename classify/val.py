@@ -1,4 +1,5 @@
-"""Validate a YOLOv5 classifier (this project's checkpoint or an upstream YOLOv5 .pt) on a classification dataset.
+"""Validate a YOLOv5 classifier (this project's checkpoint, an upstream YOLOv5 or ultralytics .pt) on a classification
+dataset.
 
 Usage:
     python classify/val.py --weights runs/train-cls/exp/weights/best.pt --data builtin10 --img 224
@@ -84,7 +85,7 @@ def evaluate(model, dataloader, criterion=None, half=False, desc="validating", l
 
 def run(
         data=DEFAULT_DATA,  # dataset name or ImageFolder root (uses val/, else test/)
-        weights="yolov5s-cls.pt",  # checkpoint path (this project's or upstream YOLOv5's)
+        weights="yolov5s-cls.pt",  # checkpoint path (this project's, upstream YOLOv5's or ultralytics')
         batch_size=128,
         imgsz=224,
         device="",  # cuda device, i.e. 0 or 0,1,2,3 or cpu

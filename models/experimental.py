@@ -27,7 +27,8 @@ def model_from_checkpoint(ckpt, prefer_ema=True):
     elif isinstance(ckpt, nn.Module):
         model = ckpt.float()
     else:
-        raise CheckpointError("checkpoint holds no model: expected this project's format or an upstream YOLOv5 .pt")
+        raise CheckpointError("checkpoint holds no model: expected this project's format, an upstream YOLOv5 .pt or an "
+                              "ultralytics .pt")
     names = getattr(model, "names", None)
     if isinstance(names, dict):  # newer upstream and ultralytics store {index: name}
         model.names = [names[k] for k in sorted(names)]
@@ -62,7 +63,7 @@ def _upgrade_upstream_modules(model):
 
 
 def attempt_load(weights, device=None, fuse=False):
-    """Eval-mode float model from a checkpoint path (this project's or upstream YOLOv5's)."""
+    """Eval-mode float model from a checkpoint path (this project's, upstream YOLOv5's or ultralytics')."""
     ckpt = load_checkpoint(attempt_download(weights), map_location="cpu")
     model = model_from_checkpoint(ckpt)
     if fuse and hasattr(model, "fuse"):
