@@ -7,6 +7,8 @@ from models.yolo import ClassificationModel, is_ultralytics
 from utils.checkpoints import CheckpointError, is_project_checkpoint, load_checkpoint
 from utils.downloads import attempt_download
 
+TORCH_BN_EPS = 1e-5  # BatchNorm2d's default, which ultralytics' classifiers keep
+
 
 def model_from_checkpoint(ckpt, prefer_ema=True):
     """A float32 model from a loaded checkpoint dict (any supported format); names attached as a list `.names`.
@@ -45,10 +47,14 @@ def _rebuilt_ultralytics_classifier(pickled):
     d = dict(pickled.yaml)
     d.setdefault("ch", d.get("channels", 3))  # ultralytics names the input channels 'channels'
     eps = {m.eps for m in pickled.modules() if isinstance(m, nn.BatchNorm2d)}
-    if len(eps) == 1 and eps != {nn.BatchNorm2d(1).eps}:  # a classifier built with a detector's BatchNorm eps
+    if len(eps) == 1 and eps != {TORCH_BN_EPS}:  # built with a detector's BatchNorm eps: keep it
         d["bn_eps"] = eps.pop()
     model = ClassificationModel(d)
-    model.load_state_dict(pickled.state_dict())  # copies (and casts) into float32 parameters
+    try:
+        model.load_state_dict(pickled.state_dict())  # copies (and casts) into float32 parameters
+    except RuntimeError:
+        raise CheckpointError(f"ultralytics classifier '{d.get('yaml_file', '?')}': its weights do not fit the "
+                              f"architecture its YAML describes (a model changed after it was built?)") from None
     model.names = list(pickled.names)
     return model
 

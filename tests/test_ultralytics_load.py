@@ -28,15 +28,19 @@ def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def saved_by_ultralytics(cfg, path, seed=0, namespace_args=False, fields=None):
+def saved_by_ultralytics(cfg, path, seed=0, namespace_args=False, fields=None, bn_eps=None):
     """ultralytics' YOLO(cfg) with random weights and BN statistics, written by its own YOLO.save (half precision).
     namespace_args: the model carries its arguments as an IterableSimpleNamespace, as in a detector training
-    checkpoint; fields: extra checkpoint entries. Returns ultralytics' model as stored: half → float, eval mode."""
+    checkpoint; fields: extra checkpoint entries; bn_eps: every BatchNorm's eps. Returns ultralytics' model as
+    stored: half → float, eval mode."""
     from ultralytics import YOLO
     from ultralytics.utils import IterableSimpleNamespace
 
     yolo = YOLO(cfg, verbose=False)
     lively(yolo.model, seed)
+    for m in yolo.model.modules():
+        if bn_eps and isinstance(m, torch.nn.BatchNorm2d):
+            m.eps = bn_eps
     if namespace_args:
         yolo.model.args = IterableSimpleNamespace(**yolo.model.args)
     yolo.ckpt = dict(fields or {})  # YOLO.save writes these beside the model
@@ -80,6 +84,16 @@ def test_classifier_checkpoint_maps_into_pruned_models(classifiers, arch):
     assert n_params(pruned) < n_params(full) / 2
     with torch.no_grad():
         assert torch.isfinite(pruned(torch.rand(2, 3, IMGSZ, IMGSZ))).all()
+
+
+def test_classifier_keeps_the_batchnorm_eps_it_was_built_with(tmp_path):
+    """A classifier built with a detector's BatchNorm eps (1e-3, not torch's 1e-5) is rebuilt with it."""
+    reference = saved_by_ultralytics("yolov8n-cls.yaml", tmp_path / "cls.pt", bn_eps=1e-3)
+    model = attempt_load(tmp_path / "cls.pt")
+    assert model.yaml["bn_eps"] == 1e-3
+    x = torch.rand(2, 3, IMGSZ, IMGSZ)
+    with torch.no_grad():
+        assert torch.allclose(model(x), reference(x)[1], atol=1e-4)
 
 
 def backbone_output(layers, x):
