@@ -28,7 +28,7 @@ import cv2  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from models.experimental import attempt_load  # noqa: E402
+from models.experimental import attempt_load, check_classifier  # noqa: E402
 from utils.augmentations import classify_transforms  # noqa: E402
 from utils.cli import check_img_size, print_args, run_cli  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -119,7 +119,7 @@ def show(window, im0, state):
 
 @torch.inference_mode()
 def run(
-    weights="yolov5s-cls.pt",  # model path (this project's checkpoint or an upstream YOLOv5 -cls.pt)
+    weights="yolov5s-cls.pt",  # model path (this project's checkpoint, an upstream YOLOv5 or ultralytics -cls.pt)
     source=None,  # file/dir/glob/URL/.txt list/0 for webcam; None: ultralytics' bus.jpg
     data=None,  # accepted for YOLOv5 compatibility; class names come from the checkpoint
     imgsz=224,  # inference size (pixels)
@@ -153,7 +153,7 @@ def run(
     if half and device.type != "cuda":
         LOGGER.info("--half is CUDA only: running in FP32 on the CPU")
     half = half and device.type == "cuda"
-    model = attempt_load(weights, device=device)
+    model = check_classifier(attempt_load(weights, device=device), weights, "classify/predict.py")
     model = model.half() if half else model
     nc = getattr(model, "nc", len(model.names))
     names = list(model.names)[:nc] + [str(j) for j in range(len(model.names), nc)]  # a name for every class

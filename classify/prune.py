@@ -30,7 +30,7 @@ from classify import sensitivity as sensitivity_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
 from classify import val as val_cli  # noqa: E402
 from models.budget import chosen_target, drop_predictor, plan_for_target  # noqa: E402
-from models.experimental import attempt_load, cfg_of  # noqa: E402
+from models.experimental import attempt_load, cfg_of, check_classifier  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, recalibrate_bn  # noqa: E402
 from models.prune import load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, load_yaml  # noqa: E402
@@ -138,10 +138,7 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     rate = None if target else (rate if rate is not None else DEFAULT_RATE)
     if sensitivity and not Path(sensitivity).is_file():
         raise FileNotFoundError(f"--sensitivity file '{sensitivity}' not found (make one with classify/sensitivity.py)")
-    source = attempt_load(weights) if weights else None
-    if source is not None and not isinstance(source, ClassificationModel):
-        raise ValueError(f"classify/prune.py needs a trained classifier as --weights; to start from the backbone of "
-                         f"detector {weights}, train with classify/train.py --weights {weights} first")
+    source = check_classifier(attempt_load(weights), weights, "classify/prune.py") if weights else None
     cfg = cfg or (cfg_of(source, weights) if source is not None else DEMO_CFG)
     if not target and not needs_scores(ClassificationModel(cfg, rate=rate)):  # a bad --cfg or --rate fails here
         raise ValueError("--rate is 0 everywhere: nothing to prune; give a rate such as 0.5 or '[0.]+[0.3]*8+[0.]'")

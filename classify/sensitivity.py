@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 from models.budget import SENSITIVITY_RATES, sensitivity  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, compute_scores, get_criterion  # noqa: E402
-from models.experimental import attempt_load  # noqa: E402
+from models.experimental import attempt_load, check_classifier  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
@@ -83,7 +83,7 @@ def run(weights="yolov5s-cls.pt", data=DEFAULT_DATA, imgsz=224, batch_size=64, d
     t0 = time.time()
     torch.manual_seed(seed)
     device = select_device(device, batch_size=batch_size)
-    model = attempt_load(weights, device=device)
+    model = check_classifier(attempt_load(weights, device=device), weights, "classify/sensitivity.py")
     root = check_cls_dataset(data)
     if ranks:
         scores = load_scores(ranks)[0]

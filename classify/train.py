@@ -1,7 +1,7 @@
 """Train a (pruned) YOLOv5 classifier on a classification dataset.
 
 The model is built from --cfg with per-layer compress rates --rate, filled with the top-ranked filters of
---weights (a YOLOv5 classifier or detector checkpoint; '' trains from scratch), and fine-tuned.
+--weights (a YOLOv5 or ultralytics classifier or detector checkpoint; '' trains from scratch), and fine-tuned.
 
 Usage - single process (GPU if available, else CPU):
     python classify/train.py --cfg yolov5s-cls.yaml --weights yolov5s-cls.pt --rate 0.3 --data imagenette160 --img 224

@@ -1,4 +1,5 @@
-"""Validate a YOLOv5 classifier (this project's checkpoint or an upstream YOLOv5 .pt) on a classification dataset.
+"""Validate a YOLOv5 classifier (this project's checkpoint, an upstream YOLOv5 or ultralytics .pt) on a classification
+dataset.
 
 Usage:
     python classify/val.py --weights runs/train-cls/exp/weights/best.pt --data builtin10 --img 224
@@ -21,7 +22,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from models.experimental import attempt_load  # noqa: E402
+from models.experimental import attempt_load, check_classifier  # noqa: E402
 from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
@@ -84,7 +85,7 @@ def evaluate(model, dataloader, criterion=None, half=False, desc="validating", l
 
 def run(
         data=DEFAULT_DATA,  # dataset name or ImageFolder root (uses val/, else test/)
-        weights="yolov5s-cls.pt",  # checkpoint path (this project's or upstream YOLOv5's)
+        weights="yolov5s-cls.pt",  # checkpoint path (this project's, upstream YOLOv5's or ultralytics')
         batch_size=128,
         imgsz=224,
         device="",  # cuda device, i.e. 0 or 0,1,2,3 or cpu
@@ -113,7 +114,7 @@ def run(
         if half and device.type != "cuda":
             LOGGER.warning(f"WARNING ⚠️ --half needs CUDA; validating in FP32 on {device.type.upper()}")
             half = False
-        model = attempt_load(weights, device=device)
+        model = check_classifier(attempt_load(weights, device=device), weights, "classify/val.py")
         model.half() if half else model.float()
         test_dir = eval_split(check_cls_dataset(data))
         dataloader = create_classification_dataloader(test_dir, imgsz=imgsz, batch_size=batch_size, augment=False,

@@ -1,15 +1,23 @@
-"""Loading models from checkpoints: this project's files and upstream YOLOv5 `.pt` files alike."""
+"""Loading models from checkpoints: this project's files, upstream YOLOv5 and ultralytics `.pt` files alike."""
 
 import torch
 import torch.nn as nn
 
-from models.yolo import ClassificationModel
+from models.yolo import ClassificationModel, is_ultralytics
 from utils.checkpoints import CheckpointError, is_project_checkpoint, load_checkpoint
 from utils.downloads import attempt_download
 
+TORCH_BN_EPS = 1e-5  # BatchNorm2d's default, which ultralytics' classifiers keep
+
 
 def model_from_checkpoint(ckpt, prefer_ema=True):
-    """A float32 model from a loaded checkpoint dict (either format); names attached as `.names`."""
+    """A float32 model from a loaded checkpoint dict (any supported format); names attached as a list `.names`.
+
+    An ultralytics classifier (YOLOv8/YOLO11/YOLO26 -cls) comes back as this project's ClassificationModel rebuilt from
+    the YAML it carries. Its forward returns logits in eval mode too, where ultralytics' returns (probabilities,
+    logits): softmax(model(x)) is ultralytics' first output. An ultralytics detector comes back as the unpickled
+    model (a DetectionModel whose head is a DetectionHead placeholder): a source of backbone weights for load_model.
+    """
     if is_project_checkpoint(ckpt):
         model = ClassificationModel(ckpt["yaml"])
         state = ckpt.get("ema") if prefer_ema and ckpt.get("ema") is not None else ckpt["model"]
@@ -21,11 +29,33 @@ def model_from_checkpoint(ckpt, prefer_ema=True):
     elif isinstance(ckpt, nn.Module):
         model = ckpt.float()
     else:
-        raise CheckpointError("checkpoint holds no model: expected this project's format or an upstream YOLOv5 .pt")
+        raise CheckpointError("checkpoint holds no model: expected this project's format, an upstream YOLOv5 .pt or an "
+                              "ultralytics .pt")
     names = getattr(model, "names", None)
-    if isinstance(names, dict):  # newer upstream stores {index: name}
+    if isinstance(names, dict):  # newer upstream and ultralytics store {index: name}
         model.names = [names[k] for k in sorted(names)]
     _upgrade_upstream_modules(model)
+    if isinstance(model, ClassificationModel) and is_ultralytics(getattr(model, "yaml", None)):
+        return _rebuilt_ultralytics_classifier(model)
+    return model
+
+
+def _rebuilt_ultralytics_classifier(pickled):
+    """This project's classifier built from an unpickled ultralytics classifier's YAML (with the rates/widths plan
+    this project's export adds), holding its weights: the unpickled modules carry ultralytics' attributes, and
+    ultralytics' Classify behaves differently in eval (see model_from_checkpoint)."""
+    d = dict(pickled.yaml)
+    d.setdefault("ch", d.get("channels", 3))  # ultralytics names the input channels 'channels'
+    eps = {m.eps for m in pickled.modules() if isinstance(m, nn.BatchNorm2d)}
+    if len(eps) == 1 and eps != {TORCH_BN_EPS}:  # built with a detector's BatchNorm eps: keep it
+        d["bn_eps"] = eps.pop()
+    model = ClassificationModel(d)
+    try:
+        model.load_state_dict(pickled.state_dict())  # copies (and casts) into float32 parameters
+    except RuntimeError:
+        raise CheckpointError(f"ultralytics classifier '{d.get('yaml_file', '?')}': its weights do not fit the "
+                              f"architecture its YAML describes (a model changed after it was built?)") from None
+    model.names = list(pickled.names)
     return model
 
 
@@ -39,12 +69,20 @@ def _upgrade_upstream_modules(model):
 
 
 def attempt_load(weights, device=None, fuse=False):
-    """Eval-mode float model from a checkpoint path (this project's or upstream YOLOv5's)."""
+    """Eval-mode float model from a checkpoint path (this project's, upstream YOLOv5's or ultralytics')."""
     ckpt = load_checkpoint(attempt_download(weights), map_location="cpu")
     model = model_from_checkpoint(ckpt)
     if fuse and hasattr(model, "fuse"):
         model.fuse()
     return model.to(device or "cpu").eval()
+
+
+def check_classifier(model, weights, command):
+    """Refuse a detector where `command` needs a classifier (it would fail deep inside the forward pass)."""
+    if not isinstance(model, ClassificationModel):
+        raise ValueError(f"{command} needs a trained classifier as --weights; to start from the backbone of "
+                         f"detector {weights}, train with classify/train.py --weights {weights} first")
+    return model
 
 
 def builtin_cfg_for(state_dict):

@@ -104,12 +104,17 @@ def load_yaml(cfg):
     return d
 
 
+# Heads of YOLOv5's and ultralytics' detection-family YAMLs (detect, segment, pose, OBB): their backbones feed
+# classifiers.
+DETECTION_HEADS = {"Detect", "Segment", "Pose", "OBB", "Segment26", "Pose26", "OBB26"}
+
+
 def classifier_yaml(cfg, cutoff=10):
     """A classifier YAML dict from cfg; a detector YAML keeps its first `cutoff` layers and gets a Classify head
     (YOLOv5's detector → classifier conversion, done on the YAML so rates and checkpoints work on it)."""
     d = load_yaml(cfg)
     rows = d["backbone"] + d["head"]
-    if not any(m == "Detect" for _, _, m, _ in rows):
+    if not any(m in DETECTION_HEADS for _, _, m, _ in rows):
         return d
     d["backbone"], d["head"] = rows[: (cutoff or 10) - 1], [[-1, 1, "Classify", ["nc"]]]
     d.pop("anchors", None)

@@ -1,6 +1,5 @@
 """Checkpoints: atomic saves, weights_only loads, upstream pickles accepted, malicious pickles refused."""
 
-import os
 import pathlib
 
 import numpy as np
@@ -12,6 +11,8 @@ from models.yolo import ClassificationModel, DetectionModel
 from utils.augmentations import classify_transforms
 from utils.checkpoints import (CheckpointError, UnsafeCheckpointError, checkpoint_dict, load_checkpoint,
                                save_checkpoint)
+
+from helpers import Payload
 
 
 def _model(rate=0.0, nc=4):
@@ -79,20 +80,10 @@ def test_upstream_detector_pickle_loads(tmp_path):
     assert isinstance(model, DetectionModel) and next(model.parameters()).dtype == torch.float32
 
 
-class _Payload:
-    """Pickles as a call to os.system: loading the file with plain pickle would run the command."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
 @pytest.mark.parametrize("wrap", [lambda p: p, lambda p: {"model": p, "epoch": 1}])
 def test_malicious_pickle_is_refused_without_running(tmp_path, wrap):
     marker = tmp_path / "pwned"
-    torch.save(wrap(_Payload(marker)), tmp_path / "evil.pt")
+    torch.save(wrap(Payload(marker)), tmp_path / "evil.pt")
     with pytest.raises(UnsafeCheckpointError) as e:
         attempt_load(tmp_path / "evil.pt")
     assert "system" in str(e.value) and "\n" not in str(e.value)

@@ -1,9 +1,10 @@
 """Checkpoint I/O: atomic saves, and loads that never run code from the file.
 
 This project's files hold only plain containers and tensors, so they load with
-`torch.load(weights_only=True)`. Upstream YOLOv5 `.pt` files pickle whole models; they go through the
-same weights-only unpickler with an allowlist of the known module classes added: a pickle that names
-anything else (os.system, eval, builtins.exec, …) is refused before anything in it is called.
+`torch.load(weights_only=True)`. Upstream YOLOv5 and ultralytics (YOLOv8/YOLO11/YOLO26) `.pt` files pickle whole
+models; they go through the same weights-only unpickler with an allowlist of the known module classes added, each
+mapped onto this project's class of the same layout: a pickle that names anything else (os.system, eval,
+builtins.exec, an ultralytics block this project lacks, …) is refused before anything in it is called.
 """
 
 import os
@@ -45,7 +46,7 @@ def _numpy_globals():
 
 
 def allowed_globals():
-    """Everything an upstream YOLOv5 classifier/detector checkpoint may name, and nothing else."""
+    """Everything an upstream YOLOv5 or ultralytics classifier/detector checkpoint may name, and nothing else."""
     import pathlib
 
     import torchvision.transforms as T
@@ -60,7 +61,41 @@ def allowed_globals():
                augmentations.CenterCrop, augmentations.ToTensor]
     transforms = [T.Compose, T.Normalize, T.Resize, T.CenterCrop, T.ToTensor, InterpolationMode]
     paths = [pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
-    return project + transforms + paths + list(TORCH_MODULES) + _numpy_globals()
+    return project + transforms + paths + list(TORCH_MODULES) + _numpy_globals() + ultralytics_globals()
+
+
+# torch.nn classes found only in ultralytics' segmentation (Proto's upsampling) and YOLO26 pose (RealNVP) heads.
+ULTRALYTICS_TORCH_MODULES = (nn.ConvTranspose2d, nn.Tanh)
+
+
+def ultralytics_globals():
+    """(this project's class, ultralytics' pickled name) for every ultralytics class a checkpoint may name.
+
+    Blocks map onto this project's classes of the same layout. Heads, and the blocks found only inside them, load
+    as DetectionHead (their weights are read, never run); every detector task loads as a DetectionModel, a source
+    of backbone weights. A training checkpoint's model may carry its arguments as ultralytics'
+    IterableSimpleNamespace (in ultralytics.yolo.utils before 8.1): a plain SimpleNamespace holds them.
+    """
+    from types import SimpleNamespace
+
+    from models import common, yolo
+    from models import ultralytics_blocks as ub
+
+    head = ub.DetectionHead
+    modules = {
+        "conv": {"Conv": common.Conv, "Concat": common.Concat, "DWConv": ub.DWConv},
+        "block": {"Bottleneck": common.Bottleneck, "C3": common.C3, "SPPF": common.SPPF, "C2f": ub.C2f,
+                  "C3k2": ub.C3k2, "C3k": ub.C3k, "C2PSA": ub.C2PSA, "PSABlock": ub.PSABlock,
+                  "Attention": ub.Attention, "DFL": head, "Proto": head, "Proto26": head, "RealNVP": head},
+        "head": {"Classify": common.Classify, **dict.fromkeys(
+            ("Detect", "Segment", "Pose", "OBB", "Segment26", "Pose26", "OBB26"), head)},
+        "tasks": {"ClassificationModel": yolo.ClassificationModel, **dict.fromkeys(
+            ("DetectionModel", "SegmentationModel", "PoseModel", "OBBModel"), yolo.DetectionModel)},
+    }
+    pairs = [(cls, f"ultralytics.nn.{'' if f == 'tasks' else 'modules.'}{f}.{name}")
+             for f, classes in modules.items() for name, cls in classes.items()]
+    pairs += [(SimpleNamespace, f"ultralytics.{m}.IterableSimpleNamespace") for m in ("utils", "yolo.utils")]
+    return pairs + list(ULTRALYTICS_TORCH_MODULES)
 
 
 def _global_name(item):
@@ -79,13 +114,17 @@ def _refusal(path):
         return CheckpointError(f"'{path}' is not a readable PyTorch checkpoint (corrupt, truncated, or an unsupported "
                                f"pickle)")
     name = names[0]
+    if name.startswith("ultralytics."):
+        return UnsafeCheckpointError(
+            f"cannot load '{path}': it needs ultralytics' {name}, which this project does not implement (only "
+            f"YOLOv8/YOLO11/YOLO26 classifiers and detector backbones are supported); nothing in the file was run")
     if name.startswith(("models.", "utils.")):  # a YOLOv5 class this project does not define
         return UnsafeCheckpointError(
             f"cannot load '{path}': it needs YOLOv5's {name}, which this project does not implement (a checkpoint "
             f"from another YOLOv5 version or architecture?); nothing in the file was run")
     return UnsafeCheckpointError(
-        f"refusing to load '{path}': it references '{name}', which is not a known YOLOv5 model class or tensor "
-        f"type; nothing in the file was run")
+        f"refusing to load '{path}': it references '{name}', which is not a known YOLOv5/ultralytics model class or "
+        f"tensor type; nothing in the file was run")
 
 
 def load_checkpoint(path, map_location="cpu"):
