@@ -27,6 +27,7 @@ from models.budget import CostModel, SensitivityDrop, allocate, uniform_plan  # 
 from models.criteria import compute_scores, get_criterion  # noqa: E402
 from models.experimental import attempt_load, cfg_of  # noqa: E402
 from models.yolo import load_yaml  # noqa: E402
+from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import check_cls_dataset  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
@@ -52,7 +53,7 @@ def main(opt):
         loader = None
         if get_criterion(opt.criterion).needs_data:
             loader = create_classification_dataloader(root / "train", imgsz=opt.imgsz, batch_size=32, augment=False,
-                                                      workers=opt.workers, shuffle=True, seed=0)
+                                                      workers=opt.workers, shuffle=True, seed=0, norm=input_norm(model))
         scores = compute_scores(model, opt.criterion, loader, batches=5)
         ranks = save_scores(save_dir / "ranks.pt", scores, {"criterion": opt.criterion, "source": opt.weights})
     if opt.sensitivity:

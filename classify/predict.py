@@ -29,7 +29,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from models.experimental import attempt_load, check_classifier  # noqa: E402
-from utils.augmentations import classify_transforms  # noqa: E402
+from utils.augmentations import classify_transforms, input_norm  # noqa: E402
 from utils.cli import check_img_size, print_args, run_cli  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
@@ -157,7 +157,7 @@ def run(
     model = model.half() if half else model
     nc = getattr(model, "nc", len(model.names))
     names = list(model.names)[:nc] + [str(j) for j in range(len(model.names), nc)]  # a name for every class
-    dataset = load_source(source, img_size=imgsz, transforms=classify_transforms(imgsz), vid_stride=vid_stride)
+    dataset = load_source(source, img_size=imgsz, transforms=classify_transforms(imgsz, input_norm(model)), vid_stride=vid_stride)
 
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
     (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ from models.prune import load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, load_yaml  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import add_target_options, check_at_least, check_img_size, print_args, run_cli  # noqa: E402
+from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -169,12 +170,13 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     if target:
         cfg = allocate(cfg, base_model, scores, target, root, imgsz, batch_size, workers, seed, save_dir, sensitivity)
     pruned = load_model(ClassificationModel(cfg, nc=base_model.nc, rate=rate).to(dev), base_model, scores)
+    norm = input_norm(base_model)
     loader = create_classification_dataloader(eval_split(root), imgsz=imgsz, batch_size=batch_size, augment=False,
-                                              workers=workers, shuffle=False)
+                                              workers=workers, shuffle=False, norm=norm)
     before = {"baseline": (base_model, _accuracy(base_model, loader), "-" if weights else "no"),
               f"pruned ({plan})": (pruned, _accuracy(pruned, loader), "-")}
     train_images = create_classification_dataloader(root / "train", imgsz=imgsz, batch_size=batch_size,
-                                                    augment=False, workers=workers, shuffle=True, seed=seed)
+                                                    augment=False, workers=workers, shuffle=True, seed=seed, norm=norm)
     recalibrated = recalibrate_bn(deepcopy(pruned), train_images, batches=10)
     before["pruned + BN recalibrated"] = (recalibrated, _accuracy(recalibrated, loader), "-")
 

@@ -31,6 +31,7 @@ from models.yolo import ClassificationModel, DetectionModel, classifier_yaml, lo
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.checkpoints import load_checkpoint  # noqa: E402
 from utils.cli import add_target_options, check_at_least, check_img_size, print_args, run_cli  # noqa: E402
+from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -81,7 +82,8 @@ def score_model(model, weights, cfg="", data=DEFAULT_DATA, criterion=DEFAULT_CRI
     if needs_data:
         data_root = check_cls_dataset(data)
         loader = create_classification_dataloader(Path(data_root) / "train", imgsz=imgsz, batch_size=batch_size,
-                                                  augment=False, workers=workers, shuffle=True, seed=seed)
+                                                  augment=False, workers=workers, shuffle=True, seed=seed,
+                                                  norm=input_norm(model))
     scores = compute_scores(model, criterion, loader, batches=batches, device=device, seed=seed, residual=residual)
     meta = {"criterion": criterion, "source": str(weights), "cfg": str(cfg.get("yaml_file", "") if isinstance(cfg, dict) else cfg or ""),
             "data": str(data_root or data), "imgsz": imgsz if needs_data else None,

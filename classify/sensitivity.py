@@ -27,6 +27,7 @@ from models.budget import SENSITIVITY_RATES, sensitivity  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, compute_scores, get_criterion  # noqa: E402
 from models.experimental import attempt_load, check_classifier  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
+from utils.augmentations import input_norm  # noqa: E402
 from utils.cli import print_args, run_cli  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
@@ -48,10 +49,10 @@ def parse_rate_list(text):
     return rates
 
 
-def preload(path, imgsz, batch_size, count, workers, seed, device):
+def preload(path, imgsz, batch_size, count, workers, seed, device, norm=None):
     """The first `count` images (in a seeded shuffled order, so every class shows) as a list of tensor batches."""
     loader = create_classification_dataloader(path, imgsz=imgsz, batch_size=batch_size, augment=False,
-                                              workers=workers, shuffle=True, seed=seed)
+                                              workers=workers, shuffle=True, seed=seed, norm=norm)
     batches = list(islice(loader, -(-count // loader.batch_size)))
     x, y = torch.cat([b[0] for b in batches])[:count], torch.cat([b[1] for b in batches])[:count]
     return [(xs.to(device).float(), ys.to(device)) for xs, ys in zip(x.split(batch_size), y.split(batch_size))]
@@ -64,8 +65,9 @@ def group_sensitivity(model, data_root, scores, imgsz=224, batch_size=64, images
     device = next(model.parameters()).device
     root = Path(data_root)
     eval_dir = eval_split(root) if split == "val" else root / "train"
-    evaluate = preload(eval_dir, imgsz, batch_size, images, workers, seed, device)
-    calibrate = preload(root / "train", imgsz, batch_size, calib_batches * batch_size, workers, seed + 1, device)
+    norm = input_norm(model)
+    evaluate = preload(eval_dir, imgsz, batch_size, images, workers, seed, device, norm)
+    calibrate = preload(root / "train", imgsz, batch_size, calib_batches * batch_size, workers, seed + 1, device, norm)
     return sensitivity(model, scores, evaluate, calibrate, rates)
 
 
@@ -91,7 +93,8 @@ def run(weights="yolov5s-cls.pt", data=DEFAULT_DATA, imgsz=224, batch_size=64, d
         loader = None
         if crit.needs_data:
             loader = create_classification_dataloader(root / "train", imgsz=imgsz, batch_size=min(batch_size, 32),
-                                                      augment=False, workers=workers, shuffle=True, seed=seed)
+                                                      augment=False, workers=workers, shuffle=True, seed=seed,
+                                                      norm=input_norm(model))
         scores = compute_scores(model, criterion, loader, batches=rank_batches, device=device, seed=seed)
     table = group_sensitivity(model, root, scores, imgsz, batch_size, images, calib_batches, rates, workers, seed)
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)

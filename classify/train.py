@@ -58,6 +58,7 @@ from utils.checkpoints import (CheckpointError, checkpoint_dict, float_state_dic
                                load_checkpoint, save_checkpoint, to_cpu)
 from utils.cli import (USER_ERRORS, Interrupted, UserError, add_target_options, check_at_least,  # noqa: E402
                        check_img_size, print_args, run_cli)
+from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -375,16 +376,17 @@ def train(opt, device, resume_ckpt=None, source=None):
     # Data: local rank 0 of each node downloads/generates the dataset first
     with torch_distributed_zero_first(LOCAL_RANK):
         data_dir = check_cls_dataset(opt.data)
+    norm = input_norm(resume_ckpt["yaml"] if resume_ckpt is not None else classifier_yaml(opt.cfg, opt.cutoff))
     trainloader = create_classification_dataloader(data_dir / "train", imgsz=opt.imgsz, batch_size=bs, augment=True,
                                                    cache=opt.cache or False, rank=LOCAL_RANK, workers=opt.workers,
-                                                   seed=opt.seed, hyp=hyp)
+                                                   seed=opt.seed, hyp=hyp, norm=norm)
     names = trainloader.dataset.classes
     nc = len(names)
     testloader = None
     if main_process:
         testloader = create_classification_dataloader(eval_split(data_dir), imgsz=opt.imgsz, batch_size=bs * 2,
                                                       augment=False, cache=opt.cache or False, rank=-1,
-                                                      workers=opt.workers, shuffle=False)
+                                                      workers=opt.workers, shuffle=False, norm=norm)
         if testloader.dataset.classes != names:  # ImageFolder numbers classes by folder: they must line up
             raise ValueError(f"{eval_split(data_dir)} has class folders {testloader.dataset.classes[:5]}... but "
                              f"{data_dir / 'train'} has {names[:5]}...: both splits need the same class folders")

@@ -24,6 +24,7 @@ from tqdm import tqdm  # noqa: E402
 
 from models.experimental import attempt_load, check_classifier  # noqa: E402
 from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
+from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -118,7 +119,7 @@ def run(
         model.half() if half else model.float()
         test_dir = eval_split(check_cls_dataset(data))
         dataloader = create_classification_dataloader(test_dir, imgsz=imgsz, batch_size=batch_size, augment=False,
-                                                      rank=-1, workers=workers, shuffle=False)
+                                                      rank=-1, workers=workers, shuffle=False, norm=input_norm(model))
         check_classes(model, dataloader.dataset, weights)
 
     model.eval()

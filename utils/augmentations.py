@@ -15,6 +15,15 @@ from utils.log import LOGGER
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB
 IMAGENET_STD = (0.229, 0.224, 0.225)  # RGB
+IMAGENET_NORM = (IMAGENET_MEAN, IMAGENET_STD)  # what YOLOv5's classifiers are trained on
+UNIT_NORM = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # ultralytics' classifiers take pixels in [0, 1], unnormalised
+
+
+def input_norm(model):
+    """(mean, std) a model's weights expect: ultralytics' YOLOv8/YOLO11/YOLO26 (YAML with `scales`) take raw [0, 1]
+    pixels, YOLOv5's take ImageNet-normalised ones. `model` may be a model, a YAML dict, or None (YOLOv5's)."""
+    d = model if isinstance(model, dict) else getattr(model, "yaml", None)
+    return UNIT_NORM if isinstance(d, dict) and d.get("scales") else IMAGENET_NORM
 
 
 class CenterCrop:
@@ -163,10 +172,11 @@ def _check_size(size, caller):
         raise TypeError(f"{caller} size must be an integer, not {size!r} ({type(size).__name__})")
 
 
-def classify_transforms(size=224):
-    """Evaluation preprocessing, identical to YOLOv5 v7.0: centre crop → tensor → ImageNet normalise."""
+def classify_transforms(size=224, norm=IMAGENET_NORM):
+    """Evaluation preprocessing, identical to YOLOv5 v7.0: centre crop → tensor → normalise (`norm` = (mean, std):
+    ImageNet's for YOLOv5's models, none for ultralytics', see input_norm)."""
     _check_size(size, "classify_transforms")
-    return T.Compose([CenterCrop(size), ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return T.Compose([CenterCrop(size), ToTensor(), T.Normalize(*norm)])
 
 
 def classify_train_transforms(size=224, scale=(0.08, 1.0), hflip=0.5, vflip=0.0, jitter=0.4,

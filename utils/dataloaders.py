@@ -14,7 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
-from utils.augmentations import classify_train_transforms, classify_transforms
+from utils.augmentations import IMAGENET_NORM, classify_train_transforms, classify_transforms
 from utils.distributed import is_distributed, torch_distributed_zero_first
 from utils.hyp import augmentation_args, load_hyp
 from utils.log import LOGGER, colorstr
@@ -67,10 +67,11 @@ class ClassificationDataset(torchvision.datasets.ImageFolder):
     Unreadable images are skipped with one warning. cache: False, 'ram' (or True: decode once up front in
     this process, so forked DataLoader workers share the arrays) or 'disk' (decode once to `<image>.npy`).
     transform: optional override of the default train/eval transform for `augment`. hyp: the augmentation
-    settings of utils.hyp (None: the defaults of data/hyps/hyp.cls.yaml).
+    settings of utils.hyp (None: the defaults of data/hyps/hyp.cls.yaml). norm: (mean, std) of the model's inputs
+    (utils.augmentations.input_norm; None: ImageNet's, as YOLOv5's).
     """
 
-    def __init__(self, root, augment, imgsz, cache=False, transform=None, hyp=None):
+    def __init__(self, root, augment, imgsz, cache=False, transform=None, hyp=None, norm=None):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {root}")
@@ -82,8 +83,9 @@ class ClassificationDataset(torchvision.datasets.ImageFolder):
         if self.cache not in {None, "ram", "disk"}:
             raise ValueError(f"cache must be False, True, 'ram' or 'disk', not {cache!r}")
         if transform is None:
-            transform = (classify_train_transforms(imgsz, **augmentation_args(load_hyp(hyp))) if augment else
-                         classify_transforms(imgsz))
+            mean, std = norm or IMAGENET_NORM
+            transform = (classify_train_transforms(imgsz, **augmentation_args(load_hyp(hyp)), mean=mean, std=std)
+                         if augment else classify_transforms(imgsz, (mean, std)))
         self.transform = transform
 
         paths = [p for p, _ in self.samples]
@@ -205,15 +207,15 @@ def _epoch_sampler(dataset, shuffle, seed, rank):
 
 
 def create_classification_dataloader(path, imgsz=224, batch_size=16, augment=True, cache=False, rank=-1,
-                                     workers=8, shuffle=True, seed=0, hyp=None):
+                                     workers=8, shuffle=True, seed=0, hyp=None, norm=None):
     """DataLoader over ClassificationDataset(path); rank != -1 (DDP, pass LOCAL_RANK) splits it across ranks.
 
     Call `loader.sampler.set_epoch(epoch)` each epoch: the order and the augmentation of every image are then
     functions of (seed, epoch) alone, so a resumed run sees exactly the batches an uninterrupted one would.
-    hyp: augmentation settings (utils.hyp) when augment is True.
+    hyp: augmentation settings (utils.hyp) when augment is True; norm: (mean, std) the model expects (input_norm).
     """
     with torch_distributed_zero_first(rank):  # local rank 0 writes any .npy cache first
-        dataset = ClassificationDataset(root=path, augment=augment, imgsz=imgsz, cache=cache, hyp=hyp)
+        dataset = ClassificationDataset(root=path, augment=augment, imgsz=imgsz, cache=cache, hyp=hyp, norm=norm)
     batch_size = min(batch_size, len(dataset))
     nd = torch.cuda.device_count()
     nw = min((os.cpu_count() or 1) // max(nd, 1), batch_size if batch_size > 1 else 0, workers)
