@@ -1,12 +1,17 @@
-"""Export a (pruned or unpruned) YOLOv5 classifier checkpoint to TorchScript and ONNX.
+"""Export a (pruned or unpruned) YOLO classifier checkpoint to TorchScript, ONNX or an ultralytics checkpoint.
 
 Usage:
-    python export.py --weights runs/train-cls/exp/weights/best.pt --include torchscript onnx
+    python export.py --weights runs/train-cls/exp/weights/best.pt --include torchscript onnx ultralytics
 
-Files are written next to the weights (best.torchscript, best.onnx). Each export is checked against the
-PyTorch model on the same random input, and its size is shown next to the size of the same architecture
+Files are written next to the weights (best.torchscript, best.onnx, best_ultralytics.pt). Each export is checked
+against the PyTorch model on the same random input, and its size is shown next to the size of the same architecture
 unpruned (rate 0), exported the same way. ONNX needs `pip install onnx` (onnxruntime to run the check,
 onnxslim or onnxsim for --simplify).
+
+`best_ultralytics.pt` is the model for ultralytics' own tools: `YOLO("best_ultralytics.pt").predict(...)`, `.val(...)`,
+`.export(...)` (utils/ultralytics_export.py; it needs `pip install ultralytics`). It takes ultralytics' inputs (RGB in
+[0, 1]): the ImageNet normalisation this project applies in preprocessing is its first layer. Its weights are float32
+(float16 with --half, as ultralytics' own files).
 """
 
 import argparse
@@ -35,7 +40,10 @@ from utils.device import select_device  # noqa: E402
 from utils.downloads import attempt_download  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
 
-FORMATS = {"torchscript": ("TorchScript", ".torchscript"), "onnx": ("ONNX", ".onnx")}  # name → (title, suffix)
+# name → (title, file name ending): best.pt → best.torchscript, best.onnx, best_ultralytics.pt
+FORMATS = {"torchscript": ("TorchScript", ".torchscript"), "onnx": ("ONNX", ".onnx"),
+           "ultralytics": ("Ultralytics", "_ultralytics.pt")}
+UNFUSED = {"ultralytics"}  # formats written from the unfused model: ultralytics folds BatchNorm itself when it loads
 
 
 def file_size_mb(path):
@@ -107,6 +115,18 @@ def simplify_onnx(model_onnx):
         return model_onnx
 
 
+def export_ultralytics(model, im, file, half=False):
+    """The unfused float32 model as an ultralytics checkpoint, for im's image size (float16 weights with half)."""
+    from utils.ultralytics_export import export_ultralytics as write
+
+    return write(model, file, imgsz=list(im.shape[2:]), half=half)
+
+
+def export_file(weights, fmt):
+    """Where format fmt of `weights` is written: beside it, the stem plus the format's ending."""
+    return weights.with_name(weights.stem + FORMATS[fmt][1])
+
+
 def run_torchscript(file, im):
     with quiet_deprecations():
         model = torch.jit.load(str(file), map_location=im.device)
@@ -126,8 +146,15 @@ def run_onnx(file, im):
     return torch.from_numpy(y)
 
 
-RUNNERS = {"torchscript": run_torchscript, "onnx": run_onnx}
-EXPORTERS = {"torchscript": export_torchscript, "onnx": export_onnx}
+def run_ultralytics(file, im):
+    """Logits of the ultralytics checkpoint, loaded and run by ultralytics itself."""
+    from utils.ultralytics_export import ultralytics_logits
+
+    return ultralytics_logits(file, im)
+
+
+RUNNERS = {"torchscript": run_torchscript, "onnx": run_onnx, "ultralytics": run_ultralytics}
+EXPORTERS = {"torchscript": export_torchscript, "onnx": export_onnx, "ultralytics": export_ultralytics}
 
 
 def check_outputs(fmt, file, im, expected, tol):
@@ -160,19 +187,20 @@ def unpruned_twin(model):
     return twin.eval()
 
 
-def unpruned_sizes(model, im, include, opset, dynamic, simplify):
+def unpruned_sizes(model, im, include, options):
     """File size (MB) per format of the rate-0 twin, exported the same way into a temp folder; {} if not pruned."""
     twin = unpruned_twin(model)
     if twin is None:
         return {}
-    twin = twin.fuse().to(im.device)
+    unfused = twin.to(im.device)
+    twin = deepcopy(unfused).fuse()
     twin = twin.half() if im.dtype == torch.half else twin
-    options = {"onnx": dict(opset=opset, dynamic=dynamic, simplify=simplify)}
     sizes = {}
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in include:
             file = Path(tmp) / f"unpruned{FORMATS[fmt][1]}"
-            sizes[fmt] = file_size_mb(EXPORTERS[fmt](twin, im, file, **options.get(fmt, {})))
+            source = unfused if fmt in UNFUSED else twin
+            sizes[fmt] = file_size_mb(EXPORTERS[fmt](source, im, file, **options.get(fmt, {})))
     return sizes
 
 
@@ -191,7 +219,7 @@ def run(
     imgsz=(224, 224),  # image (height, width)
     batch_size=1,  # batch size
     device="cpu",  # cuda device, i.e. 0 or 0,1,2,3 or cpu
-    include=("torchscript",),  # formats: torchscript, onnx
+    include=("torchscript",),  # formats: torchscript, onnx, ultralytics
     half=False,  # FP16 half-precision export (CUDA only)
     opset=17,  # ONNX: opset version
     dynamic=False,  # ONNX: dynamic batch and image size
@@ -206,6 +234,11 @@ def run(
         except ImportError:
             raise UserError("ONNX export needs the onnx package: pip install onnx (and onnxruntime to check the "
                             "exported outputs)") from None
+    if "ultralytics" in include:
+        try:
+            import ultralytics  # noqa: F401
+        except ImportError:
+            raise UserError("--include ultralytics needs the ultralytics package: pip install ultralytics") from None
     imgsz = check_img_size([imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1))
     check_at_least("--batch-size", batch_size, 1)
     device = select_device(device)
@@ -216,6 +249,10 @@ def run(
 
     file = Path(attempt_download(weights))
     reference = attempt_load(file, device=device)  # unfused FP32: what the exports must reproduce
+    if "ultralytics" in include:  # before any file is written: a model ultralytics cannot hold is refused first
+        from utils.ultralytics_export import ultralytics_model
+
+        ultralytics_model(reference)
     model = deepcopy(reference).fuse().eval()  # BN folded into convs, as deployed
     for p in model.parameters():
         p.requires_grad = False
@@ -231,19 +268,20 @@ def run(
                 f"({file_size_mb(file):.1f} MB)")
 
     exported, sizes = [], {}
-    options = {"onnx": dict(opset=opset, dynamic=dynamic, simplify=simplify)}
+    options = {"onnx": dict(opset=opset, dynamic=dynamic, simplify=simplify), "ultralytics": dict(half=half)}
     for fmt in include:
-        title, suffix = FORMATS[fmt]
+        title = FORMATS[fmt][0]
         t = time.time()
         LOGGER.info(f"\n{colorstr(title + ':')} starting export with torch {torch.__version__}...")
-        f = EXPORTERS[fmt](model, im, file.with_suffix(suffix), **options.get(fmt, {}))
+        source = reference if fmt in UNFUSED else model
+        f = EXPORTERS[fmt](source, im, export_file(file, fmt), **options.get(fmt, {}))
         LOGGER.info(f"{colorstr(title + ':')} export success ✅ {time.time() - t:.1f}s, saved as {f} "
                     f"({file_size_mb(f):.1f} MB)")
         check_outputs(fmt, f, im, expected, tol)
         exported.append(str(f))
         sizes[fmt] = file_size_mb(f)
 
-    unpruned = unpruned_sizes(model, im, include, opset, dynamic, simplify)
+    unpruned = unpruned_sizes(model, im, include, options)
     LOGGER.info(f"\nExport complete ({time.time() - t0:.1f}s)"
                 f"\nResults saved to {colorstr('bold', file.parent.resolve())}")
     for fmt in include:
@@ -256,13 +294,14 @@ def run(
 
 
 def parse_opt(argv=None):
-    parser = argparse.ArgumentParser(description="Export a YOLOv5 classifier to TorchScript / ONNX",
+    parser = argparse.ArgumentParser(description="Export a YOLO classifier to TorchScript / ONNX / ultralytics",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--weights", nargs="+", type=str, default="yolov5s-cls.pt", help="model.pt path(s)")
     parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[224], help="image (h, w)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size")
     parser.add_argument("--device", default="cpu", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    parser.add_argument("--half", action="store_true", help="FP16 half-precision export (CUDA only)")
+    parser.add_argument("--half", action="store_true",
+                        help="FP16 half-precision export (CUDA only); ultralytics: float16 weights")
     parser.add_argument("--dynamic", action="store_true", help="ONNX: dynamic axes")
     parser.add_argument("--simplify", action="store_true", help="ONNX: simplify model (onnxslim or onnxsim)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX: opset version")
