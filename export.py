@@ -10,8 +10,8 @@ onnxslim or onnxsim for --simplify).
 
 `best_ultralytics.pt` is the model for ultralytics' own tools: `YOLO("best_ultralytics.pt").predict(...)`, `.val(...)`,
 `.export(...)` (utils/ultralytics_export.py; it needs `pip install ultralytics`). It takes ultralytics' inputs (RGB in
-[0, 1]): the ImageNet normalisation this project applies in preprocessing is its first layer. Its weights are float32
-(float16 with --half, as ultralytics' own files).
+[0, 1]), as YOLOv8/YOLO11/YOLO26 models do here too; a YOLOv5-family model, trained on ImageNet-normalised inputs,
+gets that normalisation as its first layer. Its weights are float32 (float16 with --half, as ultralytics' own files).
 """
 
 import argparse

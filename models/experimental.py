@@ -6,6 +6,7 @@ import torch.nn as nn
 from models.yolo import ClassificationModel, is_ultralytics
 from utils.checkpoints import CheckpointError, is_project_checkpoint, load_checkpoint
 from utils.downloads import attempt_download
+from utils.ultralytics_export import NORMALIZATION_KEY, project_state_dict
 
 TORCH_BN_EPS = 1e-5  # BatchNorm2d's default, which ultralytics' classifiers keep
 
@@ -35,8 +36,9 @@ def model_from_checkpoint(ckpt, prefer_ema=True):
     if isinstance(names, dict):  # newer upstream and ultralytics store {index: name}
         model.names = [names[k] for k in sorted(names)]
     _upgrade_upstream_modules(model)
-    if isinstance(model, ClassificationModel) and is_ultralytics(getattr(model, "yaml", None)):
-        return _rebuilt_ultralytics_classifier(model)
+    d = getattr(model, "yaml", None)
+    if isinstance(model, ClassificationModel) and (is_ultralytics(d) or NORMALIZATION_KEY in (d or {})):
+        return _rebuilt_ultralytics_classifier(model)  # an ultralytics classifier, or one export.py wrote for it
     return model
 
 
@@ -49,9 +51,10 @@ def _rebuilt_ultralytics_classifier(pickled):
     eps = {m.eps for m in pickled.modules() if isinstance(m, nn.BatchNorm2d)}
     if len(eps) == 1 and eps != {TORCH_BN_EPS}:  # built with a detector's BatchNorm eps: keep it
         d["bn_eps"] = eps.pop()
+    d.pop(NORMALIZATION_KEY, None)  # this project normalises in its preprocessing: project_state_dict drops the layer
     model = ClassificationModel(d)
     try:
-        model.load_state_dict(pickled.state_dict())  # copies (and casts) into float32 parameters
+        model.load_state_dict(project_state_dict(pickled))  # copies (and casts) into float32 parameters
     except RuntimeError:
         raise CheckpointError(f"ultralytics classifier '{d.get('yaml_file', '?')}': its weights do not fit the "
                               f"architecture its YAML describes (a model changed after it was built?)") from None

@@ -16,7 +16,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")  # before ultralytics is imported: no
 from export import main, parse_opt, run  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from models.yolo import ClassificationModel, classifier_yaml, load_yaml  # noqa: E402
-from utils.augmentations import IMAGENET_MEAN, IMAGENET_STD, classify_transforms  # noqa: E402
+from utils.augmentations import classify_transforms, input_norm  # noqa: E402
 from utils.checkpoints import checkpoint_dict, save_checkpoint  # noqa: E402
 from utils.cli import UserError, run_cli  # noqa: E402
 from utils.ultralytics_export import (UnsupportedModelError, export_ultralytics, project_state_dict,  # noqa: E402
@@ -51,9 +51,10 @@ def sample_images(n=6, seed=0):
     return images
 
 
-def project_inputs(images):
-    """The batch this project's predict.py makes of the images (crop, RGB, ImageNet normalisation)."""
-    transform = classify_transforms(IMGSZ)
+def project_inputs(images, model=None):
+    """The batch this project's predict.py makes of the images for `model` (crop, RGB, the model's normalisation:
+    ImageNet's for YOLOv5's, none for ultralytics')."""
+    transform = classify_transforms(IMGSZ, input_norm(model))
     return torch.stack([transform(im) for im in images])
 
 
@@ -63,7 +64,7 @@ def build(case):
     model = lively(ClassificationModel(cfg, nc=NC, **plan)).eval()
     model.names = list(NAMES)
     with torch.no_grad():
-        model.model[-1].linear.bias -= model(project_inputs(sample_images())).mean(0)
+        model.model[-1].linear.bias -= model(project_inputs(sample_images(), model)).mean(0)
     return model
 
 
@@ -76,8 +77,9 @@ def write_pngs(folder, images):
 
 
 def project_probabilities(weights, images):
+    model = attempt_load(weights)
     with torch.no_grad():
-        return attempt_load(weights)(project_inputs(images)).softmax(1)
+        return model(project_inputs(images, model)).softmax(1)
 
 
 def ultralytics_probabilities(results):
@@ -106,7 +108,8 @@ def test_model_level_outputs_and_plan(case):
     ul = ultralytics_model(model, IMGSZ)
     assert all(type(m).__module__.startswith(("ultralytics.", "torch.nn.")) for m in ul.modules())
     x = torch.randn(3, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(1))
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in input_norm(model))
+    assert (case in YOLOV5_CASES) == ("input_normalization" in ul.yaml)  # only YOLOv5's need a normalising layer
     with torch.no_grad():
         expected = model(x)
         probs, logits = ul(x * std + mean)

@@ -200,3 +200,16 @@ def test_train_on_ultralytics_checkpoint_then_predict(trained_by_ultralytics, tm
                "--imgsz", "32", "--device", "cpu", "--project", str(tmp_path), "--name", "predict"]
     out = subprocess.run(predict, check=True, env=env, capture_output=True, text=True, timeout=120)
     assert image.name in out.stderr + out.stdout and (tmp_path / "predict" / image.name).is_file()
+
+
+def test_globals_ultralytics_registers_do_not_change_what_loads(classifiers):
+    """ultralytics' own loader registers its classes process-wide; this project's loads still build this project's
+    classes from ultralytics' names, and leave that registration as they found it."""
+    from ultralytics.nn.tasks import torch_safe_load
+
+    path, _ = classifiers["yolo11n"]
+    torch_safe_load(path, safe_only=True)  # ultralytics' restricted load registers what the file names
+    registered = torch.serialization.get_safe_globals()
+    assert any(isinstance(g, tuple) and g[1] == "ultralytics.nn.tasks.ClassificationModel" for g in registered)
+    assert type(attempt_load(path)) is ClassificationModel
+    assert set(torch.serialization.get_safe_globals()) == set(registered)

@@ -9,6 +9,7 @@ builtins.exec, an ultralytics block this project lacks, …) is refused before a
 
 import os
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -98,6 +99,20 @@ def ultralytics_globals():
     return pairs + list(ULTRALYTICS_TORCH_MODULES)
 
 
+@contextmanager
+def project_globals():
+    """Exactly this project's allowlist while a file loads. Other libraries may register globals process-wide
+    (ultralytics adds its own classes when it loads a file): those must neither widen what a load accepts nor map
+    ultralytics' names onto ultralytics' classes instead of this project's."""
+    others = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    try:
+        with torch.serialization.safe_globals(allowed_globals()):
+            yield
+    finally:
+        torch.serialization.add_safe_globals(others)
+
+
 def _global_name(item):
     """The 'module.name' string torch's unpickler uses for an allowlist entry (an object or (object, name))."""
     return item[1] if isinstance(item, tuple) else f"{item.__module__}.{item.__qualname__}"
@@ -106,7 +121,7 @@ def _global_name(item):
 def _refusal(path):
     """The error for a file torch's weights-only unpickler refused: name the first global that is not allowed."""
     try:
-        with torch.serialization.safe_globals(allowed_globals()):
+        with project_globals():
             names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception:  # not a zip checkpoint (legacy format, or not torch at all): nothing to name
         names = []
@@ -135,7 +150,7 @@ def load_checkpoint(path, map_location="cpu"):
     if path.stat().st_size == 0:
         raise CheckpointError(f"'{path}' is empty (0 bytes): not a PyTorch checkpoint")
     try:
-        with torch.serialization.safe_globals(allowed_globals()):
+        with project_globals():
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise _refusal(path) from None

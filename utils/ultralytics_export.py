@@ -7,11 +7,11 @@ pruned widths need nothing more, since ultralytics' forwards take them from the 
 share with theirs (C2f.c, Attention.key_dim, ...). The file is saved as ultralytics saves its own (a pickled model in
 a dict with 'train_args', 'date', 'version', ...).
 
-Preprocessing: this project feeds its models ImageNet-normalised RGB (utils/augmentations.py); ultralytics feeds
-its classifiers RGB in [0, 1], in prediction, validation and its exported formats alike. The exported model starts
-with a fixed per-channel 1x1 convolution that does the normalisation, so every ultralytics path sees the inputs the
-model was trained on (the YAML's `input_normalization` says so; project_state_dict leaves it out when the file is read
-back here). Resizing differs a little: ultralytics scales the short side with PIL (antialiased bilinear) then crops
+Preprocessing: ultralytics feeds its classifiers RGB in [0, 1], in prediction, validation and its exported formats
+alike, and so does this project for ultralytics' architectures (utils/augmentations.py input_norm). A YOLOv5-family
+model expects ImageNet-normalised RGB: its exported model starts with a fixed per-channel 1x1 convolution that does
+the normalisation, so every ultralytics path sees the inputs the model was trained on (the YAML's
+`input_normalization` says so; project_state_dict leaves it out when the file is read back here). Resizing differs a little: ultralytics scales the short side with PIL (antialiased bilinear) then crops
 the centre; this project crops the centre square then scales it with cv2 (bilinear). Same region, slightly different
 pixels; an image already at the model's size reaches both models unchanged.
 """
@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from models import common
 from models import ultralytics_blocks as blocks
-from utils.augmentations import IMAGENET_MEAN, IMAGENET_STD
+from utils.augmentations import IMAGENET_MEAN, IMAGENET_STD, UNIT_NORM, input_norm
 from utils.checkpoints import save_checkpoint
 
 # Per-layer notes of this project's pruning plan: left out, the YAML carries the plan. ultralytics' layer loop and
@@ -116,7 +116,9 @@ def ultralytics_yaml(model):
 
     d = load_yaml(cfg_of(model))  # the model's own YAML, or the built-in one its weights match (upstream files)
     d["nc"], d["channels"] = len(model.names), d.get("ch", 3)
-    d[NORMALIZATION_KEY] = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    mean, std = input_norm(model)
+    if (mean, std) != UNIT_NORM:
+        d[NORMALIZATION_KEY] = {"mean": list(mean), "std": list(std)}
     return d
 
 
@@ -140,7 +142,9 @@ def ultralytics_model(model, imgsz=224):
     ul = ClassificationModel.__new__(ClassificationModel)
     nn.Module.__init__(ul)
     ul.yaml = ultralytics_yaml(model)
-    ul.model = with_input_normalization(convert_layers(model.model))
+    ul.model = convert_layers(model.model)
+    if NORMALIZATION_KEY in ul.yaml:  # a YOLOv5-family model: it normalises its [0, 1] inputs itself
+        ul.model = with_input_normalization(ul.model)
     ul.save = list(model.save)
     ul.stride = torch.Tensor([1])  # ultralytics' classifiers have no stride constraint
     ul.names = dict(enumerate(model.names))
@@ -176,11 +180,12 @@ def export_ultralytics(model, file, imgsz=224, half=False):
 
 def ultralytics_logits(file, x):
     """Logits of the ultralytics checkpoint `file`, loaded by ultralytics' own loader, on x: a batch preprocessed as
-    this project preprocesses (ImageNet-normalised), turned back into ultralytics' [0, 1] inputs."""
+    this project preprocesses that model, turned back into ultralytics' [0, 1] inputs where it differs."""
     from ultralytics.nn.tasks import load_checkpoint
 
     model, _ = load_checkpoint(file, device=x.device)
     model = model.to(x.dtype)
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1).to(x) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    norm = model.yaml.get(NORMALIZATION_KEY) or dict(zip(("mean", "std"), UNIT_NORM))
+    mean, std = (torch.tensor(norm[k]).view(1, 3, 1, 1).to(x) for k in ("mean", "std"))
     with torch.no_grad():
         return model(x * std + mean)[1]  # ultralytics' Classify returns (probabilities, logits) in eval mode
