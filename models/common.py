@@ -100,20 +100,23 @@ class SPP(nn.Module):
 
 
 class SPPF(nn.Module):
-    """Spatial pyramid pooling, fast: three chained max-pools concatenated."""
+    """Spatial pyramid pooling, fast: n chained max-pools (3 in YOLOv5) concatenated with their input. YOLO26's adds
+    the block's input to its output (shortcut) and leaves cv1 unactivated (act1=False)."""
 
-    def __init__(self, c1, c2, k=5, c_=None):
+    def __init__(self, c1, c2, k=5, n=3, shortcut=False, c_=None, act1=True):
         super().__init__()
         c_ = c1 // 2 if c_ is None else c_
-        self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = Conv(c_ * 4, c2, 1, 1)
+        self.cv1 = Conv(c1, c_, 1, 1, act=act1)
+        self.cv2 = Conv(c_ * (n + 1), c2, 1, 1)
         self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
+        self.n = n
+        self.add = shortcut and c1 == c2
 
     def forward(self, x):
-        x = self.cv1(x)
-        y1 = self.m(x)
-        y2 = self.m(y1)
-        return self.cv2(torch.cat((x, y1, y2, self.m(y2)), 1))
+        y = [self.cv1(x)]
+        y.extend(self.m(y[-1]) for _ in range(getattr(self, "n", 3)))  # YOLOv5's pickles carry no n: 3
+        out = self.cv2(torch.cat(y, 1))
+        return out + x if getattr(self, "add", False) else out
 
 
 class Concat(nn.Module):

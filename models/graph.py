@@ -53,6 +53,7 @@ class BlockSpec:
     gw: float  # width_multiple
     kind: type = None  # the YAML row's module class (C2f or C3k2 share a handler)
     max_channels: float = float("inf")  # ultralytics' cap on a layer's YAML width, before width_multiple
+    ultralytics: bool = False  # a YOLOv8/YOLO11/YOLO26 YAML (ultralytics' conventions where they differ)
 
     def arg(self, i, default):
         return self.args[i] if len(self.args) > i else default
@@ -182,24 +183,47 @@ class FocusHandler(ConvHandler):
 
 class SPPFHandler(Handler):
     """cv1 (half the unpruned input, then pruned) and cv2 are groups; cv2 reads cat(cv1's output, one max-pool of
-    it per kernel): four copies for SPPF, len(k) + 1 for SPP."""
+    it per pool): n + 1 copies for SPPF (YAML args [c2, k, n, shortcut]), len(k) + 1 for SPP. A residual SPPF
+    (YOLO26's shortcut) adds its input to cv2's output: cv2 joins its input's group."""
 
     module = SPPF
 
+    @staticmethod
+    def _adds(s):
+        return s.arg(3, False) and s.c1_full == s.c2_full
+
     def groups(self, s):
-        return {f"{s.prefix}.cv1": s.c1_full // 2, f"{s.prefix}.cv2": s.c2_full}
+        out = {} if self._adds(s) else {f"{s.prefix}.cv2": s.c2_full}
+        return {f"{s.prefix}.cv1": s.c1_full // 2, **out}
 
     def build(self, s, w):
-        full, c2 = s.c2_full, w[f"{s.prefix}.cv2"]
-        return self.module(s.c1, c2, *s.args[1:], c_=w[f"{s.prefix}.cv1"]), c2, full, None
+        c2 = s.c1 if self._adds(s) else w[f"{s.prefix}.cv2"]
+        act1 = not (s.ultralytics and len(s.args) > 2)  # ultralytics leaves cv1 unactivated but in legacy YAML rows
+        block = SPPF(s.c1, c2, s.arg(1, 5), s.arg(2, 3), s.arg(3, False), c_=w[f"{s.prefix}.cv1"], act1=act1)
+        return block, c2, s.c2_full, None
 
     def trace(self, t, p, m, layout):
         hidden = t.conv(f"{p}.cv1", m.cv1, layout)
-        return t.conv(f"{p}.cv2", m.cv2, hidden * (len(m.m) + 1 if isinstance(m, SPP) else 4))
+        t.inputs[f"{p}.cv2"] = hidden * (getattr(m, "n", 3) + 1)
+        if getattr(m, "add", False):
+            return t.join(layout, f"{p}.cv2", m.cv2, p)
+        return t.new_group(f"{p}.cv2", f"{p}.cv2", m.cv2)
 
 
 class SPPHandler(SPPFHandler):
     module = SPP
+
+    @staticmethod
+    def _adds(s):
+        return False
+
+    def build(self, s, w):
+        c2 = w[f"{s.prefix}.cv2"]
+        return SPP(s.c1, c2, *s.args[1:], c_=w[f"{s.prefix}.cv1"]), c2, s.c2_full, None
+
+    def trace(self, t, p, m, layout):
+        hidden = t.conv(f"{p}.cv1", m.cv1, layout)
+        return t.conv(f"{p}.cv2", m.cv2, hidden * (len(m.m) + 1))
 
 
 class ClassifyHandler(Handler):

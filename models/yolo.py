@@ -175,7 +175,7 @@ def parse_model(d, ch, rates=None, widths=None):
         if handler is not None:
             c1 = ch[f] if isinstance(f, int) else sum(ch[x] for x in f)
             c1_full = ch_full[f] if isinstance(f, int) else sum(ch_full[x] for x in f)
-            spec = BlockSpec(f"model.{i}", args, n, c1, c1_full, gw, m, max_channels)
+            spec = BlockSpec(f"model.{i}", args, n, c1, c1_full, gw, m, max_channels, is_ultralytics(d))
             full_widths = handler.groups(spec)
             kept = {g: plan.get(g, kept_width(c, r)) for g, c in full_widths.items()}
             for g, c in full_widths.items():

@@ -9,7 +9,7 @@ from data.builtin import make_builtin_dataset
 from models.budget import CostModel, allocate, count_flops, silence
 from models.criteria import CRITERIA, compute_scores
 from models.prune import channel_groups, load_model, select_channels
-from models.yolo import ClassificationModel
+from models.yolo import ClassificationModel, classifier_yaml
 
 X = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 SMALL = ["yolov8n-cls.yaml", "yolo11n-cls.yaml", "yolo26n-cls.yaml"]
@@ -39,7 +39,11 @@ def _lively_source(cfg):
     return lively(ClassificationModel(cfg, nc=10)).eval()
 
 
-@pytest.mark.parametrize("cfg", ["yolov8n-cls.yaml", "yolo11n-cls.yaml", "yolo11m-cls.yaml"])
+YOLO26_TO_SPPF = classifier_yaml("yolo26n.yaml", cutoff=11)  # a detector's backbone through YOLO26's residual SPPF
+
+
+@pytest.mark.parametrize("cfg", ["yolov8n-cls.yaml", "yolo11n-cls.yaml", "yolo11m-cls.yaml", YOLO26_TO_SPPF],
+                         ids=["yolov8n", "yolo11n", "yolo11m", "yolo26n-to-sppf"])
 def test_pruned_model_equals_the_source_with_dead_filters(cfg):
     """Pruning at rate 0.5 = the unpruned model with the dropped filters' BatchNorm zeroed (SiLU(0) = 0): every
     kernel, split half, residual stream and concat input was mapped to the right channels."""
@@ -55,6 +59,24 @@ def test_pruned_model_equals_the_source_with_dead_filters(cfg):
         assert (pruned(X) - source(X)).abs().max() <= 1e-5
     params = [sum(p.numel() for p in m.parameters()) for m in (pruned, source)]
     assert params[0] < 0.5 * params[1]
+
+
+def test_residual_sppf_of_yolo26_matches_ultralytics():
+    """YOLO26's SPPF (n pools, shortcut, unactivated cv1) as ultralytics builds it: same outputs; pruned, its cv2
+    joins its input's group."""
+    from ultralytics.nn.tasks import DetectionModel as UltralyticsDetector
+
+    reference = lively(UltralyticsDetector("yolo26n.yaml", verbose=False)).eval()
+    ours = ClassificationModel(YOLO26_TO_SPPF, nc=10).eval()
+    state = ours.state_dict()
+    ours.load_state_dict({**state, **{k: v for k, v in reference.state_dict().items() if k in state and ".10." not in k}})
+    y, z = X, X
+    with torch.no_grad():
+        for theirs, mine in zip(reference.model[:10], ours.model[:10]):
+            y, z = theirs(y), mine(z)
+    assert ours.model[9].add and torch.equal(y, z)
+    groups = {g.name: g for g in channel_groups(ours)}
+    assert "model.9.cv2" in groups["model.8.cv2"].members and "model.9.cv2" not in groups
 
 
 def test_groups_of_a_c3k2_and_a_c2psa():

@@ -33,10 +33,6 @@ PLAN_ATTRIBUTES = ("rate", "width", "group_widths")
 
 NORMALIZATION_KEY = "input_normalization"  # YAML key: the exported model's first layer normalises (mean, std)
 
-# Attributes ultralytics' forward reads where this project's block is fixed: our SPPF always chains three pools and
-# has no shortcut.
-FIXED_ATTRIBUTES = {common.SPPF: {"n": 3, "add": False}}
-
 
 class UnsupportedModelError(ValueError):
     """A model with a module ultralytics has no counterpart for (a user error: one line, exit 2)."""
@@ -76,8 +72,6 @@ def convert_layers(layers):
             where = f" (model.{name})" if name else ""
             raise UnsupportedModelError(f"cannot export to ultralytics: {type(m).__name__}{where} has no ultralytics "
                                         f"counterpart (supported: {', '.join(sorted(c.__name__ for c in table))})")
-        for k, v in FIXED_ATTRIBUTES.get(type(m), {}).items():
-            setattr(m, k, v)
         m.__class__ = target
     for layer in layers:
         for k in PLAN_ATTRIBUTES:
