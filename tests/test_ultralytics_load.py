@@ -213,3 +213,27 @@ def test_globals_ultralytics_registers_do_not_change_what_loads(classifiers):
     assert any(isinstance(g, tuple) and g[1] == "ultralytics.nn.tasks.ClassificationModel" for g in registered)
     assert type(attempt_load(path)) is ClassificationModel
     assert set(torch.serialization.get_safe_globals()) == set(registered)
+
+
+def test_ultralytics_release_names_download(tmp_path, monkeypatch, classifiers):
+    """`--weights yolo11n-cls.pt` not on disk: fetched from ultralytics' release page (a local server here), then
+    loaded; offline, a one-line error that says where to put the file."""
+    import shutil
+
+    import utils.downloads as downloads
+    from helpers import http_server
+
+    release = tmp_path / "release"
+    release.mkdir()
+    path, reference = classifiers["yolo11n"]
+    shutil.copy(path, release / "yolo11n-cls.pt")
+    monkeypatch.setattr(downloads, "WEIGHTS_DIR", tmp_path / "weights")
+    assert downloads.ULTRALYTICS_RELEASE_URL.startswith("https://github.com/ultralytics/assets/releases/")
+    with http_server(release) as url:
+        local = downloads.attempt_download("yolo11n-cls.pt", release_url=url)
+    assert local == tmp_path / "weights" / "yolo11n-cls.pt"
+    x = torch.rand(1, 3, IMGSZ, IMGSZ)
+    with torch.no_grad():
+        assert (attempt_load(local)(x) - reference(x)[1]).abs().max() <= 1e-4
+    with pytest.raises(FileNotFoundError, match="download it by hand"):
+        downloads.attempt_download("yolo26s-cls.pt", release_url="http://127.0.0.1:9")  # closed local port

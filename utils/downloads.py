@@ -1,4 +1,5 @@
-"""Downloads: one streaming file downloader (weights, datasets, prediction sources) and YOLOv5's release weights.
+"""Downloads: one streaming file downloader (weights, datasets, prediction sources) and released weights: YOLOv5's,
+and ultralytics' YOLOv8/YOLO11/YOLO26 (classifiers and the detectors whose backbones feed them).
 
 Real network code; offline it fails fast with a clear message (every read has a timeout).
 """
@@ -15,6 +16,9 @@ from utils.paths import WEIGHTS_DIR
 RELEASE_URL = "https://github.com/ultralytics/yolov5/releases/download/v7.0"
 TIMEOUT_S = 30  # per network read, so a dead connection fails instead of hanging
 RELEASE_ASSETS = {f"yolov5{size}{suffix}.pt" for size in "nsmlx" for suffix in ("", "6", "-cls", "-seg")}
+ULTRALYTICS_RELEASE_URL = "https://github.com/ultralytics/assets/releases/download/v8.4.0"  # as ultralytics fetches them
+ULTRALYTICS_ASSETS = {f"{family}{size}{suffix}.pt" for family in ("yolov8", "yolo11", "yolo26") for size in "nsmlx"
+                      for suffix in ("", "-cls", "-seg", "-pose", "-obb")}
 
 
 def download_file(url, dst, progress=True):
@@ -38,8 +42,9 @@ def download_file(url, dst, progress=True):
     return dst
 
 
-def attempt_download(file, release_url=RELEASE_URL):
-    """Return a local path for `file`, downloading a known YOLOv5 release asset when it is missing.
+def attempt_download(file, release_url=None):
+    """Return a local path for `file`, downloading a known YOLOv5 or ultralytics release asset when it is missing
+    (from `release_url`, default: the asset's own release page).
 
     Looks at the given path, then under weights/. Unknown names that do not exist raise FileNotFoundError.
     """
@@ -49,8 +54,9 @@ def attempt_download(file, release_url=RELEASE_URL):
     local = WEIGHTS_DIR / path.name
     if local.is_file():
         return local
-    if path.name not in RELEASE_ASSETS:
+    if path.name not in RELEASE_ASSETS | ULTRALYTICS_ASSETS:
         raise FileNotFoundError(f"weights '{file}' not found (looked in ./ and {WEIGHTS_DIR})")
+    release_url = release_url or (RELEASE_URL if path.name in RELEASE_ASSETS else ULTRALYTICS_RELEASE_URL)
     url = f"{release_url}/{path.name}"
     target = path if path.parent != Path(".") else local
     LOGGER.info(f"Downloading {url} to {target}...")
