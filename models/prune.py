@@ -67,7 +67,7 @@ def _source_weights(source):
 
 def _same_layers(a, b):
     """True when YAML dicts a and b describe the same layers (rates and nc aside)."""
-    keys = ("backbone", "head", "depth_multiple", "width_multiple")
+    keys = ("backbone", "head", "depth_multiple", "width_multiple", "scale")  # ultralytics: one YAML, several scales
     return isinstance(a, dict) and isinstance(b, dict) and all(a.get(k) == b.get(k) for k in keys)
 
 

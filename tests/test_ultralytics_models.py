@@ -160,3 +160,11 @@ def test_prune_pipeline_for_a_budget_and_rank_rate(tmp_path, monkeypatch):
                        batch_size=16, workers=0, device="cpu", epochs=1, project=str(tmp_path), name="rate")
     model = attempt_load(result["best"])
     assert model.yaml["yaml_file"] == "yolo11n-cls.yaml" and model.model[9].m[0].ffn[0].conv.out_channels == 128
+
+
+def test_weights_of_another_scale_are_one_line():
+    """One ultralytics YAML serves every scale: n weights into an s model name the size mismatch, even when the n
+    source was itself pruned by a plan."""
+    source = ClassificationModel("yolo11n-cls.yaml", nc=10, rate=0.25)
+    with pytest.raises(ValueError, match="another model size"):
+        load_model(ClassificationModel("yolo11s-cls.yaml", nc=10, rate=0.5), source, compute_scores(source, "l1"))
