@@ -1,12 +1,19 @@
-"""Latency of a pruned yolov5s-cls against the unpruned one, next to the FLOPs ratio.
+"""Latency of a pruned classifier against the unpruned one, next to the FLOPs ratio, in PyTorch eager, TorchScript
+and ONNX Runtime (CPU).
 
-Efficiency = (latency speed-up) / (FLOPs speed-up): 1.0 means pruning turns every FLOP saved into time
-saved. Measured interleaved in one run, median of repeats, CPU, inference mode.
+Efficiency = (latency speed-up) / (FLOPs speed-up): 1.0 means pruning turns every FLOP saved into time saved.
+Shared machines swing medians by tens of percent, so each runtime is timed in --rounds rounds, every round
+interleaving the two models (median of --repeats forwards each); reported: the ratio of the fastest rounds (min)
+and the median over rounds of each round's own ratio, with that ratio's spread (max / min). A spread above
+--max-spread is flagged: too noisy to conclude.
 
-    python benchmarks/prune_latency.py --rate 0.5 --imgsz 224 --batch 16 1
+    python benchmarks/prune_latency.py --cfg yolov5s-cls.yaml --rate 0.5 --imgsz 224 --batch 1 16
+    python benchmarks/prune_latency.py --cfg yolo11n-cls.yaml --rate 0.25 0.5
 """
 
 import argparse
+import io
+import statistics
 import sys
 from pathlib import Path
 
@@ -16,41 +23,83 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from export import quiet_deprecations  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.model_info import model_gflops  # noqa: E402
 from utils.profiling import median_latency  # noqa: E402
 
+RUNTIMES = ("eager", "torchscript", "onnxruntime")
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--cfg", default="yolov5s-cls.yaml")
-    parser.add_argument("--rate", default="0.5")
-    parser.add_argument("--imgsz", type=int, default=224)
-    parser.add_argument("--batch", type=int, nargs="+", default=[16, 1])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--fuse", action="store_true", help="fold BatchNorm into convs first")
-    parser.add_argument("--reference", default="yolov5n-cls.yaml", help="a smaller upstream model for comparison ('' to skip)")
-    opt = parser.parse_args()
 
+def runner(model, x, runtime):
+    """A callable x → output of `model` in `runtime` (BatchNorm folded for the deployed runtimes, as exported)."""
+    if runtime == "eager":
+        return model
+    fused = ClassificationModel(model.yaml).eval()
+    fused.load_state_dict(model.state_dict())
+    fused.fuse()
+    if runtime == "torchscript":
+        with torch.inference_mode(), quiet_deprecations():
+            return torch.jit.freeze(torch.jit.trace(fused, x))
+    import onnxruntime as ort
+
+    buffer = io.BytesIO()
+    with quiet_deprecations():
+        torch.onnx.export(fused, x, buffer, input_names=["images"], dynamo=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # as many threads as PyTorch gets
+    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    return lambda images: session.run(None, {"images": images.numpy()})
+
+
+def rounds_of(fns, x, rounds, repeats):
+    """Per-round median seconds of each callable, interleaved within every round: [[t_fn0, t_fn1, ...], ...]."""
+    return [median_latency(fns, x, repeats=repeats) for _ in range(rounds)]
+
+
+def ratios(times):
+    """(ratio of the fastest rounds, median of the per-round ratios, max/min spread of the per-round ratios) of
+    times[i] = (unpruned, pruned) seconds."""
+    per_round = [full / pruned for full, pruned in times]
+    best = min(t[0] for t in times) / min(t[1] for t in times)
+    return best, statistics.median(per_round), max(per_round) / min(per_round)
+
+
+def main(opt):
     torch.manual_seed(0)
     torch.set_flush_denormal(True)  # randomly initialised nets fade into denormals, which CPUs run very slowly
     full = ClassificationModel(opt.cfg).eval()
-    smaller = {f"{opt.cfg} rate {opt.rate}": ClassificationModel(opt.cfg, rate=opt.rate).eval()}
-    if opt.reference:
-        smaller[f"{opt.reference} (upstream width change)"] = ClassificationModel(opt.reference).eval()
-    if opt.fuse:
-        for m in (full, *smaller.values()):
-            m.fuse()
     g_full = model_gflops(full, opt.imgsz)
-    print(f"{opt.cfg} vs smaller models at {opt.imgsz}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    for bs in opt.batch:
-        x = torch.randn(bs, 3, opt.imgsz, opt.imgsz)
-        t_full, *t_small = median_latency([full, *smaller.values()], x, opt.repeats)
-        for (name, m), t in zip(smaller.items(), t_small):
-            flops_ratio, speedup = g_full / model_gflops(m, opt.imgsz), t_full / t
-            print(f"batch {bs:>3} {name:<40}: {t_full * 1e3:7.1f} → {t * 1e3:6.1f} ms, latency ratio {speedup:.2f}x, "
-                  f"FLOPs ratio {flops_ratio:.2f}x, efficiency {speedup / flops_ratio:.2f}")
+    print(f"{opt.cfg} at {opt.imgsz} px, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{opt.rounds} rounds x {opt.repeats} forwards")
+    print(f"{'rate':>5}{'batch':>6} {'runtime':<12}{'unpruned ms':>12}{'pruned ms':>10}{'FLOPs x':>8}{'speed-up min':>13}"
+          f"{'median':>8}{'spread':>8}{'efficiency':>11}")
+    for rate in opt.rate:
+        pruned = ClassificationModel(opt.cfg, rate=rate).eval()
+        flops_ratio = g_full / model_gflops(pruned, opt.imgsz)
+        for bs in opt.batch:
+            x = torch.randn(bs, 3, opt.imgsz, opt.imgsz)
+            for runtime in opt.runtimes:
+                times = rounds_of([runner(full, x, runtime), runner(pruned, x, runtime)], x, opt.rounds, opt.repeats)
+                best, median, spread = ratios(times)
+                flag = "  (noisy: do not conclude)" if spread > opt.max_spread else ""
+                print(f"{rate:>5}{bs:>6} {runtime:<12}{min(t[0] for t in times) * 1e3:>12.1f}"
+                      f"{min(t[1] for t in times) * 1e3:>10.1f}{flops_ratio:>8.2f}{best:>12.2f}x{median:>7.2f}x"
+                      f"{spread:>8.2f}{best / flops_ratio:>11.2f}{flag}")
+
+
+def parse_opt():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cfg", default="yolov5s-cls.yaml", help="model YAML (YOLOv5 or ultralytics name)")
+    parser.add_argument("--rate", type=float, nargs="+", default=[0.5], help="uniform compress rates")
+    parser.add_argument("--imgsz", type=int, default=224)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per runtime")
+    parser.add_argument("--repeats", type=int, default=10, help="forwards per model per round (their median)")
+    parser.add_argument("--max-spread", type=float, default=1.15, help="flag per-round ratios spreading more (max/min)")
+    return parser.parse_args()
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_opt())
