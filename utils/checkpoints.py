@@ -85,7 +85,7 @@ def ultralytics_globals():
     head = ub.DetectionHead
     modules = {
         "conv": {"Conv": common.Conv, "Concat": common.Concat, "DWConv": ub.DWConv},
-        "block": {"Bottleneck": common.Bottleneck, "C3": common.C3, "SPPF": common.SPPF, "C2f": ub.C2f,
+        "block": {"Bottleneck": common.Bottleneck, "C3": common.C3, "SPP": common.SPP, "SPPF": common.SPPF, "C2f": ub.C2f,
                   "C3k2": ub.C3k2, "C3k": ub.C3k, "C2PSA": ub.C2PSA, "PSABlock": ub.PSABlock,
                   "Attention": ub.Attention, "DFL": head, "Proto": head, "Proto26": head, "RealNVP": head},
         "head": {"Classify": common.Classify, **dict.fromkeys(
