@@ -374,14 +374,12 @@ class Tracer:
     def __init__(self, model):
         self.model = model
         self.groups = {}  # name → ChannelGroup
-        self.member_group = {}  # conv name → group name
         self.inputs = {}  # consumer (Conv or Linear) name → layout
         self.outputs = {}  # conv name → layout of its output channels (its group, its halves, or a concat it is added to)
         self.ties = []  # tuples of groups that must keep equal widths (the halves of one conv's output)
 
     def new_group(self, name, conv_name, conv, fixed=False):
         self.groups[name] = ChannelGroup(name, [conv_name], conv.conv.out_channels, fixed=fixed)
-        self.member_group[conv_name] = name
         self.outputs[conv_name] = [(name, conv.conv.out_channels)]
         return self.outputs[conv_name]
 
@@ -405,7 +403,6 @@ class Tracer:
         (name, _), = layout
         self.groups[name].members.append(conv_name)
         self.groups[name].adds.append(block_name)
-        self.member_group[conv_name] = name
         return layout
 
     def conv(self, prefix, conv, layout, group_name=None, fixed=False):

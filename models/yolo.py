@@ -79,8 +79,8 @@ def ultralytics_yaml(name):
         return None
     d = yaml_model_load(name)
     if d.get("scales") and not d.get("scale"):
-        raise ValueError(f"model YAML '{name}' needs a scale letter ({', '.join(d['scales'])}), e.g. "
-                         f"'{unified.replace('-', next(iter(d['scales'])) + '-', 1)}.yaml'")
+        example = re.sub(r"^(yolo(?:v\d+|\d+))", rf"\g<1>{next(iter(d['scales']))}", unified)
+        raise ValueError(f"model YAML '{name}' needs a scale letter ({', '.join(d['scales'])}), e.g. '{example}.yaml'")
     return d
 
 
@@ -222,7 +222,7 @@ def parse_model(d, ch, rates=None, widths=None):
 def _check_grouped(i, name, m, args, groups, f, ch, ch_full):
     """Refuse pruning at a grouped/depthwise convolution (its channel groups would have to shrink together);
     unpruned, such a layer maps one to one. `args` are the YAML arguments, `groups` {group: (kept, unpruned)}."""
-    at = {C3: 2, Bottleneck: 2, Conv: 4, Focus: 4, Classify: 4, C2f: 2, C3k2: 4}.get(m)  # where g sits in the YAML arguments
+    at = {C3: 2, Bottleneck: 2, Conv: 4, Focus: 4, Classify: 4, C2f: 2, C3k2: 4}.get(m)  # g's place in YAML args
     g = args[at] if at is not None and len(args) > at else 1
     if not isinstance(g, int) or g == 1:
         return
@@ -368,9 +368,10 @@ def _initialize_weights(model):
     """
     d = getattr(model, "yaml", None)
     if is_ultralytics(d):
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d) and d.get("bn_eps"):
-                m.eps, m.momentum = d["bn_eps"], 0.03
+        if d.get("bn_eps"):
+            for m in model.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eps, m.momentum = d["bn_eps"], 0.03
         return
     head = {id(m) for c in model.modules() if isinstance(c, Classify) for m in c.modules()}
     for m in model.modules():

@@ -22,8 +22,10 @@ UNIT_NORM = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # ultralytics' classifiers take 
 def input_norm(model):
     """(mean, std) a model's weights expect: ultralytics' YOLOv8/YOLO11/YOLO26 (YAML with `scales`) take raw [0, 1]
     pixels, YOLOv5's take ImageNet-normalised ones. `model` may be a model, a YAML dict, or None (YOLOv5's)."""
+    from models.yolo import is_ultralytics
+
     d = model if isinstance(model, dict) else getattr(model, "yaml", None)
-    return UNIT_NORM if isinstance(d, dict) and d.get("scales") else IMAGENET_NORM
+    return UNIT_NORM if is_ultralytics(d) else IMAGENET_NORM
 
 
 class CenterCrop:
