@@ -59,7 +59,7 @@ from utils.checkpoints import (CheckpointError, checkpoint_dict, float_state_dic
 from utils.cli import (USER_ERRORS, Interrupted, UserError, add_target_options, check_at_least,  # noqa: E402
                        check_img_size, print_args, run_cli)
 from utils.augmentations import input_norm  # noqa: E402
-from utils.dataloaders import create_classification_dataloader  # noqa: E402
+from utils.dataloaders import create_classification_dataloader, share_cpu_cores  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.distill import DISTILL_ALPHA, DISTILL_T, Distiller, check_distillation, output_classes  # noqa: E402
@@ -71,7 +71,7 @@ from utils.hyp import DEFAULT_HYP, load_hyp, save_hyp  # noqa: E402
 from utils.log import LOGGER, colorstr, is_nested  # noqa: E402
 from utils.metrics import EarlyStopping  # noqa: E402
 from utils.model_info import model_info  # noqa: E402
-from utils.optim import OPTIMIZERS, lr_scheduler, smart_optimizer  # noqa: E402
+from utils.optim import OPTIMIZERS, lr_scheduler, multi_tensor, smart_optimizer  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
 from utils.plots import plot_results  # noqa: E402
 from utils.profiling import median_latency  # noqa: E402
@@ -81,6 +81,7 @@ from utils.seeds import init_seeds, restore_rng_state, rng_for_rank, rng_state  
 
 LRF = 0.01  # final lr = lr0 * LRF (YOLOv5 classify)
 MAX_GRAD_NORM = 10.0  # gradient clipping, as upstream
+LOSS_READ_INTERVAL = 10  # steps between reads of the running loss for the progress bar (each read syncs CUDA)
 RESUME_OVERRIDES = ("device", "workers")  # the only options a resumed run takes from the new command line
 
 
@@ -353,7 +354,7 @@ def train_step(model, images, labels, criterion, optimizer, scaler, ema=None, di
         loss = distiller(logits, images, labels) if distiller else criterion(logits, labels)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=MAX_GRAD_NORM)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=MAX_GRAD_NORM, foreach=multi_tensor(images.device))
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad()
@@ -377,8 +378,11 @@ def train(opt, device, resume_ckpt=None, source=None):
     with torch_distributed_zero_first(LOCAL_RANK):
         data_dir = check_cls_dataset(opt.data)
     norm = input_norm(resume_ckpt["yaml"] if resume_ckpt is not None else classifier_yaml(opt.cfg, opt.cutoff))
+    workers = opt.workers
+    if device.type == "cpu":  # loader workers and torch's threads share the cores
+        workers = share_cpu_cores(opt.workers, processes=int(os.getenv("LOCAL_WORLD_SIZE", 1)))
     trainloader = create_classification_dataloader(data_dir / "train", imgsz=opt.imgsz, batch_size=bs, augment=True,
-                                                   cache=opt.cache or False, rank=LOCAL_RANK, workers=opt.workers,
+                                                   cache=opt.cache or False, rank=LOCAL_RANK, workers=workers,
                                                    seed=opt.seed, hyp=hyp, norm=norm)
     names = trainloader.dataset.classes
     nc = len(names)
@@ -386,7 +390,7 @@ def train(opt, device, resume_ckpt=None, source=None):
     if main_process:
         testloader = create_classification_dataloader(eval_split(data_dir), imgsz=opt.imgsz, batch_size=bs * 2,
                                                       augment=False, cache=opt.cache or False, rank=-1,
-                                                      workers=opt.workers, shuffle=False, norm=norm)
+                                                      workers=workers, shuffle=False, norm=norm)
         if testloader.dataset.classes != names:  # ImageFolder numbers classes by folder: they must line up
             raise ValueError(f"{eval_split(data_dir)} has class folders {testloader.dataset.classes[:5]}... but "
                              f"{data_dir / 'train'} has {names[:5]}...: both splits need the same class folders")
@@ -465,7 +469,8 @@ def train(opt, device, resume_ckpt=None, source=None):
     t0 = time.time()
     if main_process:
         LOGGER.info(f"Image sizes {opt.imgsz} train, {opt.imgsz} test\n"
-                    f"Using {trainloader.num_workers * WORLD_SIZE} dataloader workers\n"
+                    f"Using {trainloader.num_workers * WORLD_SIZE} dataloader workers"
+                    f"{f', {torch.get_num_threads()} torch threads' if device.type == 'cpu' else ''}\n"
                     f"Logging results to {colorstr('bold', save_dir)}\n"
                     f"Starting {Path(str(de_parallel(model).yaml.get('yaml_file', 'model'))).stem} training on {data_dir} dataset with {nc} classes for "
                     f"{epochs} epochs...\n\n"
@@ -473,6 +478,7 @@ def train(opt, device, resume_ckpt=None, source=None):
     epoch = start_epoch - 1
     for epoch in range(start_epoch, epochs):
         tloss, vloss, top1, top5 = 0.0, 0.0, 0.0, 0.0
+        loss_sum = torch.zeros((), device=device)
         model.train()
         trainloader.sampler.set_epoch(epoch)  # order and augmentation follow (seed, epoch): exact resume
         nb = len(trainloader)
@@ -484,9 +490,11 @@ def train(opt, device, resume_ckpt=None, source=None):
             labels = labels.to(device, non_blocking=True)
             loss = train_step(model, images, labels, criterion, optimizer, scaler, ema, distiller)
             if main_process:
-                tloss = (tloss * i + loss.item()) / (i + 1)
-                mem = f"{torch.cuda.memory_reserved(device) / 1e9 if cuda else 0:.3g}G"
-                pbar.desc = f"{f'{epoch + 1}/{epochs}':>10}{mem:>10}{tloss:>12.3g}" + " " * validate.VAL_COLUMNS
+                loss_sum += loss
+                if i % LOSS_READ_INTERVAL == 0 or i == nb - 1:  # .item() waits for the GPU: not every step
+                    tloss = loss_sum.item() / (i + 1)
+                    mem = f"{torch.cuda.memory_reserved(device) / 1e9 if cuda else 0:.3g}G"
+                    pbar.desc = f"{f'{epoch + 1}/{epochs}':>10}{mem:>10}{tloss:>12.3g}" + " " * validate.VAL_COLUMNS
                 if i == nb - 1:  # validate the EMA on the same progress line
                     top1, top5, vloss = validate.run(model=ema.ema, dataloader=testloader, criterion=criterion,
                                                      pbar=pbar)

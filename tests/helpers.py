@@ -36,6 +36,16 @@ def lively(model, seed=0):
     return model
 
 
+def upstream_transforms(size):
+    """The `model.transforms` upstream YOLOv5's classify/train.py pickles into its checkpoints: torchvision's Compose
+    and Normalize around YOLOv5's CenterCrop and ToTensor."""
+    import torchvision.transforms as T
+
+    from utils.augmentations import IMAGENET_MEAN, IMAGENET_STD, CenterCrop, ToTensor
+
+    return T.Compose([CenterCrop(size), ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
 def make_checkpoint(path, nc=3, rate=None, cfg="yolov5n-cls.yaml"):
     """A project checkpoint of a small classifier with class names c0, c1, ... and input-dependent outputs."""
     model = lively(ClassificationModel(cfg, nc=nc, rate=rate))

@@ -1,5 +1,5 @@
-"""Training augmentation: the fallback (numpy/cv2) and the albumentations path draw the same crops, flips and
-colour jitter; and --hyp reaches the transforms.
+"""Training augmentation: ours (numpy/cv2) draws the same crops, flips and colour jitter as YOLOv5's albumentations
+pipeline and torchvision's samplers; and --hyp reaches the transforms.
 
 Crops and flips are measured on an image whose blue channel is the x coordinate and green the y coordinate: a
 linear ramp survives bilinear resizing exactly, so the output's ramps give back the crop's width, height and
@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import utils.augmentations as augmentations
-from utils.augmentations import (IMAGENET_MEAN, IMAGENET_STD, AlbumentationsClassify, ColorJitter,
-                                 classify_train_transforms)
+from utils.augmentations import IMAGENET_MEAN, IMAGENET_STD, ColorJitter, classify_train_transforms
 from utils.dataloaders import ClassificationDataset
 
 SIZE, SIDE, N = 16, 200, 600  # output size, ramp image side, samples per statistic
@@ -47,18 +45,8 @@ def brightness_samples(transform, n=N):
     return np.array([_pixels(transform(grey)).mean().item() / 100 for _ in range(n)])
 
 
-@pytest.fixture
-def fallback(monkeypatch):
-    """classify_train_transforms as it is without albumentations installed."""
-    def not_installed(*args, **kwargs):
-        raise ImportError("albumentations")
-
-    monkeypatch.setattr(augmentations, "AlbumentationsClassify", not_installed)
-    return classify_train_transforms
-
-
-def test_fallback_crop_flip_and_jitter_statistics(fallback):
-    transform = fallback(SIZE, scale=(0.25, 1.0), hflip=0.3, vflip=0.1, jitter=0)
+def test_crop_flip_and_jitter_statistics():
+    transform = classify_train_transforms(SIZE, scale=(0.25, 1.0), hflip=0.3, vflip=0.1, jitter=0)
     assert [type(t).__name__ for t in transform.transforms][:2] == ["RandomResizedCrop", "RandomFlip"]
     areas, hflips, vflips = crop_samples(transform)
     assert areas.min() > 0.25 - 0.03 and areas.max() < 1.0 + 0.03  # area fraction inside --hyp scale
@@ -66,12 +54,12 @@ def test_fallback_crop_flip_and_jitter_statistics(fallback):
     sigma = (0.25 / N) ** 0.5
     assert abs(hflips - 0.3) < 4 * sigma and abs(vflips - 0.1) < 4 * sigma
 
-    factors = brightness_samples(fallback(SIZE, scale=(1.0, 1.0), hflip=0, jitter=0.4))
+    factors = brightness_samples(classify_train_transforms(SIZE, scale=(1.0, 1.0), hflip=0, jitter=0.4))
     jittered = factors[np.abs(factors - 1) > 0.005]
     assert abs(len(jittered) / N - 0.5) < 4 * sigma  # applied to half the images, as YOLOv5's albumentations
     assert jittered.min() >= 0.6 - 0.01 and jittered.max() <= 1.4 + 0.01 and abs(jittered.mean() - 1) < 0.04
 
-    untouched = fallback(SIZE, scale=(1.0, 1.0), hflip=0, vflip=0, jitter=0)
+    untouched = classify_train_transforms(SIZE, scale=(1.0, 1.0), hflip=0, vflip=0, jitter=0)
     assert crop_samples(untouched, n=20)[1:] == (0, 0) and np.all(brightness_samples(untouched, n=20) == 1)
 
 
@@ -84,9 +72,21 @@ def test_color_jitter_steps_match_their_definitions():
     assert ColorJitter(0.4, p=0)(im) is im
 
 
+def _albumentations_pipeline(size, scale, hflip, vflip):
+    """YOLOv5's albumentations training pipeline (jitter off) behind our BGR-numpy → tensor interface."""
+    import albumentations as A
+    from albumentations.pytorch import ToTensorV2
+
+    ops = [A.RandomResizedCrop(size=(size, size), scale=scale), A.HorizontalFlip(p=hflip), A.VerticalFlip(p=vflip),
+           A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD), ToTensorV2()]
+    pipeline = A.Compose(ops)
+    pipeline.set_random_seed(0)
+    return lambda im: pipeline(image=np.ascontiguousarray(im[..., ::-1]))["image"]
+
+
 def _reference_transforms(size, scale, hflip, vflip):
-    """The crop/flip samplers the fallback must match: torchvision's (the same Inception-style crop sampling),
-    always; and albumentations', where it is installed."""
+    """The crop/flip samplers ours must match: torchvision's (the same Inception-style crop sampling), always; and
+    YOLOv5's albumentations pipeline, where albumentations (>= 2) is installed."""
     import torchvision.transforms as T
 
     to_rgb = T.Lambda(lambda im: torch.from_numpy(np.ascontiguousarray(im[..., ::-1])).permute(2, 0, 1).float() / 255)
@@ -94,18 +94,15 @@ def _reference_transforms(size, scale, hflip, vflip):
                                       T.RandomHorizontalFlip(hflip), T.RandomVerticalFlip(vflip),
                                       T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])}
     try:
-        import albumentations  # noqa: F401
-
-        refs["albumentations"] = AlbumentationsClassify(size, jitter=0, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                                                        scale=scale, hflip=hflip, vflip=vflip)
+        refs["albumentations"] = _albumentations_pipeline(size, scale, hflip, vflip)
     except ImportError:
         pass
     return refs
 
 
-def test_fallback_draws_the_same_crops_and_flips_as_its_peers(fallback):
+def test_ours_draws_the_same_crops_and_flips_as_its_peers():
     settings = dict(scale=(0.08, 1.0), hflip=0.5, vflip=0.2)
-    ours = crop_samples(fallback(SIZE, jitter=0, **settings))
+    ours = crop_samples(classify_train_transforms(SIZE, jitter=0, **settings))
     for name, reference in _reference_transforms(SIZE, **settings).items():
         theirs = crop_samples(reference)
         assert abs(ours[0].mean() - theirs[0].mean()) < 0.04, name
@@ -115,7 +112,7 @@ def test_fallback_draws_the_same_crops_and_flips_as_its_peers(fallback):
         assert abs(ours[1] - theirs[1]) < 4 * sigma and abs(ours[2] - theirs[2]) < 4 * sigma, name
 
 
-def test_dataset_takes_hyp_settings(tmp_path, fallback):
+def test_dataset_takes_hyp_settings(tmp_path):
     import cv2
 
     (tmp_path / "a").mkdir()

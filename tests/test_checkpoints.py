@@ -8,11 +8,10 @@ import torch
 
 from models.experimental import attempt_load
 from models.yolo import ClassificationModel, DetectionModel
-from utils.augmentations import classify_transforms
 from utils.checkpoints import (CheckpointError, UnsafeCheckpointError, checkpoint_dict, load_checkpoint,
                                save_checkpoint)
 
-from helpers import Payload
+from helpers import Payload, upstream_transforms
 
 
 def _model(rate=0.0, nc=4):
@@ -53,7 +52,7 @@ def test_atomic_save_keeps_previous_file_when_interrupted(tmp_path, monkeypatch)
 def _upstream_classifier_file(path):
     """A checkpoint laid out as upstream YOLOv5's classify/train.py writes it: a whole pickled half model."""
     model = _model()
-    model.transforms = classify_transforms(64)
+    model.transforms = upstream_transforms(64)
     ckpt = {"epoch": -1, "best_fitness": 0.75, "model": model.half(), "ema": None, "updates": 10,
             "optimizer": None, "opt": {"save_dir": pathlib.PosixPath("runs/train-cls/exp"), "imgsz": 64},
             "git": None, "date": "2023-01-01T00:00:00"}

