@@ -2,19 +2,25 @@
 and ONNX Runtime (CPU).
 
 Efficiency = (latency speed-up) / (FLOPs speed-up): 1.0 means pruning turns every FLOP saved into time saved.
-Shared machines swing medians by tens of percent, so each runtime is timed in --rounds rounds, every round
-interleaving the two models (median of --repeats forwards each); reported: the ratio of the fastest rounds (min)
-and the median over rounds of each round's own ratio, with that ratio's spread (max / min). A spread above
+The deployed runtimes get what export.py writes (BatchNorm folded; ONNX through export.py's own export_onnx) and
+their default settings. Shared machines swing medians by tens of percent, so each runtime is timed in --rounds
+rounds; a round times each model in a block of forwards (their median; at least --repeats, and enough to last
+--block-seconds), the order alternating between rounds, with a pause before each block. Blocks, not forward-by-forward interleaving: ONNX Runtime's pool threads
+spin for a while after each run (its default, as deployed), and interleaved forwards let one session's spinning
+threads slow the other (measured at batch 1: 2.6x instead of 3.3x). Reported: the ratio of the fastest rounds
+(min) and the median over rounds of each round's own ratio, with that ratio's spread (max / min). A spread above
 --max-spread is flagged: too noisy to conclude.
 
     python benchmarks/prune_latency.py --cfg yolov5s-cls.yaml --rate 0.5 --imgsz 224 --batch 1 16
     python benchmarks/prune_latency.py --cfg yolo11n-cls.yaml --rate 0.25 0.5
+    python benchmarks/prune_latency.py --runtimes onnxruntime --threads 1     # per-core efficiency, no thread sync
 """
 
 import argparse
-import io
 import statistics
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,10 +29,9 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from export import quiet_deprecations  # noqa: E402
+from export import export_onnx, quiet_deprecations  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.model_info import model_gflops  # noqa: E402
-from utils.profiling import median_latency  # noqa: E402
 
 RUNTIMES = ("eager", "torchscript", "onnxruntime")
 
@@ -43,21 +48,42 @@ def runner(model, x, runtime):
             return torch.jit.freeze(torch.jit.trace(fused, x))
     import onnxruntime as ort
 
-    buffer = io.BytesIO()
-    with quiet_deprecations():
-        torch.onnx.export(fused, x, buffer, input_names=["images"], dynamo=False)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()  # as many threads as PyTorch gets
-    # ORT's pool threads spin after each run by default: interleaved with another session, those spinning threads
-    # steal the cores the other model runs on (measured: 2.3x instead of 3.0x for yolov5s-cls rate 0.5, batch 16).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    with tempfile.TemporaryDirectory() as tmp:
+        file = export_onnx(fused, x, Path(tmp) / "model.onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # as many threads as PyTorch gets
+        session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
     return lambda images: session.run(None, {"images": images.numpy()})
 
 
-def rounds_of(fns, x, rounds, repeats):
-    """Per-round median seconds of each callable, interleaved within every round: [[t_fn0, t_fn1, ...], ...]."""
-    return [median_latency(fns, x, repeats=repeats) for _ in range(rounds)]
+def block_median(fn, x, repeats):
+    """Median seconds of `repeats` forwards of fn in a row."""
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def rounds_of(fns, x, rounds, repeats, block_seconds=0.3, warmup=3, pause=0.05):
+    """[[seconds of fn0, fn1, ...] per round]: each round times every callable in a block of forwards (at least
+    `repeats`, and enough to last about `block_seconds`: a 3 ms forward's median over 10 calls moved ±20 % between
+    rounds), in alternating order, each after a `pause` in which the previous block's pool threads stop spinning."""
+    per_round = []
+    with torch.inference_mode():
+        counts = []
+        for fn in fns:
+            for _ in range(warmup):
+                fn(x)
+            counts.append(max(repeats, round(block_seconds / block_median(fn, x, 3))))
+        for r in range(rounds):
+            times = [0.0] * len(fns)
+            for i in (range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))):
+                time.sleep(pause)
+                times[i] = block_median(fns[i], x, counts[i])
+            per_round.append(times)
+    return per_round
 
 
 def ratios(times):
@@ -69,6 +95,8 @@ def ratios(times):
 
 
 def main(opt):
+    if opt.threads:
+        torch.set_num_threads(opt.threads)  # ONNX Runtime gets the same number
     torch.manual_seed(0)
     torch.set_flush_denormal(True)  # randomly initialised nets fade into denormals, which CPUs run very slowly
     full = ClassificationModel(opt.cfg).eval()
@@ -83,7 +111,8 @@ def main(opt):
         for bs in opt.batch:
             x = torch.randn(bs, 3, opt.imgsz, opt.imgsz)
             for runtime in opt.runtimes:
-                times = rounds_of([runner(full, x, runtime), runner(pruned, x, runtime)], x, opt.rounds, opt.repeats)
+                times = rounds_of([runner(full, x, runtime), runner(pruned, x, runtime)], x, opt.rounds, opt.repeats,
+                                  opt.block_seconds)
                 best, median, spread = ratios(times)
                 flag = "  (noisy: do not conclude)" if spread > opt.max_spread else ""
                 print(f"{rate:>5}{bs:>6} {runtime:<12}{min(t[0] for t in times) * 1e3:>12.1f}"
@@ -98,8 +127,10 @@ def parse_opt():
     parser.add_argument("--imgsz", type=int, default=224)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per runtime")
-    parser.add_argument("--repeats", type=int, default=10, help="forwards per model per round (their median)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per runtime, each timing both models")
+    parser.add_argument("--repeats", type=int, default=10, help="least forwards per model per round (their median)")
+    parser.add_argument("--block-seconds", type=float, default=0.3, help="more forwards per round up to this long")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads of every runtime (0: PyTorch's default)")
     parser.add_argument("--max-spread", type=float, default=1.15, help="flag per-round ratios spreading more (max/min)")
     return parser.parse_args()
 

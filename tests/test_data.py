@@ -3,6 +3,7 @@
 import functools
 import logging
 import math
+import os
 import pickle
 import socket
 import zipfile
@@ -158,6 +159,20 @@ def test_dataset_finds_the_images_torchvision_imagefolder_finds(tmp_path):
     ours, theirs = ClassificationDataset(root, augment=False, imgsz=16), ImageFolder(str(root))
     assert (ours.classes, ours.class_to_idx) == (theirs.classes, theirs.class_to_idx)
     assert ours.samples == theirs.samples and ours.targets == theirs.targets and len(ours) == len(theirs) == 14
+
+
+@pytest.mark.parametrize("cores, workers, processes, expected", [(2, 8, 1, 0), (16, 8, 1, 4), (16, 1, 1, 1),
+                                                                 (16, 8, 2, 2), (1, 8, 1, 0)])
+def test_cpu_training_shares_cores_between_loader_workers_and_torch_threads(monkeypatch, cores, workers, processes,
+                                                                            expected):
+    from utils.dataloaders import share_cpu_cores
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: cores)  # torch's default: one thread per core
+    chosen = []
+    monkeypatch.setattr(torch, "set_num_threads", chosen.append)
+    assert share_cpu_cores(workers, processes) == expected
+    assert chosen[-1] + expected == max(1, cores // processes)  # every core used once
 
 
 def test_unreadable_images_skipped_with_one_warning(tmp_path, logs):

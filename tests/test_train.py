@@ -278,6 +278,41 @@ def test_ema_follows_yolov5_decay_ramp():
     assert ema.updates == 1
 
 
+def test_ema_averages_bn_statistics_and_keeps_tracking_after_load_state_dict():
+    from utils.ema import ModelEMA
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    ema = ModelEMA(model)
+    ema.ema.load_state_dict({k: v + 1 for k, v in model.state_dict().items()})  # as --resume restores it
+    before = {k: v.clone() for k, v in ema.ema.state_dict().items()}
+    with torch.no_grad():
+        model[1].running_mean.add_(3.0)
+    ema.update(model)
+    d = ema.decay(1)
+    for k, v in ema.ema.state_dict().items():
+        expected = before[k] if k.endswith("num_batches_tracked") else d * before[k] + (1 - d) * model.state_dict()[k]
+        torch.testing.assert_close(v, expected, msg=k)
+
+
+def test_optimizer_uses_multi_tensor_kernels_on_cpu_with_the_same_step():
+    from utils.optim import smart_optimizer
+
+    models = [ClassificationModel("yolov5n-cls.yaml", nc=3) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    optimizers = [smart_optimizer(m, "SGD", lr=0.1, momentum=0.9, decay=1e-4) for m in models]
+    assert optimizers[0].defaults["foreach"] is True  # torch alone would pick the per-tensor loop on CPU
+    for group in optimizers[1].param_groups:
+        group["foreach"] = False
+    for m, opt in zip(models, optimizers):
+        for _ in range(2):
+            m(x).square().mean().backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b)
+
+
 def nn_linear():
     torch.manual_seed(0)
     return torch.nn.Linear(3, 2)
