@@ -60,6 +60,21 @@ def _upstream_classifier_file(path):
     return _model()
 
 
+def test_own_checkpoint_loads_without_importing_torchvision(tmp_path):
+    """torchvision's transforms join the allowlist only for files that name them (upstream's): importing torchvision
+    costs seconds in every val/predict/export."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT, make_checkpoint
+
+    path = make_checkpoint(tmp_path / "ours.pt")
+    code = ("import sys; from utils.checkpoints import load_checkpoint; "
+            f"ckpt = load_checkpoint({str(path)!r}); print(sorted(ckpt)[:2], 'torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("False"), out
+
+
 def test_upstream_classifier_pickle_loads(tmp_path):
     reference = _upstream_classifier_file(tmp_path / "yolov5n-cls.pt")
     with pytest.raises(Exception):  # plain weights_only refuses it: it pickles whole modules

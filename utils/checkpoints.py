@@ -46,12 +46,11 @@ def _numpy_globals():
     return items
 
 
-def allowed_globals():
-    """Everything an upstream YOLOv5 or ultralytics classifier/detector checkpoint may name, and nothing else."""
+def allowed_globals(torchvision=True):
+    """Everything an upstream YOLOv5 or ultralytics classifier/detector checkpoint may name, and nothing else.
+    torchvision=False leaves out torchvision's transforms (upstream YOLOv5 pickles its preprocessing with them):
+    importing torchvision costs ~3 s, and this project's own checkpoints never name it."""
     import pathlib
-
-    import torchvision.transforms as T
-    from torchvision.transforms import InterpolationMode
 
     from models import common, yolo
     from utils import augmentations
@@ -60,7 +59,12 @@ def allowed_globals():
                common.Classify,
                yolo.ClassificationModel, yolo.DetectionModel, yolo.Detect, (yolo.DetectionModel, "models.yolo.Model"),
                augmentations.CenterCrop, augmentations.ToTensor]
-    transforms = [T.Compose, T.Normalize, T.Resize, T.CenterCrop, T.ToTensor, InterpolationMode]
+    transforms = []
+    if torchvision:
+        import torchvision.transforms as T
+        from torchvision.transforms import InterpolationMode
+
+        transforms = [T.Compose, T.Normalize, T.Resize, T.CenterCrop, T.ToTensor, InterpolationMode]
     paths = [pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
     return project + transforms + paths + list(TORCH_MODULES) + _numpy_globals() + ultralytics_globals()
 
@@ -100,14 +104,14 @@ def ultralytics_globals():
 
 
 @contextmanager
-def project_globals():
+def project_globals(torchvision=True):
     """Exactly this project's allowlist while a file loads. Other libraries may register globals process-wide
     (ultralytics adds its own classes when it loads a file): those must neither widen what a load accepts nor map
     ultralytics' names onto ultralytics' classes instead of this project's."""
     others = torch.serialization.get_safe_globals()
     torch.serialization.clear_safe_globals()
     try:
-        with torch.serialization.safe_globals(allowed_globals()):
+        with torch.serialization.safe_globals(allowed_globals(torchvision)):
             yield
     finally:
         torch.serialization.add_safe_globals(others)
@@ -150,8 +154,12 @@ def load_checkpoint(path, map_location="cpu"):
     if path.stat().st_size == 0:
         raise CheckpointError(f"'{path}' is empty (0 bytes): not a PyTorch checkpoint")
     try:
-        with project_globals():
-            return torch.load(path, map_location=map_location, weights_only=True)
+        try:  # first without torchvision's transforms, which only upstream YOLOv5 files name
+            with project_globals(torchvision=False):
+                return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            with project_globals():
+                return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise _refusal(path) from None
     except Exception as e:  # a file that is not a checkpoint fails in torch.load with any type (KeyError, EOFError, ...)

@@ -65,7 +65,7 @@ class ClassificationDataset(Dataset):
     """ImageFolder (`root/<class>/<image>`) read with cv2 and transformed to (tensor, label).
 
     Finds the same classes and images as torchvision's ImageFolder, with its attributes (classes, class_to_idx,
-    samples, targets, imgs), without importing torchvision (~2 s at start and ~0.7 s at exit of every command).
+    samples, targets, imgs), without importing torchvision (see utils.augmentations.Compose).
 
     Unreadable images are skipped with one warning. cache: False, 'ram' (or True: decode once up front in
     this process, so forked DataLoader workers share the arrays) or 'disk' (decode once to `<image>.npy`).
