@@ -453,8 +453,8 @@ def train(opt, device, resume_ckpt=None, source=None):
         if rng is not None:
             restore_rng_state(rng)
         elif RANK == 1:
-            LOGGER.warning(f"WARNING ⚠️ the run had another number of processes: ranks other than 0 start new random "
-                           f"streams (dropout) instead of resuming theirs")
+            LOGGER.warning("WARNING ⚠️ the run had another number of processes: ranks other than 0 start new random "
+                           "streams (dropout) instead of resuming theirs")
         LOGGER.info(f"{colorstr('resume:')} {opt.resume} from epoch {start_epoch + 1}/{epochs}")
     else:  # training draws the same random numbers however the model was built (ranked here, --ranks, scratch)
         init_seeds(opt.seed + 1 + RANK)
