@@ -5,9 +5,10 @@ Efficiency = (latency speed-up) / (FLOPs speed-up): 1.0 means pruning turns ever
 The deployed runtimes get what export.py writes (BatchNorm folded; ONNX through export.py's own export_onnx) and
 their default settings. Shared machines swing medians by tens of percent, so each runtime is timed in --rounds
 rounds; a round times each model in a block of forwards (their median; at least --repeats, and enough to last
---block-seconds), the order alternating between rounds, with a pause before each block. Blocks, not forward-by-forward interleaving: ONNX Runtime's pool threads
-spin for a while after each run (its default, as deployed), and interleaved forwards let one session's spinning
-threads slow the other (measured at batch 1: 2.6x instead of 3.3x). Reported: the ratio of the fastest rounds
+--block-seconds), the order alternating between rounds, with a pause before each block. Blocks, not
+forward-by-forward interleaving: ONNX Runtime's pool threads spin for a while after each run (its default, as
+deployed), and interleaved forwards let one session's spinning threads slow the other (measured at batch 1: 2.6x
+instead of 3.3x). Reported: the ratio of the fastest rounds
 (min) and the median over rounds of each round's own ratio, with that ratio's spread (max / min). A spread above
 --max-spread is flagged: too noisy to conclude.
 
@@ -21,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from copy import deepcopy
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,9 +42,7 @@ def runner(model, x, runtime):
     """A callable x → output of `model` in `runtime` (BatchNorm folded for the deployed runtimes, as exported)."""
     if runtime == "eager":
         return model
-    fused = ClassificationModel(model.yaml).eval()
-    fused.load_state_dict(model.state_dict())
-    fused.fuse()
+    fused = deepcopy(model).fuse().eval()
     if runtime == "torchscript":
         with torch.inference_mode(), quiet_deprecations():
             return torch.jit.freeze(torch.jit.trace(fused, x))

@@ -22,8 +22,9 @@ class ModelEMA:
         for p in self.ema.parameters():
             p.requires_grad_(False)
         # the float entries (parameters and BN statistics), fixed objects: load_state_dict copies into them
-        self.float_keys = [k for k, v in self.ema.state_dict().items() if v.dtype.is_floating_point]
-        self.floats = [self.ema.state_dict()[k] for k in self.float_keys]
+        state = self.ema.state_dict()
+        self.float_keys = [k for k, v in state.items() if v.dtype.is_floating_point]
+        self.floats = [state[k] for k in self.float_keys]
 
     def decay(self, updates):
         return self.decay_max * (1 - math.exp(-updates / self.tau))
