@@ -73,8 +73,9 @@ def summary_rows(stages, imgsz):
     return rows
 
 
-def log_summary(rows, save_dir, reference, pruned):
-    """Log the table and the cost of pruning: row `pruned` against row `reference` (trained as long)."""
+def log_summary(rows, save_dir, reference, pruned, scratch=None):
+    """Log the table and the cost of pruning: row `pruned` against row `reference` (trained as long) and, when given,
+    what pruning gained over row `scratch` (the pruned architecture trained from scratch as long)."""
     import pandas as pd
 
     table = pd.DataFrame(rows).set_index("model")
@@ -89,6 +90,11 @@ def log_summary(rows, save_dir, reference, pruned):
     lines.append(f"cost of pruning ('{pruned}' vs '{reference}', trained as long): "
                  f"{last['parameters'] / base['parameters']:.1%} parameters, {last['GFLOPs'] / base['GFLOPs']:.1%} "
                  f"GFLOPs, {base['cpu_ms'] / last['cpu_ms']:.2f}x faster (CPU), top1 {last['top1'] - base['top1']:+.3f}")
+    if scratch is not None:
+        new = next(r for r in rows if r["model"] == scratch)
+        gain = last["top1"] - new["top1"]
+        lines.append(f"gain of pruning ('{pruned}' vs '{scratch}'): top1 {gain:+.3f}"
+                     + ("" if gain > 0 else ": on this data, training the small architecture from scratch did as well"))
     LOGGER.info("\n" + colorstr("Pruning summary") + "\n" + "\n".join(lines))
     LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}")
 
@@ -97,6 +103,11 @@ DEMO_CFG = "yolov5n-cls.yaml"  # small enough to train a baseline in a minute on
 
 
 DEFAULT_RATE = "0.5"  # without --rate or --target-*
+FADE_SHARE = 1 / 3  # default --fade-epochs: this share of the fine-tune (benchmarks/recipes.py, README 'Pruning that pays')
+
+
+def default_fade_epochs(finetune_epochs):
+    return max(1, round(finetune_epochs * FADE_SHARE))
 
 
 def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, workers, seed, save_dir, sensitivity=""):
@@ -125,11 +136,17 @@ def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, work
 def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRITERION, rank_batches=5,
         epochs=8, finetune_epochs=8, batch_size=64, imgsz=64, device="", workers=2, cache="ram",
         project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0, target_flops=None, target_params=None,
-        target_latency=None, sensitivity="", teacher=None, distill_alpha=DISTILL_ALPHA, distill_t=DISTILL_T, hyp=""):
-    """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'baseline_ft', 'summary'}.
+        target_latency=None, sensitivity="", teacher=None, distill_alpha=DISTILL_ALPHA, distill_t=DISTILL_T, hyp="",
+        fade_epochs=None, no_scratch=False):
+    """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'baseline_ft', 'scratch', 'summary'}.
 
     teacher: None distils the fine-tunes from the baseline, '' turns distillation off, a path distils from it.
+    fade_epochs: None fades the pruned filters out over FADE_SHARE of the fine-tune; 0 cuts them at once.
+    no_scratch: skip the scratch row (the pruned architecture trained from scratch as long as baseline + fine-tune).
     """
+    fade_epochs = default_fade_epochs(finetune_epochs) if fade_epochs is None else fade_epochs
+    if not 0 <= fade_epochs <= finetune_epochs:
+        raise ValueError(f"--fade-epochs must be between 0 and --finetune-epochs ({finetune_epochs}), not {fade_epochs}")
     for flag, value, minimum in (("--epochs", epochs, 1), ("--finetune-epochs", finetune_epochs, 1),
                                  ("--rank-batches", rank_batches, 1), ("--batch-size", batch_size, 1),
                                  ("--workers", workers, 0)):
@@ -146,23 +163,24 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     load_hyp(hyp)  # a bad --hyp or distillation setting fails here too, before any work
     check_distillation(distill_alpha, distill_t)
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)
+    steps = 5 if no_scratch else 6
     common = dict(data=data, batch_size=batch_size, imgsz=imgsz, device=device, workers=workers, cache=cache,
                   seed=seed, project=save_dir, exist_ok=True, hyp=hyp)
 
     if weights:
         baseline = weights
-        LOGGER.info(f"\n{colorstr('1/5 baseline:')} {weights}")
+        LOGGER.info(f"\n{colorstr(f'1/{steps} baseline:')} {weights}")
     else:
-        LOGGER.info(f"\n{colorstr('1/5 baseline:')} training {cfg} for {epochs} epochs")
+        LOGGER.info(f"\n{colorstr(f'1/{steps} baseline:')} training {cfg} for {epochs} epochs")
         baseline = train_cli.run(cfg=cfg, epochs=epochs, name="baseline", **common)["best"]
 
-    LOGGER.info(f"\n{colorstr('2/5 ranks:')} {criterion} on {data}")
+    LOGGER.info(f"\n{colorstr(f'2/{steps} ranks:')} {criterion} on {data}")
     ranks = rank_cli.run(weights=baseline, data=data, criterion=criterion, batches=rank_batches,
                          batch_size=min(batch_size, 32), imgsz=imgsz, device=device, workers=workers,
                          output=save_dir / "ranks.pt", seed=seed)
 
     plan = f"widths for --target-{target[0]} {target[1]:g}" if target else f"rate {rate}"
-    LOGGER.info(f"\n{colorstr('3/5 prune:')} {plan}")
+    LOGGER.info(f"\n{colorstr(f'3/{steps} prune:')} {plan}")
     dev = select_device(device, batch_size=batch_size)
     base_model = attempt_load(baseline, device=dev)
     scores = load_scores(ranks)[0]
@@ -184,12 +202,13 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     distill = dict(teacher=teacher, distill_alpha=distill_alpha, distill_t=distill_t)
     distilled = "yes" if teacher else "no"
     how = f"distilling from {teacher}" if teacher else "plain cross-entropy"
-    LOGGER.info(f"\n{colorstr('4/5 fine-tune:')} pruned model, {finetune_epochs} epochs, {how}")
+    fading = f", the pruned filters fading out over the first {fade_epochs}" if fade_epochs else ""
+    LOGGER.info(f"\n{colorstr(f'4/{steps} fine-tune:')} pruned model, {finetune_epochs} epochs{fading}, {how}")
     result = train_cli.run(cfg=cfg, rate=rate, weights=str(baseline), ranks=str(ranks), epochs=finetune_epochs,
-                           name="pruned", **distill, **common)
+                           name="pruned", fade_epochs=fade_epochs, **distill, **common)
     # The reference: the unpruned baseline trained the same extra epochs the same way, so that the summary's
     # difference is what pruning costs, not what more epochs gain.
-    LOGGER.info(f"\n{colorstr('5/5 reference:')} unpruned baseline, the same {finetune_epochs} epochs, {how}")
+    LOGGER.info(f"\n{colorstr(f'5/{steps} reference:')} unpruned baseline, the same {finetune_epochs} epochs, {how}")
     control = train_cli.run(cfg="", weights=str(baseline), epochs=finetune_epochs,  # the baseline's architecture
                             name="baseline-ft", **distill, **common)
     tuned, control_model = (attempt_load(r["best"], device=dev) for r in (result, control))
@@ -197,10 +216,18 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     reference, final = f"baseline {more}", f"pruned {more}"
     stages = {**before, reference: (control_model, _accuracy(control_model, loader), distilled),
               final: (tuned, _accuracy(tuned, loader), distilled)}
+    scratch = scratch_row = None
+    if not no_scratch:  # what a user gets without pruning: the same small architecture, trained as long, no teacher
+        total = epochs + finetune_epochs  # with --weights, --epochs stands for the baseline's
+        LOGGER.info(f"\n{colorstr('6/6 scratch:')} the pruned architecture from scratch, {total} epochs")
+        scratch = train_cli.run(cfg=tuned.yaml, epochs=total, name="scratch", **common)
+        scratch_row = f"pruned architecture from scratch ({total} epochs)"
+        scratch_model = attempt_load(scratch["best"], device=dev)
+        stages[scratch_row] = (scratch_model, _accuracy(scratch_model, loader), "no")
     rows = summary_rows(stages, imgsz)
-    log_summary(rows, save_dir, reference, final)
+    log_summary(rows, save_dir, reference, final, scratch_row)
     return {"save_dir": save_dir, "baseline": baseline, "ranks": ranks, "pruned": result["best"],
-            "baseline_ft": control["best"], "summary": rows}
+            "baseline_ft": control["best"], "scratch": scratch["best"] if scratch else None, "summary": rows}
 
 
 def parse_opt(known=False):
@@ -216,7 +243,8 @@ def parse_opt(known=False):
     parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA,
                         help="filter ranking criterion (see classify/rank.py --help)")
     parser.add_argument("--rank-batches", type=int, default=5, help="training batches scored by data criteria")
-    parser.add_argument("--epochs", type=int, default=8, help="baseline epochs (without --weights)")
+    parser.add_argument("--epochs", type=int, default=8,
+                        help="baseline epochs (without --weights; with them, the baseline's epochs for the scratch row)")
     parser.add_argument("--finetune-epochs", type=int, default=8, help="fine-tune epochs of the pruned model")
     parser.add_argument("--batch-size", type=int, default=64, help="total batch size")
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=64, help="image size (pixels)")
@@ -233,6 +261,11 @@ def parse_opt(known=False):
     parser.add_argument("--distill-alpha", type=float, default=DISTILL_ALPHA, help="weight of the teacher term")
     parser.add_argument("--distill-t", type=float, default=DISTILL_T, help="distillation temperature")
     parser.add_argument("--hyp", type=str, default="", help="augmentation and loss settings YAML (classify/train.py --hyp)")
+    parser.add_argument("--fade-epochs", type=int, default=None,
+                        help="fine-tune epochs over which the pruned filters fade out before they are cut "
+                             f"(default: {FADE_SHARE:.0%} of --finetune-epochs; 0 cuts them at once)")
+    parser.add_argument("--no-scratch", action="store_true",
+                        help="skip the scratch row (the pruned architecture trained from scratch as long)")
     return parser.parse_known_args()[0] if known else parser.parse_args()
 
 

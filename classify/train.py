@@ -34,6 +34,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 FILE = Path(__file__).resolve()
@@ -52,7 +53,9 @@ from classify.rank import score_filters  # noqa: E402
 from models.budget import chosen_target, drop_predictor, plan_for_target  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, check_criterion  # noqa: E402
 from models.experimental import attempt_load, cfg_of  # noqa: E402
-from models.prune import load_model, needs_scores  # noqa: E402
+from models.decay import ChannelFade  # noqa: E402
+from models.graph import channel_groups  # noqa: E402
+from models.prune import load_model, needs_scores, source_architecture  # noqa: E402
 from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
 from utils.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
                                load_checkpoint, save_checkpoint, to_cpu)
@@ -165,6 +168,8 @@ def check_options(opt):
     if opt.ranks and not Path(opt.ranks).is_file():
         raise FileNotFoundError(f"--ranks file '{opt.ranks}' not found (make one with classify/rank.py)")
     training_hyp(opt)  # bad --hyp: one-line ValueError
+    if not 0 <= opt.fade_epochs <= opt.epochs:
+        raise ValueError(f"--fade-epochs must be between 0 and --epochs ({opt.epochs}), not {opt.fade_epochs}")
     if opt.teacher:
         check_distillation(opt.distill_alpha, opt.distill_t)
         teacher_path(opt.teacher)
@@ -312,15 +317,17 @@ def summarize(model, imgsz, best_row, files):
 
 
 # --------------------------------------------------------------------------------------------- training
-def training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, hyp, rows, finished, rngs):
+def training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, hyp, rows, finished, rngs,
+                        fade=None):
     """Everything --resume needs, on the CPU and weights-only loadable. epoch -1: saved before the first epoch.
-    rngs: every process's RNG state (gather_rng_states), so each DDP rank resumes its own dropout stream."""
+    rngs: every process's RNG state (gather_rng_states), so each DDP rank resumes its own dropout stream.
+    fade: while filters are fading (--fade-epochs), the pruned YAML and the scores that pick its filters."""
     ema.update_attr(model, include=("names", "nc", "yaml"))
     return to_cpu(checkpoint_dict(de_parallel(model), names=de_parallel(model).names, ema=float_state_dict(ema.ema),
                                   updates=ema.updates, optimizer=optimizer.state_dict(),
                                   scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), epoch=epoch,
                                   best_fitness=best_fitness, opt=plain_options(opt), hyp=hyp, results=rows,
-                                  rng=rngs, finished=finished))
+                                  rng=rngs, finished=finished, fade=fade))
 
 
 def interruption(opt):
@@ -361,6 +368,61 @@ def train_step(model, images, labels, criterion, optimizer, scaler, ema=None, di
     if ema:
         ema.update(model)
     return loss.detach()
+
+
+# ------------------------------------------------------------------------------------------ soft pruning
+def fade_start(opt, model, scores, source):
+    """(model to train, fade state): with --fade-epochs, the source's own architecture with its weights, and the
+    pruned model's YAML + scores (the filters to fade, then cut); otherwise (model, None)."""
+    if not opt.fade_epochs:
+        return model, None
+    if scores is None:
+        LOGGER.warning("WARNING ⚠️ --fade-epochs ignored: no filters are pruned from --weights here")
+        return model, None
+    full = load_model(source_architecture(model, getattr(source, "yaml", None)), source)
+    LOGGER.info(f"{colorstr('fade:')} the pruned filters fade out over {opt.fade_epochs} epochs, then are cut")
+    return full, {"yaml": model.yaml, "scores": scores}
+
+
+def fade_hooks(model, fading):
+    """The ChannelFade hooked onto `model` for a fade state, or None."""
+    if fading is None:
+        return None
+    with torch.device("meta"):
+        pruned = ClassificationModel(fading["yaml"], nc=model.nc)
+    fade = ChannelFade(model, {g.name: g.channels for g in channel_groups(pruned)}, fading["scores"])
+    return fade.attach(model).freeze(model)
+
+
+def optimizer_and_schedule(model, opt, epoch=0):
+    """The optimizer and lr schedule for `model`, the schedule advanced to `epoch`."""
+    optimizer = smart_optimizer(model, opt.optimizer, opt.lr0, momentum=0.9, decay=opt.decay)
+    scheduler = lr_scheduler(optimizer, opt.epochs, lrf=LRF, cos_lr=opt.cos_lr)
+    with warnings.catch_warnings():  # stepping before any optimizer step is intended here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(epoch):
+            scheduler.step()
+    return optimizer, scheduler
+
+
+def cut_faded(model, ema, fading, opt, epoch, device, memory_format):
+    """(model, ema, optimizer, scheduler) once the fade reached 0: the faded filters cut out (same outputs), a new
+    optimizer whose schedule stands at this epoch (the caller steps it past it)."""
+    def cut(m):
+        pruned = ClassificationModel(fading["yaml"], nc=m.nc)
+        pruned = load_model(pruned, m, fading["scores"]).to(device, memory_format=memory_format)
+        pruned.names = m.names
+        return pruned
+
+    new = cut(de_parallel(model))
+    if ema is not None:
+        ema = ModelEMA(cut(ema.ema), updates=ema.updates)
+    optimizer, scheduler = optimizer_and_schedule(new, opt, epoch)
+    if RANK != -1:
+        new = DDP(new, device_ids=[LOCAL_RANK] if device.type == "cuda" else None,
+                  output_device=LOCAL_RANK if device.type == "cuda" else None)
+    LOGGER.info(f"{colorstr('fade:')} faded filters cut: {sum(p.numel() for p in new.parameters()):,} parameters")
+    return new, ema, optimizer, scheduler
 
 
 def train(opt, device, resume_ckpt=None, source=None):
@@ -406,8 +468,11 @@ def train(opt, device, resume_ckpt=None, source=None):
                              f"{nc} class folders")
         model = ClassificationModel(resume_ckpt["yaml"])
         model.load_state_dict(resume_ckpt["model"])
+        fading = resume_ckpt.get("fade")
     else:
         model, scores, meta = build_model(opt, nc, data_dir, device, bs, source)
+        model, fading = fade_start(opt, model, scores, source)
+    fade = fade_hooks(model, fading)
     model.names = names
     set_dropout(model, opt.dropout)
     memory_format = training_memory_format(device)
@@ -425,9 +490,8 @@ def train(opt, device, resume_ckpt=None, source=None):
         if opt.verbose:
             model_info(model, opt.imgsz, verbose=True, name="pruned")
 
-    # Optimizer, schedule, EMA, AMP
-    optimizer = smart_optimizer(model, opt.optimizer, opt.lr0, momentum=0.9, decay=opt.decay)
-    scheduler = lr_scheduler(optimizer, epochs, lrf=LRF, cos_lr=opt.cos_lr)
+    # Optimizer, schedule, EMA (a deep copy: it carries the fade's hooks too), AMP
+    optimizer, scheduler = optimizer_and_schedule(model, opt)
     ema = ModelEMA(model) if main_process else None
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     criterion = nn.CrossEntropyLoss(label_smoothing=hyp["label_smoothing"])
@@ -461,7 +525,7 @@ def train(opt, device, resume_ckpt=None, source=None):
         rngs = gather_object(rng_state())  # every rank takes part, rank 0 saves
         if main_process and not opt.nosave:  # a Ctrl-C or kill in the first epoch still leaves a run to resume
             save_checkpoint(training_checkpoint(model, ema, optimizer, scheduler, scaler, -1, best_fitness, opt, hyp,
-                                                rows, False, rngs), last)
+                                                rows, False, rngs, fading), last)
 
     if RANK != -1:
         model = DDP(model, device_ids=[LOCAL_RANK] if cuda else None, output_device=LOCAL_RANK if cuda else None)
@@ -486,6 +550,8 @@ def train(opt, device, resume_ckpt=None, source=None):
         if main_process:
             pbar = tqdm(pbar, total=nb, bar_format=validate.TQDM_BAR_FORMAT)
         for i, (images, labels) in pbar:
+            if fade is not None:  # linear from 1 to 0 over the fade's steps: 0 at its last step
+                fade.factor = max(0.0, 1.0 - (epoch * nb + i + 1) / (opt.fade_epochs * nb))
             images = images.to(device, non_blocking=True, memory_format=memory_format)
             labels = labels.to(device, non_blocking=True)
             loss = train_step(model, images, labels, criterion, optimizer, scaler, ema, distiller)
@@ -498,14 +564,19 @@ def train(opt, device, resume_ckpt=None, source=None):
                 if i == nb - 1:  # validate the EMA on the same progress line
                     top1, top5, vloss = validate.run(model=ema.ema, dataloader=testloader, criterion=criterion,
                                                      pbar=pbar)
+        if fade is not None and epoch + 1 == opt.fade_epochs:  # the faded filters output zeros now: cut them
+            model, ema, optimizer, scheduler = cut_faded(model, ema, fading, opt, epoch, device, memory_format)
+            fade = fading = None
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+        with warnings.catch_warnings():  # after a cut the new optimizer has not stepped yet: intended
+            warnings.simplefilter("ignore", UserWarning)
+            scheduler.step()
 
         stop = False
         rngs = gather_object(rng_state())  # every rank takes part, rank 0 saves
         if main_process:
-            fitness = top1
-            improved = fitness >= best_fitness
+            fitness = top1 if fade is None else 0.0  # while fading, the full-width weights are not the pruned model
+            improved = fade is None and fitness >= best_fitness
             best_fitness = max(best_fitness, fitness)
             rows.append(results_row(epoch, tloss, vloss, top1, top5, lr))
             write_results(csv, rows)
@@ -513,7 +584,7 @@ def train(opt, device, resume_ckpt=None, source=None):
             final = stop or epoch + 1 == epochs
             if not opt.nosave or final:
                 ckpt = training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, hyp, rows,
-                                           final, rngs)
+                                           final, rngs, fading)
                 save_checkpoint(ckpt, last)
                 if improved:  # best.pt is for use, not for resuming: the EMA weights only, no training state
                     save_checkpoint(dict(ckpt, model=ckpt["ema"], ema=None, optimizer=None, scheduler=None,
@@ -592,6 +663,9 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--cos-lr", action="store_true", help="cosine lr schedule")
     parser.add_argument("--patience", type=int, default=100, help="epochs without improvement before stopping")
     parser.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest or the given last.pt")
+    parser.add_argument("--fade-epochs", type=int, default=0,
+                        help="epochs over which the pruned filters fade out of the unpruned model before they are cut "
+                             "(0: cut at once)")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="set by DDP launchers")
     return parser.parse_known_args(argv)[0] if known else parser.parse_args(argv)
 

@@ -19,6 +19,7 @@ import torch
 from models.graph import trace_model
 from models.rates import kept_width
 
+MIN_SHARE = 0.0  # allocate(): floor of a group's width, as a share of its uniform width (benchmarks/recipes.py)
 WIDTH_STEP = 8  # widths of groups of 16+ channels stay multiples of 8 (models.rates.kept_width's rule)
 TARGETS = ("flops", "params", "latency")
 
@@ -235,9 +236,13 @@ def check_target(value, name="target"):
     return float(value)
 
 
-def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=None):
+def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=None, min_share=None):
     """Widths {group: width} whose `metric` cost is in [(1 - tolerance)·target, target] of the unpruned model's
     and whose summed predicted drop (drop(group, width), default: the share of channels removed) is small.
+
+    min_share: no group narrower than this share of its width in the uniform plan of the same cost (default
+    MIN_SHARE; 0 or None: unbounded). Summed one-group-at-a-time drops do not see that many groups cut to a few
+    channels together leave too little to fine-tune; the floor keeps the allocation a bounded reshuffle of uniform.
 
     `cost_fn(plan)` returns the plan's cost as a fraction of the unpruned model's (default: costs.fraction for
     'flops'/'params'; a measured latency for 'latency'). Raises ValueError (one line) when even the narrowest
@@ -248,6 +253,9 @@ def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=N
     cost_fn = cost_fn or (lambda plan: costs.fraction(plan, metric))
     # A unit is a group, or groups that must keep equal widths (a split's halves); it moves as one.
     grid = {u: choices(costs.full[u[0]]) for u in costs.units}
+    if min_share and metric in ("flops", "params"):
+        _, uniform = uniform_rate_for(costs, target, metric)
+        grid = {u: [w for w in ws if w >= min_share * uniform[u[0]]] or ws[-1:] for u, ws in grid.items()}
     narrowest = {g: ws[0] for u, ws in grid.items() for g in u}
     floor = cost_fn(narrowest)
     if floor > target:
@@ -394,7 +402,7 @@ def drop_predictor(scores=None, sensitivity=None):
 
 
 def plan_for_target(cfg, metric, target, imgsz, nc=None, drop=None, latency_fn=None, device="cpu",
-                    runtime="torch"):
+                    runtime="torch", min_share=None):
     """Allocate widths of cfg's unpruned architecture for `--target-<metric> target`; logs the plan table."""
     from utils.log import LOGGER, colorstr
 
@@ -405,7 +413,7 @@ def plan_for_target(cfg, metric, target, imgsz, nc=None, drop=None, latency_fn=N
         latency_fn = latency_fn or plan_latency_fn(cfg, imgsz, device, runtime, nc)
         plan = allocate_latency(costs, target, latency_fn, drop)
     else:
-        plan = allocate(costs, target, metric, drop)
+        plan = allocate(costs, target, metric, drop, min_share=MIN_SHARE if min_share is None else min_share)
     LOGGER.info(f"\n{colorstr('widths:')} allocated for --target-{metric} {target:g} at {imgsz} px\n"
                 + format_plan(costs, plan, "plan"))
     return plan

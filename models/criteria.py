@@ -73,6 +73,20 @@ class BatchNormScale(Criterion):
 
 
 @register
+class GeometricMedian(Criterion):
+    name, help = "fpgm", "summed distance of each filter to the others of its conv (FPGM): near the median = redundant"
+
+    def point_scores(self, model, points, dataloader=None, batches=5, device=None):
+        # He et al. 2019 prune the filters closest to the geometric median of their layer: those the others can stand
+        # in for. Distance to every other filter, summed, orders filters the same way as their distance to it.
+        scores = {}
+        for n, m in points.items():
+            w = m.conv.weight.detach().flatten(1).double().cpu()
+            scores[n] = torch.cdist(w, w).sum(1)
+        return scores
+
+
+@register
 class Random(Criterion):
     name, help = "random", "seeded random scores (a baseline for the others)"
 

@@ -71,16 +71,21 @@ def _same_layers(a, b):
     return isinstance(a, dict) and isinstance(b, dict) and all(a.get(k) == b.get(k) for k in keys)
 
 
-def _reference(model, source_yaml=None):
-    """Tensor shapes and channel-group widths of the source's architecture: the model's layers at the source's rates
-    and widths (an already pruned source, same YAML) or unpruned; built on the meta device (no memory, no init)."""
+def source_architecture(model, source_yaml=None):
+    """`model`'s layers at the source's rates and widths (an already pruned source, same YAML), else unpruned."""
     from models.yolo import ClassificationModel
 
     same = _same_layers(source_yaml, model.yaml)
     rates = source_yaml["rate"] if same and "rate" in source_yaml else 0.0
     widths = source_yaml.get("widths") if same else None  # a source pruned by a width plan
+    return ClassificationModel(model.yaml, nc=model.nc, rate=rates, widths=widths)
+
+
+def _reference(model, source_yaml=None):
+    """Tensor shapes and channel-group widths of the source's architecture (source_architecture), built on the meta
+    device (no memory, no init)."""
     with torch.device("meta"):
-        ref = ClassificationModel(model.yaml, rate=rates, widths=widths)
+        ref = source_architecture(model, source_yaml)
     shapes = {k: v.shape for k, v in ref.state_dict().items()}
     return shapes, {g.name: g.channels for g in channel_groups(ref)}
 

@@ -173,3 +173,15 @@ def test_data_criteria_prune_a_model_that_runs(criterion):
     scores = compute_scores(model, criterion, loader, batches=1)
     pruned = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.5), model, scores)
     assert pruned.eval()(loader[0][0]).shape == (8, 10)
+
+
+def test_fpgm_ranks_the_filter_nearest_the_others_lowest():
+    model = _model()
+    conv = model.model[0].conv
+    with torch.no_grad():  # filter 3 = the mean of the others: the redundant one FPGM prunes first
+        others = torch.cat([conv.weight[:3], conv.weight[4:]])
+        conv.weight[3] = others.mean(0)
+    scores = compute_scores(model, "fpgm")["model.0"]
+    w = conv.weight.detach().flatten(1).double()
+    expected = torch.stack([(w - w[i]).norm(dim=1).sum() for i in range(len(w))])
+    assert torch.allclose(scores, expected) and int(scores.argmin()) == 3

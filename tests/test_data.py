@@ -6,6 +6,7 @@ import math
 import os
 import pickle
 import socket
+import sys
 import zipfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch.distributed as dist
 from torch.utils.data.distributed import DistributedSampler
 
 import utils.datasets as datasets
+from data import patches
 from data.builtin import CLASSES, make_builtin_dataset
 from utils.augmentations import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, NormalizedTensor, RandomFlip,
                                  RandomResizedCrop, ToTensor,
@@ -322,6 +324,46 @@ def test_digits_dataset_is_real_stratified_and_generated_offline(datasets_dir):
     im = cv2.imread(str(first))
     assert im.shape == (32, 32, 3) and im.max() > 200 and im.min() < 30  # ink on paper, not noise
     assert datasets.check_cls_dataset("digits") == root  # second call reuses it
+
+
+@pytest.mark.parametrize("spec", [patches.TEXTURES, patches.PHOTOS], ids=lambda d: d.name)
+def test_patch_datasets_are_real_deterministic_and_generated_offline(tmp_path, datasets_dir, spec):
+    root = datasets.check_cls_dataset(spec.name)
+    assert root == datasets_dir / spec.name and datasets.check_cls_dataset(spec.name) == root  # second call reuses it
+    classes = sorted(c for c, _, _ in spec.classes)
+    for split, n in (("train", 200), ("val", 60)):
+        ds = ClassificationDataset(root / split, augment=False, imgsz=32)
+        assert ds.classes == classes and len(classes) == 10
+        assert np.bincount([y for _, y in ds.samples], minlength=10).tolist() == [n] * 10
+    im = cv2.imread(str(root / "val" / classes[0] / "000.png"), cv2.IMREAD_UNCHANGED)
+    assert im.shape == (32, 32, 3) and im.dtype == np.uint8 and im.std() > 1  # a photograph, not a flat fill
+    gray = [(lambda a: (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())(cv2.imread(str(f)))
+            for f in sorted((root / "train").glob("*/01*.png"))]
+    assert all(gray) if spec.name == "textures" else not any(gray)
+    again = spec.make(tmp_path / "again")  # the same bytes when made again elsewhere
+    files = sorted(p.relative_to(root) for p in root.rglob("*.png"))
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*.png")) and len(files) == 2600
+    assert all((root / f).read_bytes() == (again / f).read_bytes() for f in files[::50])
+
+
+@pytest.mark.parametrize("width", [10, 171, 256, 451, 1411])
+def test_patch_train_and_val_regions_share_no_pixel(width):
+    (t0, t1), (v0, v1) = patches.region(width, "train"), patches.region(width, "val")
+    assert t0 == 0 < t1 == v0 < v1 == width and t1 == int(width * patches.TRAIN_WIDTH)
+    im = np.repeat(np.broadcast_to(np.arange(256, dtype=np.uint8), (200, 256))[..., None], 3, axis=2)  # value = column
+    cut = patches.region(256, "train")[1]
+    rng = np.random.default_rng(0)
+    assert max(p.max() for p in patches.cut_patches(im, "train", 100, 32, rng)) < cut
+    assert min(p.min() for p in patches.cut_patches(im, "val", 100, 32, rng)) >= cut
+
+
+@pytest.mark.parametrize("name", ["textures", "photos"])
+def test_patch_datasets_without_scikit_image_one_clear_line(monkeypatch, datasets_dir, name):
+    monkeypatch.setitem(sys.modules, "skimage", None)  # `import skimage...` raises ImportError
+    with pytest.raises(ImportError) as e:
+        datasets.check_cls_dataset(name)
+    assert str(e.value) == f"dataset '{name}' needs scikit-image: pip install scikit-image"
+    assert not (datasets_dir / name).exists()
 
 
 # ---------------------------------------------------------------------------------- dataset resolution

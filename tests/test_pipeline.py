@@ -25,12 +25,20 @@ def test_pipeline_baseline_ranks_finetune_summary(tmp_path, logs, monkeypatch):
     pruned = load_checkpoint(out["pruned"])
     assert pruned["yaml"]["rate"] == [0.5] * 10
     table = pd.read_csv(save_dir / "summary.csv", index_col="model")
+    scratch = "pruned architecture from scratch (2 epochs)"  # baseline + fine-tune epochs
     assert list(table.index) == ["baseline", "pruned (rate 0.5)", "pruned + BN recalibrated", "baseline + 1 epoch",
-                                 "pruned + 1 epoch"]
+                                 "pruned + 1 epoch", scratch]
     # fine-tunes distil from the baseline by default, the unpruned reference as well as the pruned model
-    assert table["distilled"].tolist() == ["no", "-", "-", "yes", "yes"]
+    assert table["distilled"].tolist() == ["no", "-", "-", "yes", "yes", "no"]
     for name in ("pruned", "baseline-ft"):
         assert load_checkpoint(save_dir / name / "weights" / "last.pt")["opt"]["teacher"] == str(out["baseline"])
+    # the pruned filters faded out over the default share of the fine-tune (at least one epoch), then were cut
+    assert load_checkpoint(save_dir / "pruned" / "weights" / "last.pt")["opt"]["fade_epochs"] == 1
+    # scratch: the pruned architecture, no weights, trained as long as baseline + fine-tune
+    scratch_ckpt = load_checkpoint(out["scratch"])
+    assert scratch_ckpt["opt"]["weights"] == "" and scratch_ckpt["opt"]["epochs"] == 2
+    assert table.loc[scratch, "parameters"] == table.loc["pruned + 1 epoch", "parameters"]
+    assert any("gain of pruning ('pruned + 1 epoch' vs '" + scratch in r.getMessage() for r in logs.records)
     assert table.loc["pruned + 1 epoch", "parameters"] < 0.5 * table.loc["baseline + 1 epoch", "parameters"]
     assert table.loc["baseline + 1 epoch", "parameters"] == table.loc["baseline", "parameters"]
     assert table.loc["pruned (rate 0.5)", "GFLOPs"] < table.loc["baseline", "GFLOPs"]
@@ -39,17 +47,19 @@ def test_pipeline_baseline_ranks_finetune_summary(tmp_path, logs, monkeypatch):
     assert sum("torch-" in m for m in messages) == 1  # the device banner, once
     assert not any(m.startswith(("classify/train:", "classify/rank:")) for m in messages)  # no nested option dumps
     assert not any(m.startswith("Validate:") for m in messages)  # no hints of the baseline mid-pipeline
-    assert sum("pruned/unpruned" in m for m in messages) == 1  # the fine-tune's; the baseline is not pruned
+    assert sum("pruned/unpruned" in m for m in messages) == 2  # fine-tune and scratch; the baseline is not pruned
     assert not any("\033[" in m for m in messages)  # no colour codes where the log is not a terminal
 
     # From a trained classifier (--weights, no --cfg): no baseline training, the architecture comes from the file.
     # --teacher '' fine-tunes with plain cross-entropy, and the table says so.
     again = pipeline.run(weights=str(out["baseline"]), data=str(data), rate="[0.]+[0.25]*9", criterion="l1",
                          finetune_epochs=1, batch_size=16, imgsz=32, device="cpu", workers=0,
-                         project=tmp_path / "runs", name="exp", teacher="")
+                         project=tmp_path / "runs", name="exp", teacher="", fade_epochs=0, no_scratch=True)
     assert not (again["save_dir"] / "baseline").exists() and again["save_dir"].name == "exp2"
+    assert not (again["save_dir"] / "scratch").exists() and again["scratch"] is None
     table = pd.read_csv(again["save_dir"] / "summary.csv", index_col="model")
     assert table["distilled"].tolist() == ["-", "-", "-", "no", "no"]
+    assert load_checkpoint(again["pruned"])["opt"]["fade_epochs"] == 0
     assert load_checkpoint(again["pruned"])["opt"]["teacher"] == ""
     assert load_checkpoint(again["pruned"])["yaml"]["rate"] == [0.0] + [0.25] * 9
 

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 
-from data import builtin, digits
+from data import builtin, digits, patches
 from data.builtin import BUILTIN_NAME
 from utils.downloads import download_file
 from utils.log import LOGGER, colorstr
@@ -47,7 +47,8 @@ def _expect_splits(root):
 
 # Datasets generated offline on first use: name → (is-complete check, generator).
 GENERATED = {BUILTIN_NAME: (builtin.is_current, builtin.make_builtin_dataset),
-             digits.DIGITS_NAME: (digits.is_current, digits.make_digits_dataset)}
+             digits.DIGITS_NAME: (digits.is_current, digits.make_digits_dataset),
+             **{d.name: (d.is_current, d.make) for d in (patches.TEXTURES, patches.PHOTOS)}}
 
 
 def ensure_generated(name, datasets_dir=None):
@@ -119,9 +120,9 @@ def download_cls_dataset(name, url=None, datasets_dir=None):
 def check_cls_dataset(data=DEFAULT_DATA, autodownload=True, url=None, datasets_dir=None):
     """Resolve `data` to a dataset root Path holding train/ and val/ (or test/).
 
-    data: a folder; a folder name under DATASETS_DIR; a generated dataset (builtin10, digits: made offline); or a
-    named dataset (downloaded from `url`, default YOLOv5's release asset, when autodownload). With `url`,
-    any name can be downloaded.
+    data: a folder; a folder name under DATASETS_DIR; a generated dataset (builtin10, digits, textures, photos: made
+    offline); or a named dataset (downloaded from `url`, default YOLOv5's release asset, when autodownload). With
+    `url`, any name can be downloaded.
     """
     data = str(data or DEFAULT_DATA).rstrip("/\\")
     datasets_dir = _datasets_dir(datasets_dir)

@@ -1,0 +1,258 @@
+"""Does pruning pay? Every recipe on several real datasets and seeds, against the reference and against scratch.
+
+Per (dataset, seed): a baseline trained --epochs from scratch; the *reference*, that baseline trained
+--finetune-epochs more (the unpruned model trained as long), plainly and distilled from the baseline (as
+classify/prune.py's reference); per rate, *scratch*, the pruned architecture trained
+from scratch for --epochs + --finetune-epochs (what a user gets without pruning); and per rate and recipe, the
+baseline pruned (filters ranked by --criterion) and fine-tuned --finetune-epochs by that recipe. With --floors,
+the same recipes on widths allocated (classify/prune.py's sensitivity allocation) for the FLOPs of each rate, one
+plan per floor (no group narrower than that share of its uniform width).
+
+Top-1 on val of the last epoch (no selection on val) and of the best epoch; the table gives mean (min–max) over
+seeds and the mean over datasets. Writes recipes.csv and recipes.md in the run folder.
+
+    python benchmarks/recipes.py --data digits textures photos --seeds 0 1 --epochs 20 --finetune-epochs 10
+    python benchmarks/recipes.py --recipes cut cut-kd fade fade-kd --rates 0.5 --jobs 2
+
+Runs of different (dataset, seed) pairs go to --jobs processes (one torch thread each); time nothing with it.
+"""
+
+import argparse
+import csv
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+
+from utils.paths import increment_path  # noqa: E402
+
+
+def recipe_options(name, finetune_epochs, baseline, reference=""):
+    """classify/train.py options of a fine-tune recipe '<base>[-<modifier>...]': base 'cut' (prune at once), 'fade'
+    (--fade-epochs, a third of the fine-tune, at least 1) or 'fadeN' (N epochs); modifiers 'kd' (distil from the
+    baseline), 'kdref' (from the distilled reference, the unpruned model trained as long), 'cos' (cosine lr),
+    'lrX' (lr0 X)."""
+    base, *modifiers = name.split("-")
+    options = {}
+    for m in modifiers:
+        if m == "kd":
+            options["teacher"] = str(baseline)
+        elif m == "kdref":
+            options["teacher"] = str(reference)
+        elif m == "cos":
+            options["cos_lr"] = True
+        elif m.startswith("lr") and m[2:].replace(".", "", 1).replace("e-", "", 1).isdigit():
+            options["lr0"] = float(m[2:])
+        else:
+            raise ValueError(f"recipe '{name}': unknown modifier '-{m}' (kd, kdref, cos, lrX)")
+    if base == "cut":
+        return options
+    if base.startswith("fade") and (base[4:] == "" or base[4:].isdigit()):
+        epochs = int(base[4:]) if base[4:] else max(1, round(finetune_epochs / 3))
+        return {**options, "fade_epochs": min(epochs, finetune_epochs)}
+    raise ValueError(f"recipe '{name}' not known: cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX")
+
+
+def last_top1(results_csv):
+    return float(pd.read_csv(results_csv)["metrics/accuracy_top1"].iloc[-1])
+
+
+def _finished_run(folder, options):
+    """The row values of a run in `folder` that finished with the same options (its last.pt says), else None."""
+    from models.experimental import attempt_load
+    from models.yolo import ClassificationModel
+    from utils.checkpoints import CheckpointError, load_checkpoint
+    from utils.model_info import count_params, model_gflops
+
+    try:
+        last = load_checkpoint(folder / "weights" / "last.pt")
+    except (CheckpointError, FileNotFoundError):
+        return None
+    same = all(last["opt"].get(k) == (str(v) if isinstance(v, Path) else v) for k, v in options.items()
+               if k != "ranks")  # a ranks file's name follows the criterion, which is compared
+    if not (same and last.get("finished")):
+        return None
+    results = pd.read_csv(folder / "results.csv")["metrics/accuracy_top1"]
+    model = attempt_load(folder / "weights" / "best.pt")
+    imgsz = options["imgsz"]
+    full = model_gflops(ClassificationModel(model.yaml, rate=0.0), imgsz)
+    return {"parameters": count_params(model), "flops": model_gflops(model, imgsz) / full,
+            "top1_last": float(results.iloc[-1]), "top1_best": float(results.max()),
+            "best": str(folder / "weights" / "best.pt")}
+
+
+def _train(row, common, **options):
+    """One classify/train.py run as a table row. A run folder that already finished with the same options is reused,
+    so the benchmark can be re-run with more recipes without retraining the rows they share."""
+    from classify import train as train_cli
+
+    options = {**common, **options}
+    done = _finished_run(Path(common["project"]) / common["name"], options)
+    if done is not None:
+        return {**row, **done}
+    result = train_cli.run(**options)
+    return {**row, "parameters": result["parameters"], "flops": result["gflops"] / result["unpruned_gflops"],
+            "top1_last": last_top1(result["results"]), "top1_best": result["top1"], "best": str(result["best"])}
+
+
+def _classes(data):
+    from utils.datasets import check_cls_dataset
+
+    return sorted(p.name for p in (check_cls_dataset(data) / "train").iterdir() if p.is_dir())
+
+
+def allocation_drop(baseline, ranks, data, opt, seed, folder):
+    """classify/prune.py's accuracy-drop predictor for allocation: sensitivity curves of the baseline measured on
+    512 training images (saved as sensitivity.csv)."""
+    from classify import sensitivity as sensitivity_cli
+    from models.budget import drop_predictor
+    from models.experimental import attempt_load
+    from utils.datasets import check_cls_dataset
+    from utils.ranks import load_scores
+
+    table = sensitivity_cli.group_sensitivity(attempt_load(baseline), check_cls_dataset(data),
+                                              load_scores(ranks)[0], opt["imgsz"], opt["batch_size"], images=512,
+                                              calib_batches=5, workers=0, seed=seed, split="train")
+    table.to_csv(folder / "sensitivity.csv", index=False)
+    return drop_predictor(sensitivity=table)
+
+
+def allocated_cfg(opt, flops, drop, floor, nc):
+    """The model YAML dict with widths allocated for `flops` (a fraction of the unpruned FLOPs) under `floor`."""
+    from models.budget import plan_for_target
+    from models.yolo import load_yaml
+
+    widths = plan_for_target(opt["cfg"], "flops", flops, opt["imgsz"], nc=nc, drop=drop, min_share=floor)
+    return {**{k: v for k, v in load_yaml(opt["cfg"]).items() if k not in ("rate", "widths")}, "rate": 0.0,
+            "widths": widths}
+
+
+def unit(task):
+    """Every row of one (dataset, seed): baseline, reference, scratch and pruned recipes per rate (quietly)."""
+    import torch
+
+    from utils.log import LOGGER
+
+    torch.set_num_threads(task["threads"])
+    level = LOGGER.level
+    LOGGER.setLevel("WARNING")
+    try:
+        return unit_rows(task)
+    finally:
+        LOGGER.setLevel(level)
+
+
+def unit_rows(task):
+    from classify import prune as prune_cli
+
+    opt, data, seed, save_dir = task["opt"], task["data"], task["seed"], Path(task["save_dir"])
+    common = dict(data=data, imgsz=opt["imgsz"], batch_size=opt["batch_size"], workers=0, cache="ram", seed=seed,
+                  project=str(save_dir / f"{data}-seed{seed}"), exist_ok=True, hyp=opt["hyp"])
+    tag = dict(data=data, seed=seed)
+    rows = []
+    base = _train(dict(tag, row="baseline", rate=0.0), dict(common, name="baseline"), cfg=opt["cfg"],
+                  epochs=opt["epochs"])
+    rows.append(base)
+    baseline = base["best"]
+    ft = opt["finetune_epochs"]
+    rows.append(_train(dict(tag, row="reference", rate=0.0), dict(common, name="reference"), weights=baseline,
+                       epochs=ft))
+    reference = _train(dict(tag, row="reference-kd", rate=0.0), dict(common, name="reference-kd"), weights=baseline,
+                       epochs=ft, teacher=baseline)  # as classify/prune.py's reference: distilled from the baseline
+    rows.append(reference)
+    ranks = prune_cli.rank_cli.run(weights=baseline, data=data, criterion=opt["criterion"], batch_size=32,
+                                   imgsz=opt["imgsz"], workers=0, output=save_dir / f"{data}-seed{seed}" / f"ranks-{opt['criterion']}.pt",
+                                   seed=seed)
+    criterion = "" if opt["criterion"] == "bn" else f"-{opt['criterion']}"  # in run names, unless the default
+    drop = allocation_drop(baseline, ranks, data, opt, seed, save_dir / f"{data}-seed{seed}") if opt["floors"] else None
+    for rate in opt["rates"]:
+        rows.append(_train(dict(tag, row="scratch", rate=rate), dict(common, name=f"scratch-{rate}"), cfg=opt["cfg"],
+                           rate=str(rate), epochs=opt["epochs"] + ft))
+        plans = [("uniform", dict(cfg=opt["cfg"], rate=str(rate)))] if opt["uniform"] else []
+        for floor in opt["floors"]:
+            plan = allocated_cfg(opt, rows[-1]["flops"], drop, floor, nc=len(_classes(data)))
+            plans.append((f"allocated-floor{floor:g}", dict(cfg=plan)))
+        for plan, arch in plans:
+            for recipe in opt["recipes"]:
+                rows.append(_train(dict(tag, row=f"{plan} {recipe}{criterion}", rate=rate),
+                                   dict(common, name=f"{plan}-{recipe}{criterion}-{rate}"), weights=baseline, ranks=str(ranks),
+                                   criterion=opt["criterion"], epochs=ft, **arch,
+                                   **recipe_options(recipe, ft, baseline, reference["best"])))
+    return rows
+
+
+def summary(table):
+    """Markdown: per (rate, row), top-1 (last epoch) mean (min–max) over seeds for each dataset, and the mean over
+    datasets; FLOPs as a fraction of the unpruned model."""
+    datasets = list(dict.fromkeys(table["data"]))
+    head = "| rate | row | FLOPs | " + " | ".join(datasets) + " | mean |"
+    lines = [head, "|" + "---|" * (4 + len(datasets))]
+    for (rate, row), g in table.groupby(["rate", "row"], sort=False):
+        cells = []
+        for d in datasets:
+            t = g[g["data"] == d]["top1_last"]
+            cells.append(f"{t.mean():.3f} ({t.min():.3f}–{t.max():.3f})" if len(t) else "")
+        mean = g.groupby("data")["top1_last"].mean().mean()
+        lines.append(f"| {rate} | {row} | {g['flops'].mean():.3f} | " + " | ".join(cells) + f" | **{mean:.3f}** |")
+    return "\n".join(lines)
+
+
+def main(opt):
+    t0 = time.time()
+    save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
+    options = dict(vars(opt), project=str(opt.project))
+    tasks = [dict(opt=options, data=d, seed=s, save_dir=str(save_dir), threads=1 if opt.jobs > 1 else
+                  max(1, os.cpu_count() or 1)) for d in opt.data for s in opt.seeds]
+    if opt.jobs > 1:
+        import multiprocessing
+
+        with ProcessPoolExecutor(opt.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(unit, tasks))
+    else:
+        results = [unit(t) for t in tasks]
+    table = pd.DataFrame([r for rows in results for r in rows])
+    table.to_csv(save_dir / "recipes.csv", index=False, quoting=csv.QUOTE_MINIMAL)
+    text = summary(table)
+    (save_dir / "recipes.md").write_text(text + "\n")
+    print(text)
+    print(f"{len(tasks)} (dataset, seed) pairs in {time.time() - t0:.0f} s; {save_dir / 'recipes.csv'}")
+    return table
+
+
+def parse_opt(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", nargs="+", default=["digits", "textures", "photos"], help="datasets")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--cfg", default="yolov5n-cls.yaml")
+    parser.add_argument("--epochs", type=int, default=20, help="baseline epochs")
+    parser.add_argument("--finetune-epochs", type=int, default=10, help="fine-tune (and reference) epochs")
+    parser.add_argument("--rates", nargs="+", type=float, default=[0.3, 0.5, 0.7])
+    parser.add_argument("--recipes", nargs="+", default=["cut-kd", "fade-kd"],
+                        help="cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX (recipe_options)")
+    parser.add_argument("--criterion", default="bn")
+    parser.add_argument("--floors", nargs="*", type=float, default=[],
+                        help="also widths allocated (sensitivity, as classify/prune.py) for each rate's FLOPs, one plan "
+                             "per floor (models.budget.allocate's min_share; 0 = unbounded)")
+    parser.add_argument("--no-uniform", dest="uniform", action="store_false", help="skip the uniform-rate plans")
+    parser.add_argument("--imgsz", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--hyp", default="")
+    parser.add_argument("--jobs", type=int, default=1, help="(dataset, seed) pairs run at once")
+    parser.add_argument("--project", default=ROOT / "runs/recipes")
+    parser.add_argument("--name", default="exp")
+    parser.add_argument("--exist-ok", action="store_true", help="add to project/name: its finished runs are reused")
+    opt = parser.parse_args(argv)
+    for r in opt.recipes:
+        recipe_options(r, opt.finetune_epochs, "")  # a bad name fails before any training
+    return opt
+
+
+if __name__ == "__main__":
+    main(parse_opt())

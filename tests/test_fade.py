@@ -1,0 +1,132 @@
+"""Soft pruning (--fade-epochs): faded filters are cut without changing any output; training, best.pt and resume
+around the cut."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from classify import train, val
+from data.builtin import make_builtin_dataset
+from models.decay import ChannelFade
+from models.graph import channel_groups
+from models.prune import load_model
+from models.yolo import ClassificationModel
+from utils.checkpoints import checkpoint_dict, save_checkpoint
+
+from helpers import lively
+
+COMMON = dict(cfg="yolov5n-cls.yaml", imgsz=32, batch_size=16, workers=0, device="cpu", seed=0)
+
+
+def random_scores(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {grp.name: torch.rand(grp.channels, generator=g) for grp in channel_groups(model)}
+
+
+@pytest.mark.parametrize("cfg", ["yolov5n-cls.yaml", "yolo11n-cls.yaml"])  # C3 streams; C3k2 halves, C2PSA
+def test_faded_to_zero_equals_the_cut_model(cfg):
+    full = lively(ClassificationModel(cfg, nc=7)).eval()
+    pruned = ClassificationModel(cfg, nc=7, rate=0.5)
+    scores = random_scores(full)
+    widths = {g.name: g.channels for g in channel_groups(pruned)}
+    cut = load_model(pruned, full, scores).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = full(x)
+        fade = ChannelFade(full, widths, scores).attach(full)
+        fade.factor = 1.0
+        torch.testing.assert_close(full(x), before, rtol=0, atol=0)  # no fade yet: untouched
+        fade.factor = 0.5
+        assert not torch.allclose(full(x), before, atol=1e-3)
+        fade.factor = 0.0
+        torch.testing.assert_close(full(x), cut(x), rtol=1e-4, atol=1e-5)
+        fade.remove()
+        torch.testing.assert_close(full(x), before, rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_builtin_dataset(tmp_path_factory.mktemp("data") / "tiny", n_train=8, n_val=4, size=32)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    torch.manual_seed(1)
+    model = lively(ClassificationModel("yolov5n-cls.yaml", nc=10))
+    return save_checkpoint(checkpoint_dict(model), tmp_path_factory.mktemp("src") / "src.pt")
+
+
+def test_fade_then_cut_trains_the_pruned_model(data, source, tmp_path):
+    """3 epochs, the first 2 fading: the run ends pruned; best.pt is never the full-width model; the logged accuracy
+    of the fade's last epoch (factor 0, full width) is what the cut model scores."""
+    result = train.run(data=str(data), weights=str(source), rate="0.5", epochs=3, fade_epochs=2,
+                       project=str(tmp_path), name="fade", **COMMON)
+    expected = sum(p.numel() for p in ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.5).parameters())
+    last = torch.load(result["last"], weights_only=True)
+    assert last["yaml"]["rate"] == [0.5] * 10 or last["yaml"]["rate"] == 0.5
+    assert last["fade"] is None and result["parameters"] == expected
+    best = torch.load(result["best"], weights_only=True)
+    assert best["epoch"] >= 1  # the cut happens at the end of epoch index 1: no full-width best.pt before it
+    assert sum(v.numel() for k, v in best["model"].items() if not k.endswith(("running_mean", "running_var",
+                                                                               "num_batches_tracked"))) == expected
+
+
+def test_a_fade_to_the_last_epoch_scores_the_cut_model_exactly(data, source, tmp_path):
+    result = train.run(data=str(data), weights=str(source), rate="0.5", epochs=2, fade_epochs=2,
+                       project=str(tmp_path), name="all", **COMMON)
+    logged = pd.read_csv(Path(result["save_dir"]) / "results.csv")["metrics/accuracy_top1"].iloc[-1]
+    top1 = val.run(data=str(data), weights=result["best"], batch_size=32, imgsz=32, device="cpu", workers=0,
+                   project=tmp_path, name="val")[0]
+    assert top1 == pytest.approx(logged, abs=1e-4)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_inside_the_fade_gives_the_same_weights(data, source, tmp_path, monkeypatch):
+    options = dict(data=str(data), weights=str(source), rate="0.5", epochs=3, fade_epochs=2, **COMMON)
+    straight = train.run(project=str(tmp_path), name="straight", **options)
+    real_save = train.save_checkpoint
+
+    def save_then_die(ckpt, path):
+        real_save(ckpt, path)
+        if Path(path).name == "last.pt" and ckpt["epoch"] == 0:  # mid-fade: full width, fade state saved
+            assert ckpt["fade"] is not None
+            raise Killed
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train.run(project=str(tmp_path), name="part", **options)
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    last = tmp_path / "part" / "weights" / "last.pt"
+    train.run(resume=str(last), device="cpu", workers=0)
+    a, b = (torch.load(p, weights_only=True) for p in (straight["last"], last))
+    for key in ("model", "ema"):
+        for k, v in a[key].items():
+            torch.testing.assert_close(b[key][k], v, rtol=0, atol=0, msg=f"{key}.{k}")
+
+
+def test_fade_epochs_out_of_range_is_one_line(data, source, tmp_path):
+    with pytest.raises(ValueError, match="--fade-epochs must be between 0 and --epochs"):
+        train.run(data=str(data), weights=str(source), rate="0.5", epochs=2, fade_epochs=3, project=str(tmp_path),
+                  **COMMON)
+
+
+def test_doomed_filters_and_their_readers_get_no_gradient():
+    model = lively(ClassificationModel("yolov5n-cls.yaml", nc=7))
+    scores = random_scores(model)
+    widths = {g.name: g.channels for g in channel_groups(ClassificationModel("yolov5n-cls.yaml", nc=7, rate=0.5))}
+    fade = ChannelFade(model, widths, scores).attach(model).freeze(model)
+    fade.factor = 0.5
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    doomed_out = fade.removed["model.1"]  # model.1 reads model.0's channels and writes its own
+    doomed_in = fade.read["model.1"]
+    grad = model.model[1].conv.weight.grad.abs().sum((2, 3))
+    assert grad[doomed_out].eq(0).all() and grad[:, doomed_in].eq(0).all()
+    assert grad[~doomed_out][:, ~doomed_in].gt(0).all()  # the kept filters still learn
+    assert model.model[1].bn.weight.grad[doomed_out].eq(0).all() and model.model[1].bn.weight.grad[~doomed_out].ne(0).all()
+    linear = model.model[-1].linear.weight.grad
+    assert linear[:, fade.read["model.9.linear"]].eq(0).all() and linear[:, ~fade.read["model.9.linear"]].ne(0).any()

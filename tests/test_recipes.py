@@ -1,0 +1,57 @@
+"""benchmarks/recipes.py: recipe names, the summary table, and one tiny end-to-end run whose finished runs are reused."""
+
+import sys
+
+import pandas as pd
+import pytest
+
+from data.builtin import make_builtin_dataset
+
+from helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import recipes  # noqa: E402
+
+
+def test_recipe_names_map_to_train_options():
+    assert recipes.recipe_options("cut", 10, "b.pt") == {}
+    assert recipes.recipe_options("cut-kd", 10, "b.pt") == {"teacher": "b.pt"}
+    assert recipes.recipe_options("fade", 10, "b.pt") == {"fade_epochs": 3}  # a third of the fine-tune
+    assert recipes.recipe_options("fade", 1, "b.pt") == {"fade_epochs": 1}
+    assert recipes.recipe_options("fade25-kd", 10, "b.pt") == {"teacher": "b.pt", "fade_epochs": 10}  # capped
+    assert recipes.recipe_options("fade-kdref-cos-lr0.0005", 10, "b.pt", "r.pt") == {
+        "teacher": "r.pt", "cos_lr": True, "lr0": 0.0005, "fade_epochs": 3}
+    for bad in ("trim", "cut-xx"):
+        with pytest.raises(ValueError, match=bad.split("-")[-1]):
+            recipes.recipe_options(bad, 10, "")
+
+
+def test_summary_gives_mean_min_max_per_dataset_and_the_mean_over_datasets():
+    rows = [dict(data=d, seed=s, row=r, rate=0.5, flops=0.3, top1_last=v)
+            for d, r, vals in (("a", "scratch", (0.5, 0.7)), ("b", "scratch", (0.9, 0.9)), ("a", "fade", (0.8, 0.8)),
+                               ("b", "fade", (0.6, 1.0)))
+            for s, v in enumerate(vals)]
+    text = recipes.summary(pd.DataFrame(rows))
+    assert "| 0.5 | scratch | 0.300 | 0.600 (0.500–0.700) | 0.900 (0.900–0.900) | **0.750** |" in text
+    assert "| 0.5 | fade | 0.300 | 0.800 (0.800–0.800) | 0.800 (0.600–1.000) | **0.800** |" in text
+
+
+def test_a_tiny_benchmark_runs_every_row_and_reuses_finished_runs(tmp_path, monkeypatch):
+    data = make_builtin_dataset(tmp_path / "tiny", n_train=8, n_val=4, size=32)
+    argv = ["--data", str(data), "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--rates", "0.5",
+            "--recipes", "cut", "fade", "--batch-size", "16", "--project", str(tmp_path / "runs"), "--name", "b"]
+    table = recipes.main(recipes.parse_opt(argv))
+    assert table["row"].tolist() == ["baseline", "reference", "reference-kd", "scratch", "uniform cut", "uniform fade"]
+    pruned = table.set_index("row")
+    assert pruned.loc["uniform fade", "parameters"] == pruned.loc["scratch", "parameters"]
+    assert pruned.loc["scratch", "flops"] < 0.5 and pruned.loc["baseline", "flops"] == 1.0
+    assert (tmp_path / "runs" / "b" / "recipes.md").is_file() and (tmp_path / "runs" / "b" / "recipes.csv").is_file()
+
+    from classify import train as train_cli
+
+    def no_training(**kwargs):
+        raise AssertionError(f"retrained {kwargs['name']}")
+
+    monkeypatch.setattr(train_cli, "run", no_training)  # same options again: every run is reused
+    again = recipes.main(recipes.parse_opt(argv + ["--exist-ok"]))
+    pd.testing.assert_series_equal(again["top1_last"], table["top1_last"])
