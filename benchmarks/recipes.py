@@ -1,8 +1,8 @@
 """Does pruning pay? Every recipe on several real datasets and seeds, against the reference and against scratch.
 
 Per (dataset, seed): a baseline trained --epochs from scratch; the *reference*, that baseline trained
---finetune-epochs more (the unpruned model trained as long), plainly and distilled from the baseline (as
-classify/prune.py's reference); per rate, *scratch*, the pruned architecture trained
+--finetune-epochs more (the unpruned model trained as long), plainly and by each --references recipe (default:
+distilled from the baseline, as classify/prune.py's reference); per rate, *scratch*, the pruned architecture trained
 from scratch for --epochs + --finetune-epochs (what a user gets without pruning); and per rate and recipe, the
 baseline pruned (filters ranked by --criterion) and fine-tuned --finetune-epochs by that recipe. With --floors,
 the same recipes on widths allocated (classify/prune.py's sensitivity allocation) for the FLOPs of each rate, one
@@ -31,14 +31,15 @@ if str(ROOT) not in sys.path:
 
 import pandas as pd  # noqa: E402
 
+from classify.prune import default_fade_epochs  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
 
 
 def recipe_options(name, finetune_epochs, baseline, reference=""):
     """classify/train.py options of a fine-tune recipe '<base>[-<modifier>...]': base 'cut' (prune at once), 'fade'
-    (--fade-epochs, a third of the fine-tune, at least 1) or 'fadeN' (N epochs); modifiers 'kd' (distil from the
+    (classify/prune.py's default --fade-epochs) or 'fadeN' (N epochs); modifiers 'kd' (distil from the
     baseline), 'kdref' (from the distilled reference, the unpruned model trained as long), 'cos' (cosine lr),
-    'lrX' (lr0 X)."""
+    'lrX' (lr0 X), 'aX' (distillation weight X)."""
     base, *modifiers = name.split("-")
     options = {}
     for m in modifiers:
@@ -48,16 +49,26 @@ def recipe_options(name, finetune_epochs, baseline, reference=""):
             options["teacher"] = str(reference)
         elif m == "cos":
             options["cos_lr"] = True
-        elif m.startswith("lr") and m[2:].replace(".", "", 1).replace("e-", "", 1).isdigit():
+        elif m.startswith("lr") and _is_number(m[2:]):
             options["lr0"] = float(m[2:])
+        elif m.startswith("a") and _is_number(m[1:]):
+            options["distill_alpha"] = float(m[1:])
         else:
-            raise ValueError(f"recipe '{name}': unknown modifier '-{m}' (kd, kdref, cos, lrX)")
+            raise ValueError(f"recipe '{name}': unknown modifier '-{m}' (kd, kdref, cos, lrX, aX)")
     if base == "cut":
         return options
     if base.startswith("fade") and (base[4:] == "" or base[4:].isdigit()):
-        epochs = int(base[4:]) if base[4:] else max(1, round(finetune_epochs / 3))
+        epochs = int(base[4:]) if base[4:] else default_fade_epochs(finetune_epochs)
         return {**options, "fade_epochs": min(epochs, finetune_epochs)}
-    raise ValueError(f"recipe '{name}' not known: cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX")
+    raise ValueError(f"recipe '{name}' not known: cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX")
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def last_top1(results_csv):
@@ -162,11 +173,13 @@ def unit_rows(task):
     rows.append(base)
     baseline = base["best"]
     ft = opt["finetune_epochs"]
-    rows.append(_train(dict(tag, row="reference", rate=0.0), dict(common, name="reference"), weights=baseline,
-                       epochs=ft))
-    reference = _train(dict(tag, row="reference-kd", rate=0.0), dict(common, name="reference-kd"), weights=baseline,
-                       epochs=ft, teacher=baseline)  # as classify/prune.py's reference: distilled from the baseline
-    rows.append(reference)
+    references = {}  # the unpruned baseline trained as long, plainly and as each --references recipe says
+    for recipe in ["cut", *(f"cut-{r}" for r in opt["references"])]:
+        name = recipe.replace("cut", "reference", 1)
+        references[name] = _train(dict(tag, row=name, rate=0.0), dict(common, name=name), weights=baseline, epochs=ft,
+                                  **recipe_options(recipe, ft, baseline))
+        rows.append(references[name])
+    reference = references.get("reference-kd", rows[-1])  # the teacher of -kdref: classify/prune.py's reference
     ranks = prune_cli.rank_cli.run(weights=baseline, data=data, criterion=opt["criterion"], batch_size=32,
                                    imgsz=opt["imgsz"], workers=0, output=save_dir / f"{data}-seed{seed}" / f"ranks-{opt['criterion']}.pt",
                                    seed=seed)
@@ -235,7 +248,9 @@ def parse_opt(argv=None):
     parser.add_argument("--finetune-epochs", type=int, default=10, help="fine-tune (and reference) epochs")
     parser.add_argument("--rates", nargs="+", type=float, default=[0.3, 0.5, 0.7])
     parser.add_argument("--recipes", nargs="+", default=["cut-kd", "fade-kd"],
-                        help="cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX (recipe_options)")
+                        help="cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX (recipe_options)")
+    parser.add_argument("--references", nargs="*", default=["kd"],
+                        help="modifiers of extra reference rows (the plain one is always run): kd, kd-cos, ...")
     parser.add_argument("--criterion", default="bn")
     parser.add_argument("--floors", nargs="*", type=float, default=[],
                         help="also widths allocated (sensitivity, as classify/prune.py) for each rate's FLOPs, one plan "

@@ -103,7 +103,7 @@ DEMO_CFG = "yolov5n-cls.yaml"  # small enough to train a baseline in a minute on
 
 
 DEFAULT_RATE = "0.5"  # without --rate or --target-*
-FADE_SHARE = 1 / 3  # default --fade-epochs: this share of the fine-tune (benchmarks/recipes.py, README 'Pruning that pays')
+FADE_SHARE = 1 / 2  # default --fade-epochs: this share of the fine-tune (benchmarks/recipes.py, README 'Pruning that pays')
 
 
 def default_fade_epochs(finetune_epochs):
@@ -199,7 +199,8 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     before["pruned + BN recalibrated"] = (recalibrated, _accuracy(recalibrated, loader), "-")
 
     teacher = str(baseline) if teacher is None else teacher
-    distill = dict(teacher=teacher, distill_alpha=distill_alpha, distill_t=distill_t)
+    # both fine-tunes alike: distilled, and a cosine schedule (benchmarks/recipes.py: +0.3 for the pruned model)
+    distill = dict(teacher=teacher, distill_alpha=distill_alpha, distill_t=distill_t, cos_lr=True)
     distilled = "yes" if teacher else "no"
     how = f"distilling from {teacher}" if teacher else "plain cross-entropy"
     fading = f", the pruned filters fading out over the first {fade_epochs}" if fade_epochs else ""
@@ -263,7 +264,7 @@ def parse_opt(known=False):
     parser.add_argument("--hyp", type=str, default="", help="augmentation and loss settings YAML (classify/train.py --hyp)")
     parser.add_argument("--fade-epochs", type=int, default=None,
                         help="fine-tune epochs over which the pruned filters fade out before they are cut "
-                             f"(default: {FADE_SHARE:.0%} of --finetune-epochs; 0 cuts them at once)")
+                             f"(default: {FADE_SHARE:g} of --finetune-epochs, at least 1; 0 cuts them at once)")
     parser.add_argument("--no-scratch", action="store_true",
                         help="skip the scratch row (the pruned architecture trained from scratch as long)")
     return parser.parse_known_args()[0] if known else parser.parse_args()

@@ -26,6 +26,9 @@ Usage - resume an interrupted run with its original options (--device/--workers 
 Usage - recover a pruned model's accuracy by distilling from the unpruned one, with augmentation fitted to the data:
     python classify/train.py --weights base.pt --rate 0.5 --teacher base.pt --hyp my-hyp.yaml --data digits --img 32
 
+Usage - prune softly: the pruned filters fade out of the unpruned model over the first 5 epochs, then are cut:
+    python classify/train.py --weights base.pt --rate 0.5 --fade-epochs 5 --epochs 10 --teacher base.pt --cos-lr
+
 Output (runs/train-cls/exp*/): weights/last.pt (every epoch) and best.pt, results.csv, results.png,
 ranks.pt (the filter scores used), opt.yaml, hyp.yaml (the augmentation and loss settings used).
 """
@@ -580,7 +583,7 @@ def train(opt, device, resume_ckpt=None, source=None):
             best_fitness = max(best_fitness, fitness)
             rows.append(results_row(epoch, tloss, vloss, top1, top5, lr))
             write_results(csv, rows)
-            stop = stopper(epoch, fitness)
+            stop = stopper(epoch, fitness) if fade is None else False  # patience counts from the cut
             final = stop or epoch + 1 == epochs
             if not opt.nosave or final:
                 ckpt = training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, hyp, rows,

@@ -19,7 +19,7 @@ import torch
 from models.graph import trace_model
 from models.rates import kept_width
 
-MIN_SHARE = 0.0  # allocate(): floor of a group's width, as a share of its uniform width (benchmarks/recipes.py)
+MIN_SHARE = 0.5  # allocate(): floor of a group's width, as a share of its uniform width (benchmarks/recipes.py)
 WIDTH_STEP = 8  # widths of groups of 16+ channels stay multiples of 8 (models.rates.kept_width's rule)
 TARGETS = ("flops", "params", "latency")
 

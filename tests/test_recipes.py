@@ -16,11 +16,12 @@ import recipes  # noqa: E402
 def test_recipe_names_map_to_train_options():
     assert recipes.recipe_options("cut", 10, "b.pt") == {}
     assert recipes.recipe_options("cut-kd", 10, "b.pt") == {"teacher": "b.pt"}
-    assert recipes.recipe_options("fade", 10, "b.pt") == {"fade_epochs": 3}  # a third of the fine-tune
+    assert recipes.recipe_options("fade", 10, "b.pt") == {"fade_epochs": 5}  # classify/prune.py's default share
     assert recipes.recipe_options("fade", 1, "b.pt") == {"fade_epochs": 1}
     assert recipes.recipe_options("fade25-kd", 10, "b.pt") == {"teacher": "b.pt", "fade_epochs": 10}  # capped
     assert recipes.recipe_options("fade-kdref-cos-lr0.0005", 10, "b.pt", "r.pt") == {
-        "teacher": "r.pt", "cos_lr": True, "lr0": 0.0005, "fade_epochs": 3}
+        "teacher": "r.pt", "cos_lr": True, "lr0": 0.0005, "fade_epochs": 5}
+    assert recipes.recipe_options("cut-kd-a0.8", 10, "b.pt") == {"teacher": "b.pt", "distill_alpha": 0.8}
     for bad in ("trim", "cut-xx"):
         with pytest.raises(ValueError, match=bad.split("-")[-1]):
             recipes.recipe_options(bad, 10, "")

@@ -152,7 +152,9 @@ def test_prune_pipeline_for_a_budget_and_rank_rate(tmp_path, monkeypatch):
     pruned = attempt_load(out["pruned"])
     assert pruned.model[4].c == plan["model.4.stream"] and pruned(torch.rand(1, 3, 32, 32)).shape == (1, 10)
     table = pd.read_csv(out["save_dir"] / "summary.csv", index_col="model")
-    assert table["distilled"].iloc[-1] == "yes" and table["parameters"].iloc[-1] < table["parameters"].iloc[0]
+    assert table.loc["pruned + 1 epoch", "distilled"] == "yes"
+    assert table.loc["pruned + 1 epoch", "parameters"] < table.loc["baseline", "parameters"]
+    assert table["parameters"].iloc[-1] == table.loc["pruned + 1 epoch", "parameters"]  # scratch: the same widths
 
     scores = rank.run(weights=out["baseline"], data=data, criterion="taylor", imgsz=32, workers=0,
                       output=tmp_path / "s.pt")
