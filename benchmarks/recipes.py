@@ -180,11 +180,12 @@ def unit_rows(task):
                                   **recipe_options(recipe, ft, baseline))
         rows.append(references[name])
     reference = references.get("reference-kd", rows[-1])  # the teacher of -kdref: classify/prune.py's reference
+    folder = save_dir / f"{data}-seed{seed}"
     ranks = prune_cli.rank_cli.run(weights=baseline, data=data, criterion=opt["criterion"], batch_size=32,
-                                   imgsz=opt["imgsz"], workers=0, output=save_dir / f"{data}-seed{seed}" / f"ranks-{opt['criterion']}.pt",
+                                   imgsz=opt["imgsz"], workers=0, output=folder / f"ranks-{opt['criterion']}.pt",
                                    seed=seed)
     criterion = "" if opt["criterion"] == "bn" else f"-{opt['criterion']}"  # in run names, unless the default
-    drop = allocation_drop(baseline, ranks, data, opt, seed, save_dir / f"{data}-seed{seed}") if opt["floors"] else None
+    drop = allocation_drop(baseline, ranks, data, opt, seed, folder) if opt["floors"] else None
     for rate in opt["rates"]:
         rows.append(_train(dict(tag, row="scratch", rate=rate), dict(common, name=f"scratch-{rate}"), cfg=opt["cfg"],
                            rate=str(rate), epochs=opt["epochs"] + ft))
@@ -195,7 +196,8 @@ def unit_rows(task):
         for plan, arch in plans:
             for recipe in opt["recipes"]:
                 rows.append(_train(dict(tag, row=f"{plan} {recipe}{criterion}", rate=rate),
-                                   dict(common, name=f"{plan}-{recipe}{criterion}-{rate}"), weights=baseline, ranks=str(ranks),
+                                   dict(common, name=f"{plan}-{recipe}{criterion}-{rate}"), weights=baseline,
+                                   ranks=str(ranks),
                                    criterion=opt["criterion"], epochs=ft, **arch,
                                    **recipe_options(recipe, ft, baseline, reference["best"])))
     return rows

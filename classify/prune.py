@@ -7,10 +7,12 @@ Usage:
         --rate "[0.]+[0.3]*8+[0.]" --criterion hrank --epochs 20 --imgsz 224
 
 Without --weights a baseline is trained first (on --data, --epochs). The pruned model is fine-tuned distilling from
-the baseline (--teacher '' for plain cross-entropy), and so is the unpruned baseline for the same extra epochs: the
-summary compares the two, so what it reports is the cost of pruning, not the gain of extra epochs. The run folder
-holds baseline/, ranks.pt, pruned/, baseline-ft/ and summary.csv. Each step is also its own command:
-classify/train.py, classify/rank.py.
+the baseline (--teacher '' for plain cross-entropy), its pruned filters fading out over the first half of the
+fine-tune before they are cut (--fade-epochs), and so is the unpruned baseline for the same extra epochs: the
+summary compares the two, so what it reports is the cost of pruning, not the gain of extra epochs. Last, the pruned
+architecture is trained from scratch for --epochs + --finetune-epochs (--no-scratch skips it): the summary says
+whether pruning paid on this data. The run folder holds baseline/, ranks.pt, pruned/, baseline-ft/, scratch/ and
+summary.csv. Each step is also its own command: classify/train.py, classify/rank.py.
 """
 
 import argparse

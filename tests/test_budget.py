@@ -109,6 +109,22 @@ def test_allocation_follows_predicted_drops():
     assert all(plan[g] == costs.full[g] for g in fragile)
 
 
+def test_allocation_floor_keeps_every_group_at_a_share_of_its_uniform_width():
+    """With min_share the groups predicted to be cheapest to cut still keep half their uniform-plan width; without
+    it they drop to the narrowest grid width."""
+    from models.budget import uniform_rate_for
+
+    costs = CostModel(CFG, 32, nc=10)
+    cheap = {"model.1", "model.3"}
+    drop = lambda g, w: (1 - w / costs.full[g]) * (0.01 if g in cheap else 1)  # noqa: E731
+    free = allocate(costs, 0.3, "flops", drop=drop, min_share=0)
+    assert all(free[g] == 8 for g in cheap)
+    _, uniform = uniform_rate_for(costs, 0.3, "flops")
+    floored = allocate(costs, 0.3, "flops", drop=drop, min_share=0.5)
+    assert all(floored[g] >= 0.5 * uniform[g] for g in floored) and any(floored[g] > 8 for g in cheap)
+    assert 0.95 * 0.3 <= costs.fraction(floored, "flops") <= 0.3
+
+
 def test_impossible_or_conflicting_targets_are_one_line():
     costs = CostModel(CFG, 32, nc=10)
     with pytest.raises(ValueError, match="out of reach") as e:

@@ -13,9 +13,8 @@ from models.decay import ChannelFade
 from models.graph import channel_groups
 from models.prune import load_model
 from models.yolo import ClassificationModel
-from utils.checkpoints import checkpoint_dict, save_checkpoint
 
-from helpers import lively
+from helpers import lively, make_checkpoint
 
 COMMON = dict(cfg="yolov5n-cls.yaml", imgsz=32, batch_size=16, workers=0, device="cpu", seed=0)
 
@@ -53,9 +52,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    torch.manual_seed(1)
-    model = lively(ClassificationModel("yolov5n-cls.yaml", nc=10))
-    return save_checkpoint(checkpoint_dict(model), tmp_path_factory.mktemp("src") / "src.pt")
+    return make_checkpoint(tmp_path_factory.mktemp("src") / "src.pt", nc=10)
 
 
 def test_fade_then_cut_trains_the_pruned_model(data, source, tmp_path):
