@@ -202,18 +202,18 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
 
     teacher = str(baseline) if teacher is None else teacher
     # both fine-tunes alike: distilled, and a cosine schedule (benchmarks/recipes.py: +0.3 for the pruned model)
-    distill = dict(teacher=teacher, distill_alpha=distill_alpha, distill_t=distill_t, cos_lr=True)
+    finetune = dict(teacher=teacher, distill_alpha=distill_alpha, distill_t=distill_t, cos_lr=True)
     distilled = "yes" if teacher else "no"
     how = f"distilling from {teacher}" if teacher else "plain cross-entropy"
     fading = f", the pruned filters fading out over the first {fade_epochs}" if fade_epochs else ""
     LOGGER.info(f"\n{colorstr(f'4/{steps} fine-tune:')} pruned model, {finetune_epochs} epochs{fading}, {how}")
     result = train_cli.run(cfg=cfg, rate=rate, weights=str(baseline), ranks=str(ranks), epochs=finetune_epochs,
-                           name="pruned", fade_epochs=fade_epochs, **distill, **common)
+                           name="pruned", fade_epochs=fade_epochs, **finetune, **common)
     # The reference: the unpruned baseline trained the same extra epochs the same way, so that the summary's
     # difference is what pruning costs, not what more epochs gain.
     LOGGER.info(f"\n{colorstr(f'5/{steps} reference:')} unpruned baseline, the same {finetune_epochs} epochs, {how}")
     control = train_cli.run(cfg="", weights=str(baseline), epochs=finetune_epochs,  # the baseline's architecture
-                            name="baseline-ft", **distill, **common)
+                            name="baseline-ft", **finetune, **common)
     tuned, control_model = (attempt_load(r["best"], device=dev) for r in (result, control))
     more = f"+ {finetune_epochs} epoch{'s' if finetune_epochs != 1 else ''}"
     reference, final = f"baseline {more}", f"pruned {more}"

@@ -70,3 +70,11 @@ def test_pipeline_bad_rate_is_one_line_before_any_work(tmp_path, rate, words):
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr and words in res.stderr
     assert not any(tmp_path.iterdir())  # no run folder was made
+
+
+def test_pipeline_bad_fade_epochs_is_one_line_before_any_work(tmp_path):
+    res = subprocess.run([sys.executable, "classify/prune.py", "--fade-epochs", "9", "--finetune-epochs", "8",
+                          "--project", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "--fade-epochs must be between 0 and --finetune-epochs (8), not 9" in res.stderr
+    assert not any(tmp_path.iterdir())
