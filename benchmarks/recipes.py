@@ -163,9 +163,10 @@ def unit(task):
 def unit_rows(task):
     from classify import prune as prune_cli
 
-    opt, data, seed, save_dir = task["opt"], task["data"], task["seed"], Path(task["save_dir"])
+    opt, data, seed = task["opt"], task["data"], task["seed"]
+    folder = Path(task["save_dir"]) / f"{data}-seed{seed}"  # this pair's runs, ranks and sensitivity
     common = dict(data=data, imgsz=opt["imgsz"], batch_size=opt["batch_size"], workers=0, cache="ram", seed=seed,
-                  project=str(save_dir / f"{data}-seed{seed}"), exist_ok=True, hyp=opt["hyp"])
+                  project=str(folder), exist_ok=True, hyp=opt["hyp"])
     tag = dict(data=data, seed=seed)
     rows = []
     base = _train(dict(tag, row="baseline", rate=0.0), dict(common, name="baseline"), cfg=opt["cfg"],
@@ -180,7 +181,6 @@ def unit_rows(task):
                                   **recipe_options(recipe, ft, baseline))
         rows.append(references[name])
     reference = references.get("reference-kd", rows[-1])  # the teacher of -kdref: classify/prune.py's reference
-    folder = save_dir / f"{data}-seed{seed}"
     ranks = prune_cli.rank_cli.run(weights=baseline, data=data, criterion=opt["criterion"], batch_size=32,
                                    imgsz=opt["imgsz"], workers=0, output=folder / f"ranks-{opt['criterion']}.pt",
                                    seed=seed)
@@ -197,8 +197,7 @@ def unit_rows(task):
             for recipe in opt["recipes"]:
                 rows.append(_train(dict(tag, row=f"{plan} {recipe}{criterion}", rate=rate),
                                    dict(common, name=f"{plan}-{recipe}{criterion}-{rate}"), weights=baseline,
-                                   ranks=str(ranks),
-                                   criterion=opt["criterion"], epochs=ft, **arch,
+                                   ranks=str(ranks), criterion=opt["criterion"], epochs=ft, **arch,
                                    **recipe_options(recipe, ft, baseline, reference["best"])))
     return rows
 

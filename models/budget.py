@@ -241,8 +241,9 @@ def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=N
     and whose summed predicted drop (drop(group, width), default: the share of channels removed) is small.
 
     min_share: no group narrower than this share of its width in the uniform plan of the same cost (the commands
-    pass MIN_SHARE through plan_for_target; 0 or None: unbounded). Summed one-group-at-a-time drops do not see that many groups cut to a few
-    channels together leave too little to fine-tune; the floor keeps the allocation a bounded reshuffle of uniform.
+    pass MIN_SHARE through plan_for_target; 0 or None: unbounded). Summed one-group-at-a-time drops do not see that
+    many groups cut to a few channels together leave too little to fine-tune; the floor keeps the allocation a
+    bounded reshuffle of uniform.
 
     `cost_fn(plan)` returns the plan's cost as a fraction of the unpruned model's (default: costs.fraction for
     'flops'/'params'; a measured latency for 'latency'). Raises ValueError (one line) when even the narrowest

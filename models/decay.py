@@ -20,10 +20,10 @@ from models.graph import trace_model
 from models.prune import select_channels
 
 
-def kept_indices(model, widths, scores):
-    """{group: indices kept (ascending)} of the unpruned `model` for the kept `widths` {group: channels}."""
+def kept_indices(groups, widths, scores):
+    """{group: indices kept (ascending)} of the unpruned model's channel `groups` for the kept `widths`."""
     return {g.name: select_channels(scores[g.name], widths[g.name]) if widths[g.name] < g.channels
-            else torch.arange(g.channels) for g in trace_model(model).groups.values()}
+            else torch.arange(g.channels) for g in groups}
 
 
 class ChannelFade:
@@ -34,7 +34,7 @@ class ChannelFade:
 
     def __init__(self, model, widths, scores):
         tracer = trace_model(model)
-        kept = kept_indices(model, widths, scores)
+        kept = kept_indices(tracer.groups.values(), widths, scores)
         self.factor = 1.0
         self.removed = {}  # conv name → bool mask of its output channels that pruning removes
         for conv, layout in tracer.outputs.items():
