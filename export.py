@@ -32,10 +32,11 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from models.experimental import attempt_load  # noqa: E402
+from models.experimental import attempt_load, check_classifier  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.atomic import atomic_path  # noqa: E402
-from utils.cli import UserError, check_at_least, check_img_size, print_args, run_cli  # noqa: E402
+from utils.cli import (HelpFormatter, UserError, check_at_least, check_img_size, check_writable,  # noqa: E402
+                       model_imgsz, print_args, run_cli)
 from utils.device import select_device  # noqa: E402
 from utils.downloads import attempt_download  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
@@ -73,6 +74,19 @@ def export_torchscript(model, im, file):
     with atomic_path(file) as tmp:  # a failed or killed export never leaves a broken file under the final name
         ts.save(str(tmp), _extra_files={"config.txt": json.dumps(model_config(model, im))})
     return file
+
+
+def onnx_opsets():
+    """(lowest, highest) ONNX opset torch's exporter takes, from torch's own table (private: 7 to 20 if it moves)."""
+    try:
+        from torch.onnx import _constants
+
+        return _constants.ONNX_MIN_OPSET, _constants.ONNX_MAX_OPSET
+    except (ImportError, AttributeError):
+        return 7, 20
+
+
+ONNX_OPSETS = onnx_opsets()
 
 
 def export_onnx(model, im, file, opset=17, dynamic=False, simplify=False):
@@ -120,6 +134,12 @@ def export_ultralytics(model, im, file, half=False):
     from utils.ultralytics_export import export_ultralytics as write
 
     return write(model, file, imgsz=list(im.shape[2:]), half=half)
+
+
+def height_width(imgsz):
+    """[h, w] from --imgsz (an int, or upstream's 1- or 2-element list), checked as YOLOv5 checks sizes."""
+    sizes = [imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1)
+    return check_img_size(sizes)
 
 
 def export_file(weights, fmt):
@@ -216,7 +236,7 @@ def parse_include(include):
 @torch.inference_mode()
 def run(
     weights="yolov5s-cls.pt",  # weights path
-    imgsz=(224, 224),  # image (height, width)
+    imgsz=None,  # image (height, width); None: the model's training size (from its checkpoint), else 224
     batch_size=1,  # batch size
     device="cpu",  # cuda device, i.e. 0 or 0,1,2,3 or cpu
     include=("torchscript",),  # formats: torchscript, onnx, ultralytics
@@ -234,12 +254,15 @@ def run(
         except ImportError:
             raise UserError("ONNX export needs the onnx package: pip install onnx (and onnxruntime to check the "
                             "exported outputs)") from None
+    if "onnx" in include and not ONNX_OPSETS[0] <= opset <= ONNX_OPSETS[1]:
+        raise UserError(f"--opset {opset}: torch {torch.__version__} exports ONNX opsets {ONNX_OPSETS[0]} to "
+                        f"{ONNX_OPSETS[1]}")
     if "ultralytics" in include:
         try:
             import ultralytics  # noqa: F401
         except ImportError:
             raise UserError("--include ultralytics needs the ultralytics package: pip install ultralytics") from None
-    imgsz = check_img_size([imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1))
+    imgsz = None if imgsz is None else height_width(imgsz)
     check_at_least("--batch-size", batch_size, 1)
     device = select_device(device)
     if half and device.type != "cuda":
@@ -248,7 +271,9 @@ def run(
         raise ValueError("--half is not compatible with --dynamic, i.e. use either --half or --dynamic")
 
     file = Path(attempt_download(weights))
-    reference = attempt_load(file, device=device)  # unfused FP32: what the exports must reproduce
+    check_writable(file.parent, "export folder (beside --weights)")
+    reference = check_classifier(attempt_load(file, device=device), file, "export.py")  # unfused FP32: the truth
+    imgsz = height_width(model_imgsz(imgsz, reference))
     if "ultralytics" in include:  # before any file is written: a model ultralytics cannot hold is refused first
         from utils.ultralytics_export import ultralytics_model
 
@@ -295,9 +320,10 @@ def run(
 
 def parse_opt(argv=None):
     parser = argparse.ArgumentParser(description="Export a YOLO classifier to TorchScript / ONNX / ultralytics",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--weights", nargs="+", type=str, default="yolov5s-cls.pt", help="model.pt path(s)")
-    parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[224], help="image (h, w)")
+    parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=None,
+                        help="image (h, w); default: the model's training size, else 224")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size")
     parser.add_argument("--device", default="cpu", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     parser.add_argument("--half", action="store_true",

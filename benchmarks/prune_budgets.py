@@ -39,10 +39,11 @@ def runs(opt, save_dir):
 
 
 def markdown(table):
-    """One line per (rate, row): sizes of the first seed, top-1 as mean (min-max) over seeds."""
-    lines = ["| rate | model | parameters | GFLOPs | CPU ms/16 | top-1 mean (min–max) |", "|---|---|---|---|---|---|"]
+    """One line per (rate, row): sizes of the first seed, last-epoch top-1 as mean (min-max) over seeds."""
+    lines = ["| rate | model | parameters | GFLOPs | CPU ms/16 | top-1, last epoch: mean (min–max) |",
+             "|---|---|---|---|---|---|"]
     for (rate, model), g in table.groupby(["rate", "model"], sort=False):
-        t = g["top1"]
+        t = g["top1_last"]
         lines.append(f"| {rate} | {model} | {int(g['parameters'].iloc[0]):,} | {g['GFLOPs'].iloc[0]:.3f} | "
                      f"{g['cpu_ms'].min():.1f} | {t.mean():.3f} ({t.min():.3f}–{t.max():.3f}) |")
     return "\n".join(lines)

@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from models.experimental import attempt_load, check_classifier  # noqa: E402
 from utils.augmentations import classify_transforms, input_norm  # noqa: E402
-from utils.cli import check_img_size, print_args, run_cli  # noqa: E402
+from utils.cli import HelpFormatter, check_img_size, check_writable, model_imgsz, print_args, run_cli  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
@@ -122,7 +122,7 @@ def run(
     weights="yolov5s-cls.pt",  # model path (this project's checkpoint, an upstream YOLOv5 or ultralytics -cls.pt)
     source=None,  # file/dir/glob/URL/.txt list/0 for webcam; None: ultralytics' bus.jpg
     data=None,  # accepted for YOLOv5 compatibility; class names come from the checkpoint
-    imgsz=224,  # inference size (pixels)
+    imgsz=None,  # inference size (pixels); None: the model's training size (from its checkpoint), else 224
     device="",  # cuda device, i.e. 0 or 0,1,2,3 or cpu
     view_img=False,  # show results
     save_txt=False,  # save top-5 results to labels/*.txt
@@ -140,7 +140,7 @@ def run(
     """Classify every image/frame of `source`; returns a list of Prediction (path, frame, top5, probs, logits)."""
     weights = str(weights[0] if isinstance(weights, (list, tuple)) else weights)
     source = str(source if source is not None else default_source())
-    imgsz = square_size(imgsz)
+    imgsz = None if imgsz is None else square_size(imgsz)
     if Path(weights).suffix.lower() in {".onnx", ".torchscript", ".engine", ".tflite"}:
         raise ValueError(f"--weights {weights}: predict.py runs PyTorch .pt checkpoints "
                          f"(export.py makes the other formats)")
@@ -148,12 +148,14 @@ def run(
     if unused:
         LOGGER.info(f"{', '.join(unused)}: no effect for PyTorch classification, ignored")
     save_img = not nosave
+    check_writable(Path(project) / name)
 
     device = select_device(device)
     if half and device.type != "cuda":
         LOGGER.info("--half is CUDA only: running in FP32 on the CPU")
     half = half and device.type == "cuda"
     model = check_classifier(attempt_load(weights, device=device), weights, "classify/predict.py")
+    imgsz = square_size(model_imgsz(imgsz, model))
     model = model.half() if half else model
     nc = getattr(model, "nc", len(model.names))
     names = list(model.names)[:nc] + [str(j) for j in range(len(model.names), nc)]  # a name for every class
@@ -215,12 +217,13 @@ def run(
 
 def parse_opt(argv=None):
     parser = argparse.ArgumentParser(description="Classify images and videos with a YOLOv5 classifier",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--weights", nargs="+", type=str, default="yolov5s-cls.pt", help="model path(s)")
     parser.add_argument("--source", type=str, default=None,
                         help="file/dir/glob/URL/list.txt, 0 for webcam (default: ultralytics' bus.jpg)")
     parser.add_argument("--data", type=str, default=None, help="(optional) dataset.yaml path, for compatibility")
-    parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[224], help="inference size h,w")
+    parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=None,
+                        help="inference size h,w; default: the model's training size, else 224")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     parser.add_argument("--view-img", action="store_true", help="show results")
     parser.add_argument("--save-txt", action="store_true", help="save results to *.txt")
@@ -235,7 +238,8 @@ def parse_opt(argv=None):
     parser.add_argument("--dnn", action="store_true", help="OpenCV DNN for ONNX (no effect, compatibility)")
     parser.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
     opt = parser.parse_args(argv)
-    opt.imgsz *= 2 if len(opt.imgsz) == 1 else 1  # expand, as YOLOv5
+    if opt.imgsz:
+        opt.imgsz *= 2 if len(opt.imgsz) == 1 else 1  # expand, as YOLOv5
     print_args(vars(opt))
     return opt
 

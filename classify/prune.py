@@ -16,6 +16,7 @@ summary.csv. Each step is also its own command: classify/train.py, classify/rank
 """
 
 import argparse
+import os
 import sys
 from copy import deepcopy
 from pathlib import Path
@@ -31,13 +32,15 @@ from classify import rank as rank_cli  # noqa: E402
 from classify import sensitivity as sensitivity_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
 from classify import val as val_cli  # noqa: E402
-from models.budget import chosen_target, drop_predictor, plan_for_target  # noqa: E402
+from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
+                           read_sensitivity)
 from models.experimental import attempt_load, cfg_of, check_classifier  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, recalibrate_bn  # noqa: E402
 from models.prune import load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, load_yaml  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import add_target_options, check_at_least, check_img_size, print_args, run_cli  # noqa: E402
+from utils.cli import (HelpFormatter, add_target_options, check_at_least, check_img_size, check_writable,  # noqa: E402
+                       model_imgsz, print_args, run_cli)
 from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
@@ -60,22 +63,41 @@ def _accuracy(model, loader):
 LATENCY_BATCH = 16  # images per timed CPU forward in the summary
 
 
-def summary_rows(stages, imgsz):
-    """Parameters, GFLOPs, CPU latency (ms per batch of LATENCY_BATCH, one interleaved run), accuracy, and whether
-    the row was trained with distillation ('yes'/'no'; '-' for rows not trained here).
+# The two accuracy rules of the summary, as its footnote states them.
+RULES = ("last: the weights (EMA) of the final epoch", "best: best.pt, the epoch with the highest top-1 on this same "
+         "val split (picked on the numbers it reports: optimistic)")
 
-    stages: {row name: (model, (top1, top5), distilled)}.
+
+def trained_stage(result, loader, dev, distilled):
+    """A summary stage for a training run (train.run's result): best.pt and the last epoch's weights, each
+    validated on `loader`."""
+    best, last = (attempt_load(result[k], device=dev) for k in ("best", "last"))
+    return best, _accuracy(best, loader), _accuracy(last, loader), distilled
+
+
+def untrained_stage(model, loader, distilled="-"):
+    """A summary stage for a model not trained in this run: one accuracy stands for both rules."""
+    acc = _accuracy(model, loader)
+    return model, acc, acc, distilled
+
+
+def summary_rows(stages, imgsz):
+    """Parameters, GFLOPs, CPU latency (ms per batch of LATENCY_BATCH, one interleaved run), accuracy by both RULES,
+    and whether the row was trained with distillation ('yes'/'no'; '-' for rows not trained here).
+
+    stages: {row name: (model, (top1, top5) of best, (top1, top5) of last, distilled)}.
     """
-    models = [m.cpu().eval() for m, _, _ in stages.values()]
+    models = [stage[0].cpu().eval() for stage in stages.values()]
     latency = median_latency(models, torch.randn(LATENCY_BATCH, 3, imgsz, imgsz), repeats=10)
     rows = []
-    for (name, (model, (top1, top5), distilled)), t in zip(stages.items(), latency):
+    for (name, (model, best, last, distilled)), t in zip(stages.items(), latency):
         rows.append({"model": name, "parameters": count_params(model), "GFLOPs": model_gflops(model, imgsz),
-                     "cpu_ms": t * 1e3, "top1": top1, "top5": top5, "distilled": distilled})
+                     "cpu_ms": t * 1e3, "top1_last": last[0], "top1_best": best[0], "top5_last": last[1],
+                     "top5_best": best[1], "distilled": distilled})
     return rows
 
 
-def log_summary(rows, save_dir, reference, pruned, scratch=None):
+def log_summary(rows, save_dir, reference, pruned, scratch=None, split="val"):
     """Log the table and the cost of pruning: row `pruned` against row `reference` (trained as long) and, when given,
     what pruning gained over row `scratch` (the pruned architecture trained from scratch as long)."""
     import pandas as pd
@@ -83,25 +105,28 @@ def log_summary(rows, save_dir, reference, pruned, scratch=None):
     table = pd.DataFrame(rows).set_index("model")
     write_text_atomic(save_dir / "summary.csv", table.to_csv())
     width = max(28, max(len(r["model"]) for r in rows) + 2)
-    lines = [f"{'model':<{width}}{'params':>11}{'GFLOPs':>8}{f'CPU ms/{LATENCY_BATCH}':>12}{'top1':>7}{'top5':>7}"
-             f"{'distilled':>11}"]
+    lines = [f"{'model':<{width}}{'params':>11}{'GFLOPs':>8}{f'CPU ms/{LATENCY_BATCH}':>12}{'top1 last':>11}"
+             f"{'top1 best':>11}{'top5 last':>11}{'distilled':>11}"]
     for r in rows:
         lines.append(f"{r['model']:<{width}}{r['parameters']:>11,}{r['GFLOPs']:>8.3f}{r['cpu_ms']:>12.1f}"
-                     f"{r['top1']:>7.3f}{r['top5']:>7.3f}{r['distilled']:>11}")
+                     f"{r['top1_last']:>11.3f}{r['top1_best']:>11.3f}{r['top5_last']:>11.3f}{r['distilled']:>11}")
+    lines.append(f"top1/top5 on {split}/; " + "; ".join(RULES) + ". Untrained rows: one number for both.")
     base, last = (next(r for r in rows if r["model"] == name) for name in (reference, pruned))
     lines.append(f"cost of pruning ('{pruned}' vs '{reference}', trained as long): "
                  f"{last['parameters'] / base['parameters']:.1%} parameters, {last['GFLOPs'] / base['GFLOPs']:.1%} "
-                 f"GFLOPs, {base['cpu_ms'] / last['cpu_ms']:.2f}x faster (CPU), top1 {last['top1'] - base['top1']:+.3f}")
+                 f"GFLOPs, {base['cpu_ms'] / last['cpu_ms']:.2f}x faster (CPU), top1 (last epoch) "
+                 f"{last['top1_last'] - base['top1_last']:+.3f}")
     if scratch is not None:
         new = next(r for r in rows if r["model"] == scratch)
-        gain = last["top1"] - new["top1"]
-        lines.append(f"gain of pruning ('{pruned}' vs '{scratch}'): top1 {gain:+.3f}"
+        gain = last["top1_last"] - new["top1_last"]
+        lines.append(f"gain of pruning ('{pruned}' vs '{scratch}'): top1 (last epoch) {gain:+.3f}"
                      + ("" if gain > 0 else ": on this data, training the small architecture from scratch did as well"))
     LOGGER.info("\n" + colorstr("Pruning summary") + "\n" + "\n".join(lines))
     LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}")
 
 
 DEMO_CFG = "yolov5n-cls.yaml"  # small enough to train a baseline in a minute on 2 CPU cores
+DEMO_IMGSZ = 64  # the built-in data's images are 64 px; a --weights model runs at its own training size
 
 
 DEFAULT_RATE = "0.5"  # without --rate or --target-*
@@ -121,6 +146,8 @@ def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, work
     if sensitivity:
         table = sensitivity
     else:
+        LOGGER.info("sensitivity: top-1 with each channel group pruned alone, at several rates, on 512 training "
+                    "images (BatchNorm re-estimated); the widths are allocated by it")
         table = sensitivity_cli.group_sensitivity(base_model, data_root, scores, imgsz, batch_size, images=512,
                                                   calib_batches=5, workers=workers, seed=seed, split="train")
         write_text_atomic(save_dir / "sensitivity.csv", table.to_csv(index=False))
@@ -136,7 +163,7 @@ def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, work
 
 @nested()  # the train and rank commands it runs stay quiet: no option dumps or next-step hints of their own
 def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRITERION, rank_batches=5,
-        epochs=8, finetune_epochs=8, batch_size=64, imgsz=64, device="", workers=2, cache="ram",
+        epochs=8, finetune_epochs=8, batch_size=64, imgsz=None, device="", workers=2, cache="ram",
         project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0, target_flops=None, target_params=None,
         target_latency=None, sensitivity="", teacher=None, distill_alpha=DISTILL_ALPHA, distill_t=DISTILL_T, hyp="",
         fade_epochs=None, no_scratch=False):
@@ -153,28 +180,33 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
                                  ("--rank-batches", rank_batches, 1), ("--batch-size", batch_size, 1),
                                  ("--workers", workers, 0)):
         check_at_least(flag, value, minimum)
-    imgsz = check_img_size(imgsz)
+    imgsz = None if imgsz is None else check_img_size(imgsz)
     target = chosen_target(target_flops, target_params, target_latency, rate)
     rate = None if target else (rate if rate is not None else DEFAULT_RATE)
-    if sensitivity and not Path(sensitivity).is_file():
-        raise FileNotFoundError(f"--sensitivity file '{sensitivity}' not found (make one with classify/sensitivity.py)")
+    if sensitivity:  # a missing file or one that is not a sensitivity table fails before any work
+        read_sensitivity(sensitivity)
     source = check_classifier(attempt_load(weights), weights, "classify/prune.py") if weights else None
+    imgsz = check_img_size(model_imgsz(imgsz, source)) if source is not None else imgsz or DEMO_IMGSZ
     cfg = cfg or (cfg_of(source, weights) if source is not None else DEMO_CFG)
     if not target and not needs_scores(ClassificationModel(cfg, rate=rate)):  # a bad --cfg or --rate fails here
         raise ValueError("--rate is 0 everywhere: nothing to prune; give a rate such as 0.5 or '[0.]+[0.3]*8+[0.]'")
+    if target:  # a budget no plan reaches fails now, not after training, ranking and sensitivity
+        check_reachable(cfg, *target, imgsz, getattr(source, "nc", None))
     load_hyp(hyp)  # a bad --hyp or distillation setting fails here too, before any work
     check_distillation(distill_alpha, distill_t)
-    save_dir = increment_path(Path(project) / name, exist_ok=exist_ok, mkdir=True)
+    save_dir = increment_path(Path(check_writable(Path(project) / name)), exist_ok=exist_ok, mkdir=True)
     steps = 5 if no_scratch else 6
     common = dict(data=data, batch_size=batch_size, imgsz=imgsz, device=device, workers=workers, cache=cache,
                   seed=seed, project=save_dir, exist_ok=True, hyp=hyp)
 
+    trained_baseline = None
     if weights:
         baseline = weights
         LOGGER.info(f"\n{colorstr(f'1/{steps} baseline:')} {weights}")
     else:
         LOGGER.info(f"\n{colorstr(f'1/{steps} baseline:')} training {cfg} for {epochs} epochs")
-        baseline = train_cli.run(cfg=cfg, epochs=epochs, name="baseline", **common)["best"]
+        trained_baseline = train_cli.run(cfg=cfg, epochs=epochs, name="baseline", **common)
+        baseline = trained_baseline["best"]
 
     LOGGER.info(f"\n{colorstr(f'2/{steps} ranks:')} {criterion} on {data}")
     ranks = rank_cli.run(weights=baseline, data=data, criterion=criterion, batches=rank_batches,
@@ -193,12 +225,13 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     norm = input_norm(base_model)
     loader = create_classification_dataloader(eval_split(root), imgsz=imgsz, batch_size=batch_size, augment=False,
                                               workers=workers, shuffle=False, norm=norm)
-    before = {"baseline": (base_model, _accuracy(base_model, loader), "-" if weights else "no"),
-              f"pruned ({plan})": (pruned, _accuracy(pruned, loader), "-")}
+    before = {"baseline": (trained_stage(trained_baseline, loader, dev, "no") if trained_baseline
+                           else untrained_stage(base_model, loader)),
+              f"pruned ({plan})": untrained_stage(pruned, loader)}
     train_images = create_classification_dataloader(root / "train", imgsz=imgsz, batch_size=batch_size,
                                                     augment=False, workers=workers, shuffle=True, seed=seed, norm=norm)
     recalibrated = recalibrate_bn(deepcopy(pruned), train_images, batches=10)
-    before["pruned + BN recalibrated"] = (recalibrated, _accuracy(recalibrated, loader), "-")
+    before["pruned + BN recalibrated"] = untrained_stage(recalibrated, loader)
 
     teacher = str(baseline) if teacher is None else teacher
     # both fine-tunes alike: distilled, and a cosine schedule (benchmarks/recipes.py: +0.3 for the pruned model)
@@ -214,28 +247,26 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     LOGGER.info(f"\n{colorstr(f'5/{steps} reference:')} unpruned baseline, the same {finetune_epochs} epochs, {how}")
     control = train_cli.run(cfg="", weights=str(baseline), epochs=finetune_epochs,  # the baseline's architecture
                             name="baseline-ft", **finetune, **common)
-    tuned, control_model = (attempt_load(r["best"], device=dev) for r in (result, control))
     more = f"+ {finetune_epochs} epoch{'s' if finetune_epochs != 1 else ''}"
     reference, final = f"baseline {more}", f"pruned {more}"
-    stages = {**before, reference: (control_model, _accuracy(control_model, loader), distilled),
-              final: (tuned, _accuracy(tuned, loader), distilled)}
+    stages = {**before, reference: trained_stage(control, loader, dev, distilled),
+              final: trained_stage(result, loader, dev, distilled)}
     scratch = scratch_row = None
     if not no_scratch:  # what a user gets without pruning: the same small architecture, trained as long, no teacher
         total = epochs + finetune_epochs  # with --weights, --epochs stands for the baseline's
         LOGGER.info(f"\n{colorstr('6/6 scratch:')} the pruned architecture from scratch, {total} epochs")
-        scratch = train_cli.run(cfg=tuned.yaml, epochs=total, name="scratch", **common)
+        scratch = train_cli.run(cfg=stages[final][0].yaml, epochs=total, name="scratch", **common)
         scratch_row = f"pruned architecture from scratch ({total} epochs)"
-        scratch_model = attempt_load(scratch["best"], device=dev)
-        stages[scratch_row] = (scratch_model, _accuracy(scratch_model, loader), "no")
+        stages[scratch_row] = trained_stage(scratch, loader, dev, "no")
     rows = summary_rows(stages, imgsz)
-    log_summary(rows, save_dir, reference, final, scratch_row)
+    log_summary(rows, save_dir, reference, final, scratch_row, split=eval_split(root).name)
     return {"save_dir": save_dir, "baseline": baseline, "ranks": ranks, "pruned": result["best"],
             "baseline_ft": control["best"], "scratch": scratch["best"] if scratch else None, "summary": rows}
 
 
 def parse_opt(known=False):
     parser = argparse.ArgumentParser(description="Prune a YOLO classifier (YOLOv5, YOLOv8, YOLO11, YOLO26) end to end",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--cfg", type=str, default="", help=f"model YAML (default: that of --weights, else {DEMO_CFG})")
     parser.add_argument("--weights", "--model", type=str, default="", help="trained classifier/detector; '' trains a baseline first")
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
@@ -250,9 +281,10 @@ def parse_opt(known=False):
                         help="baseline epochs (without --weights; with them, the baseline's epochs for the scratch row)")
     parser.add_argument("--finetune-epochs", type=int, default=8, help="fine-tune epochs of the pruned model")
     parser.add_argument("--batch-size", type=int, default=64, help="total batch size")
-    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=64, help="image size (pixels)")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=None,
+                        help=f"image size (pixels); default: that --weights was trained at, else {DEMO_IMGSZ}")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
-    parser.add_argument("--workers", type=int, default=2, help="max dataloader workers")
+    parser.add_argument("--workers", type=int, default=2, help=f"max dataloader workers (capped at the CPU cores: {os.cpu_count()} here)")
     parser.add_argument("--cache", type=str, nargs="?", const="ram", default="ram", choices=("ram", "disk"),
                         help="cache decoded images in 'ram' or on 'disk' (as <image>.npy)")
     parser.add_argument("--project", default=ROOT / "runs/prune-cls", help="save to project/name")

@@ -11,6 +11,7 @@ reused by `classify/train.py --ranks` so ranking runs once.
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,14 +24,16 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import yaml  # noqa: E402
 
-from models.budget import chosen_target, drop_predictor, plan_for_target  # noqa: E402
+from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
+                           read_sensitivity)
 from models.experimental import cfg_of, model_from_checkpoint  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, RESIDUAL_MODES, compute_scores, get_criterion  # noqa: E402
 from models.prune import load_model  # noqa: E402
 from models.yolo import ClassificationModel, DetectionModel, classifier_yaml, load_yaml  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.checkpoints import load_checkpoint  # noqa: E402
-from utils.cli import add_target_options, check_at_least, check_img_size, print_args, run_cli  # noqa: E402
+from utils.cli import (HelpFormatter, add_target_options, check_at_least, check_img_size, check_writable,  # noqa: E402
+                       model_imgsz, print_args, run_cli)
 from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset  # noqa: E402
@@ -121,23 +124,27 @@ def write_plan(model, scores, output, target, imgsz, sensitivity=""):
 
 
 def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion=DEFAULT_CRITERION, batches=5, batch_size=16,
-        imgsz=224, device="", workers=8, output="", seed=0, residual="members", target_flops=None, target_params=None,
+        imgsz=None, device="", workers=8, output="", seed=0, residual="members", target_flops=None, target_params=None,
         target_latency=None, sensitivity=""):
     """Compute and save per-channel scores; returns the scores file path (with --target-*, also a plan YAML)."""
     target = chosen_target(target_flops, target_params, target_latency)
-    if sensitivity and not Path(sensitivity).is_file():
-        raise FileNotFoundError(f"--sensitivity file '{sensitivity}' not found (make one with classify/sensitivity.py)")
+    if sensitivity:  # a missing file or one that is not a sensitivity table fails before any work
+        read_sensitivity(sensitivity)
     torch.manual_seed(seed)
     check_at_least("--batch-size", batch_size, 1)
     check_at_least("--workers", workers, 0)
-    imgsz = check_img_size(imgsz)
+    imgsz = None if imgsz is None else check_img_size(imgsz)
+    output = Path(output) if output else default_output(weights, criterion)
+    check_writable(output.parent, "--output")
     device = select_device(device, batch_size=batch_size)
     get_criterion(criterion)  # an unknown criterion fails before loading weights
     model = ranking_model(weights, cfg).to(device)
+    imgsz = check_img_size(model_imgsz(imgsz, model))
+    if target:  # a budget no plan reaches fails now, not after ranking
+        check_reachable(cfg_of(model), *target, imgsz, model.nc)
     scores, meta = score_model(model, weights, cfg, data, criterion, batches, batch_size, imgsz, device, workers, seed,
                                residual)
     log_scores(scores, criterion)
-    output = Path(output) if output else default_output(weights, criterion)
     save_scores(output, scores, meta)
     LOGGER.info(f"\n{len(scores)} channel groups ranked by {criterion}; scores saved to {colorstr('bold', output)}")
     if target:
@@ -147,7 +154,7 @@ def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion=DEFAULT_C
 
 def parse_opt(known=False):
     parser = argparse.ArgumentParser(description="Rank the filters of a YOLO classifier or detector backbone",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--weights", type=str, default="yolov5s-cls.pt", help="classifier or detector checkpoint")
     parser.add_argument("--cfg", type=str, default="", help="classifier YAML (for a detector source), e.g. yolov5s-cls.yaml")
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset for data criteria: name or ImageFolder root")
@@ -155,9 +162,10 @@ def parse_opt(known=False):
                         help="ranking criterion: " + "; ".join(f"{k}: {c.help}" for k, c in CRITERIA.items()))
     parser.add_argument("--batches", type=int, default=5, help="training batches scored by data criteria")
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
-    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="image size (pixels)")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=None,
+                        help="image size (pixels); default: the model's training size, else 224")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
-    parser.add_argument("--workers", type=int, default=8, help="max dataloader workers")
+    parser.add_argument("--workers", type=int, default=8, help=f"max dataloader workers (capped at the CPU cores: {os.cpu_count()} here)")
     parser.add_argument("--output", type=str, default="", help="scores file (default weights/ranks/<weights>-<criterion>.pt)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data order and the random criterion")
     add_target_options(parser, "also allocate widths to this fraction of the unpruned FLOPs (0-1]; writes <output>.yaml",

@@ -11,6 +11,7 @@ per group) to runs/sensitivity/exp*; the csv feeds allocation: classify/train.py
 """
 
 import argparse
+import os
 import sys
 import time
 from itertools import islice
@@ -28,7 +29,8 @@ from models.criteria import CRITERIA, DEFAULT_CRITERION, compute_scores, get_cri
 from models.experimental import attempt_load, check_classifier  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.augmentations import input_norm  # noqa: E402
-from utils.cli import print_args, run_cli  # noqa: E402
+from utils.cli import (HelpFormatter, check_at_least, check_img_size, check_writable, model_imgsz,  # noqa: E402
+                       print_args, run_cli)
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -71,7 +73,7 @@ def group_sensitivity(model, data_root, scores, imgsz=224, batch_size=64, images
     return sensitivity(model, scores, evaluate, calibrate, rates)
 
 
-def run(weights="yolov5s-cls.pt", data=DEFAULT_DATA, imgsz=224, batch_size=64, device="", workers=8,
+def run(weights="yolov5s-cls.pt", data=DEFAULT_DATA, imgsz=None, batch_size=64, device="", workers=8,
         criterion=DEFAULT_CRITERION, ranks="", rank_batches=5, images=512, calib_batches=5,
         rates=",".join(map(str, SENSITIVITY_RATES)), project=ROOT / "runs/sensitivity", name="exp", exist_ok=False,
         seed=0):
@@ -82,10 +84,15 @@ def run(weights="yolov5s-cls.pt", data=DEFAULT_DATA, imgsz=224, batch_size=64, d
         raise ValueError(f"--images and --calib-batches must be at least 1, not {images} and {calib_batches}")
     if ranks and not Path(ranks).is_file():
         raise FileNotFoundError(f"--ranks file '{ranks}' not found (make one with classify/rank.py)")
+    check_at_least("--batch-size", batch_size, 1)
+    check_at_least("--workers", workers, 0)
+    imgsz = None if imgsz is None else check_img_size(imgsz)
+    check_writable(Path(project) / name)
     t0 = time.time()
     torch.manual_seed(seed)
     device = select_device(device, batch_size=batch_size)
     model = check_classifier(attempt_load(weights, device=device), weights, "classify/sensitivity.py")
+    imgsz = check_img_size(model_imgsz(imgsz, model))
     root = check_cls_dataset(data)
     if ranks:
         scores = load_scores(ranks)[0]
@@ -111,13 +118,15 @@ def run(weights="yolov5s-cls.pt", data=DEFAULT_DATA, imgsz=224, batch_size=64, d
 
 
 def parse_opt(known=False):
-    parser = argparse.ArgumentParser(description="Accuracy after pruning one channel group at a time")
+    parser = argparse.ArgumentParser(description="Accuracy after pruning one channel group at a time",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--weights", "--model", type=str, default="yolov5s-cls.pt", help="trained classifier")
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
-    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="image size (pixels)")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=None,
+                        help="image size (pixels); default: the model's training size, else 224")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
-    parser.add_argument("--workers", type=int, default=8, help="max dataloader workers")
+    parser.add_argument("--workers", type=int, default=8, help=f"max dataloader workers (capped at the CPU cores: {os.cpu_count()} here)")
     parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA, help="filter ranking")
     parser.add_argument("--ranks", type=str, default="", help="scores file from classify/rank.py (skips ranking)")
     parser.add_argument("--rank-batches", type=int, default=5, help="training batches scored by data criteria")

@@ -49,11 +49,11 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import yaml  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from classify import val as validate  # noqa: E402
 from classify.rank import score_filters  # noqa: E402
-from models.budget import chosen_target, drop_predictor, plan_for_target  # noqa: E402
+from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
+                           read_sensitivity)
 from models.criteria import CRITERIA, DEFAULT_CRITERION, check_criterion  # noqa: E402
 from models.experimental import attempt_load, cfg_of  # noqa: E402
 from models.decay import ChannelFade  # noqa: E402
@@ -62,8 +62,8 @@ from models.prune import load_model, needs_scores, source_architecture  # noqa: 
 from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
 from utils.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
                                load_checkpoint, save_checkpoint, to_cpu)
-from utils.cli import (USER_ERRORS, Interrupted, UserError, add_target_options, check_at_least,  # noqa: E402
-                       check_img_size, print_args, run_cli)
+from utils.cli import (HelpFormatter, USER_ERRORS, Interrupted, UserError, add_target_options,  # noqa: E402
+                       check_at_least, check_img_size, check_writable, print_args, run_cli)
 from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader, share_cpu_cores  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
@@ -74,10 +74,11 @@ from utils.distributed import (LOCAL_RANK, RANK, WORLD_SIZE, broadcast_object, c
                                gather_object, init_distributed, is_main_process, torch_distributed_zero_first)
 from utils.ema import ModelEMA  # noqa: E402
 from utils.hyp import DEFAULT_HYP, load_hyp, save_hyp  # noqa: E402
-from utils.log import LOGGER, colorstr, is_nested  # noqa: E402
+from utils.log import LOGGER, colorstr, is_nested, progress_bar  # noqa: E402
 from utils.metrics import EarlyStopping  # noqa: E402
 from utils.model_info import model_info  # noqa: E402
 from utils.optim import OPTIMIZERS, lr_scheduler, multi_tensor, smart_optimizer  # noqa: E402
+from utils import run_lock  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
 from utils.plots import plot_results  # noqa: E402
 from utils.profiling import median_latency  # noqa: E402
@@ -165,9 +166,11 @@ def check_options(opt):
     if not opt.cfg:  # YOLOv5 users pass only --model/--weights: rebuild that architecture
         opt.cfg = cfg_of(source, opt.weights) if source is not None else DEFAULT_CFG
     resolve_rates(classifier_yaml(opt.cfg, opt.cutoff), opt.rate)  # bad --rate: one-line ValueError
-    chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate)  # bad --target-*: one line
-    if opt.sensitivity and not Path(opt.sensitivity).is_file():
-        raise FileNotFoundError(f"--sensitivity file '{opt.sensitivity}' not found (make one with classify/sensitivity.py)")
+    target = chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate)  # bad: one line
+    if target:  # a budget no plan reaches fails now, not after ranking
+        check_reachable(classifier_yaml(opt.cfg, opt.cutoff), *target, opt.imgsz, getattr(source, "nc", None))
+    if opt.sensitivity:  # a missing file or one that is not a sensitivity table fails before any work
+        read_sensitivity(opt.sensitivity)
     if opt.ranks and not Path(opt.ranks).is_file():
         raise FileNotFoundError(f"--ranks file '{opt.ranks}' not found (make one with classify/rank.py)")
     training_hyp(opt)  # bad --hyp: one-line ValueError
@@ -451,6 +454,9 @@ def train(opt, device, resume_ckpt=None, source=None):
                                                    seed=opt.seed, hyp=hyp, norm=norm)
     names = trainloader.dataset.classes
     nc = len(names)
+    if nc == 1 and main_process:
+        LOGGER.warning(f"WARNING ⚠️ {data_dir / 'train'} has one class folder ({names[0]}): every image gets it, so "
+                       f"top-1 is 1.0 whatever the model learns; a classifier needs two classes or more")
     testloader = None
     if main_process:
         testloader = create_classification_dataloader(eval_split(data_dir), imgsz=opt.imgsz, batch_size=bs * 2,
@@ -483,6 +489,7 @@ def train(opt, device, resume_ckpt=None, source=None):
 
     # Run folder (only now: bad options and incompatible weights have failed before anything was written)
     if main_process:
+        run_lock.acquire(save_dir)  # this run's alone while it trains (rank 0 writes for every rank)
         wdir.mkdir(parents=True, exist_ok=True)
         if resume_ckpt is None:
             with open(save_dir / "opt.yaml", "w") as f:
@@ -551,7 +558,7 @@ def train(opt, device, resume_ckpt=None, source=None):
         nb = len(trainloader)
         pbar = enumerate(trainloader)
         if main_process:
-            pbar = tqdm(pbar, total=nb, bar_format=validate.TQDM_BAR_FORMAT)
+            pbar = progress_bar(pbar, total=nb, bar_format=validate.TQDM_BAR_FORMAT)
         for i, (images, labels) in pbar:
             if fade is not None:  # linear from 1 to 0 over the fade's steps: 0 at its last step
                 fade.factor = max(0.0, 1.0 - (epoch * nb + i + 1) / (opt.fade_epochs * nb))
@@ -567,6 +574,8 @@ def train(opt, device, resume_ckpt=None, source=None):
                 if i == nb - 1:  # validate the EMA on the same progress line
                     top1, top5, vloss = validate.run(model=ema.ema, dataloader=testloader, criterion=criterion,
                                                      pbar=pbar)
+                    if pbar.disable:  # no bar (a log file): the epoch's row as one line
+                        LOGGER.info(pbar.desc)
         if fade is not None and epoch + 1 == opt.fade_epochs:  # the faded filters output zeros now: cut them
             model, ema, optimizer, scheduler = cut_faded(model, ema, fading, opt, epoch, device, memory_format)
             fade = fading = None
@@ -618,7 +627,7 @@ def train(opt, device, resume_ckpt=None, source=None):
 
 def parse_opt(known=False, argv=None):
     parser = argparse.ArgumentParser(description="Train a (pruned) YOLOv5 classifier",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--cfg", type=str, default="",
                         help="model YAML (detector: cut at --cutoff); default: the architecture of --weights, else yolov5s-cls.yaml")
     parser.add_argument("--rate", type=str, default=None,
@@ -638,7 +647,7 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--cache", type=str, nargs="?", const="ram", choices=("ram", "disk"),
                         help="cache decoded images in 'ram' (--cache alone) or on 'disk' (as <image>.npy); None = no cache")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    parser.add_argument("--workers", type=int, default=8, help="max dataloader workers (per process in DDP)")
+    parser.add_argument("--workers", type=int, default=8, help=f"max dataloader workers per process (capped at the CPU cores: {os.cpu_count()} here)")
     parser.add_argument("--project", default=ROOT / "runs/train-cls", help="save to project/name")
     parser.add_argument("--name", default="exp", help="save to project/name")
     parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
@@ -698,11 +707,15 @@ def main(opt):
             # rank 0 names the run folder; every rank must use the same one
             opt.save_dir = str(broadcast_object(
                 increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok) if is_main_process() else None))
+        check_writable(opt.save_dir)
+        run_lock.check_free(opt.save_dir)  # claimed later, when the folder is made
         try:
             return train(opt, device, resume_ckpt, source)
         except KeyboardInterrupt:  # Ctrl-C: one line saying where training stopped, not a traceback
             raise interruption(opt) from None
     finally:
+        if is_main_process() and getattr(opt, "save_dir", None):
+            run_lock.release(opt.save_dir)
         cleanup()
 
 

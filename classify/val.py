@@ -10,6 +10,7 @@ is no val/), and writes them to <project>/<name>/accuracy.csv.
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -20,15 +21,15 @@ if str(ROOT) not in sys.path:
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from models.experimental import attempt_load, check_classifier  # noqa: E402
-from utils.cli import check_at_least, check_img_size, print_args, run_cli  # noqa: E402
+from utils.cli import (HelpFormatter, check_at_least, check_img_size, check_writable, model_imgsz,  # noqa: E402
+                       print_args, run_cli)
 from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
-from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.log import LOGGER, colorstr, progress_bar  # noqa: E402
 from utils.metrics import accuracy_table, top5_predictions  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
@@ -68,7 +69,7 @@ def evaluate(model, dataloader, criterion=None, half=False, desc="validating", l
     device = next(model.parameters()).device
     top5, targets, loss = [], [], 0.0
     dt = (Timer(device), Timer(device), Timer(device))  # pre-process, inference, post-process
-    bar = tqdm(dataloader, desc, len(dataloader), leave, bar_format=TQDM_BAR_FORMAT, position=0)
+    bar = progress_bar(dataloader, desc, len(dataloader), leave, bar_format=TQDM_BAR_FORMAT, position=0)
     with torch.amp.autocast(device_type=device.type, enabled=device.type == "cuda"):
         for images, labels in bar:
             with dt[0]:
@@ -88,7 +89,7 @@ def run(
         data=DEFAULT_DATA,  # dataset name or ImageFolder root (uses val/, else test/)
         weights="yolov5s-cls.pt",  # checkpoint path (this project's, upstream YOLOv5's or ultralytics')
         batch_size=128,
-        imgsz=224,
+        imgsz=None,  # None: the size the model was trained at (from its checkpoint), else 224
         device="",  # cuda device, i.e. 0 or 0,1,2,3 or cpu
         workers=8,  # max dataloader workers
         verbose=False,  # per-class table and speed
@@ -110,12 +111,14 @@ def run(
     else:
         check_at_least("--batch-size", batch_size, 1)
         check_at_least("--workers", workers, 0)
-        imgsz = check_img_size(imgsz)
+        imgsz = None if imgsz is None else check_img_size(imgsz)
+        check_writable(Path(project) / name)
         device = select_device(device, batch_size=batch_size)
         if half and device.type != "cuda":
             LOGGER.warning(f"WARNING ⚠️ --half needs CUDA; validating in FP32 on {device.type.upper()}")
             half = False
         model = check_classifier(attempt_load(weights, device=device), weights, "classify/val.py")
+        imgsz = check_img_size(model_imgsz(imgsz, model))
         model.half() if half else model.float()
         test_dir = eval_split(check_cls_dataset(data))
         dataloader = create_classification_dataloader(test_dir, imgsz=imgsz, batch_size=batch_size, augment=False,
@@ -152,13 +155,14 @@ def run(
 
 def parse_opt(known=False, argv=None):
     parser = argparse.ArgumentParser(description="Validate a YOLOv5 classifier",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
     parser.add_argument("--weights", type=str, default="yolov5s-cls.pt", help="model.pt path or a YOLOv5 release name")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size")
-    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="inference size (pixels)")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=None,
+                        help="inference size (pixels); default: the model's training size, else 224")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    parser.add_argument("--workers", type=int, default=8, help="max dataloader workers")
+    parser.add_argument("--workers", type=int, default=8, help=f"max dataloader workers (capped at the CPU cores: {os.cpu_count()} here)")
     parser.add_argument("--verbose", nargs="?", const=True, default=True, help="per-class accuracy table")
     parser.add_argument("--project", default=ROOT / "runs/val-cls", help="save to project/name")
     parser.add_argument("--name", default="exp", help="save to project/name")

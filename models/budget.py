@@ -13,11 +13,13 @@ back, best predicted accuracy per unit of cost first, while the budget still hol
 """
 
 import math
+from pathlib import Path
 
 import torch
 
 from models.graph import trace_model
 from models.rates import kept_width
+from utils.model_info import count_flops
 
 MIN_SHARE = 0.5  # allocate(): floor of a group's width, as a share of its uniform width (benchmarks/recipes.py)
 WIDTH_STEP = 8  # widths of groups of 16+ channels stay multiples of 8 (models.rates.kept_width's rule)
@@ -32,16 +34,6 @@ def meta_model(cfg, widths=None, nc=None):
 
     with torch.device("meta"):
         return ClassificationModel(cfg, nc=nc, rate=0.0, widths=widths or None).eval()
-
-
-def count_flops(model, imgsz, ch=3):
-    """FLOPs of one forward pass of a batch of one imgsz x imgsz image, counted by torch.utils.flop_counter."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    p = next(model.parameters())
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, ch, imgsz, imgsz, device=p.device, dtype=p.dtype))
-    return counter.get_total_flops()
 
 
 def plan_cost(cfg, widths=None, imgsz=224, nc=None):
@@ -236,6 +228,19 @@ def check_target(value, name="target"):
     return float(value)
 
 
+def check_reachable(cfg, metric, target, imgsz, nc=None):
+    """A one-line ValueError, before any ranking or training, when --target-flops/--target-params `target` is below
+    what the narrowest plan of cfg costs (latency is measured during allocation, so it is not checked here)."""
+    target = check_target(target, f"target-{metric}")
+    if metric in ("flops", "params"):
+        costs = CostModel(cfg, imgsz, nc)
+        floor = costs.fraction({g: choices(c)[0] for g, c in costs.full.items()}, metric)
+        if floor > target:
+            raise ValueError(f"--target-{metric} {target:g} is out of reach: the narrowest plan (every channel group "
+                             f"at {WIDTH_STEP} channels) still costs {floor:.3f} of the unpruned model's {metric}")
+    return target
+
+
 def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=None, min_share=None):
     """Widths {group: width} whose `metric` cost is in [(1 - tolerance)·target, target] of the unpruned model's
     and whose summed predicted drop (drop(group, width), default: the share of channels removed) is small.
@@ -384,17 +389,32 @@ def allocate_latency(costs, target, latency_fn, drop=None, tolerance=0.05, itera
     return plan
 
 
+def read_sensitivity(sensitivity):
+    """The table of classify/sensitivity.py, from its csv (or a DataFrame, checked); a one-line ValueError for a file
+    that is missing or is not such a table (so commands can check --sensitivity before any work)."""
+    import pandas as pd
+
+    table = sensitivity
+    if not isinstance(sensitivity, pd.DataFrame):
+        if not Path(sensitivity).is_file():
+            raise FileNotFoundError(f"--sensitivity file '{sensitivity}' not found (make one with classify/sensitivity.py)")
+        try:
+            table = pd.read_csv(sensitivity)
+        except (ValueError, UnicodeDecodeError) as e:  # pandas' parser and empty-data errors are ValueErrors
+            raise ValueError(f"--sensitivity {sensitivity} is not a csv table ({type(e).__name__}): make one with "
+                             f"classify/sensitivity.py") from None
+    missing = {"group", "width", "full", "top1"} - set(table.columns)
+    if missing:
+        raise ValueError(f"--sensitivity {sensitivity} is not a sensitivity table (no {', '.join(sorted(missing))} "
+                         f"column): make one with classify/sensitivity.py")
+    return table
+
+
 def drop_predictor(scores=None, sensitivity=None):
     """How allocation predicts a group's accuracy loss at a width: from a sensitivity table (a DataFrame or the
     csv of classify/sensitivity.py) when given, else from filter scores, else None (the share of channels removed)."""
     if sensitivity is not None:
-        import pandas as pd
-
-        table = sensitivity if isinstance(sensitivity, pd.DataFrame) else pd.read_csv(sensitivity)
-        missing = {"group", "width", "full", "top1"} - set(table.columns)
-        if missing:
-            raise ValueError(f"{sensitivity} is not a sensitivity table (no {', '.join(sorted(missing))} column): make one "
-                             f"with classify/sensitivity.py")
+        table = read_sensitivity(sensitivity)
         base = table.attrs.get("base_top1", table["base_top1"].iloc[0] if "base_top1" in table else table["top1"].max())
         return SensitivityDrop(table, float(base))
     if scores is not None:
@@ -456,7 +476,7 @@ def sensitivity(model, scores, eval_batches, calib_batches, rates=SENSITIVITY_RA
     Widths follow the --rate rule (kept_width); a width that repeats within a group is evaluated once.
     """
     import pandas as pd
-    from tqdm import tqdm
+    from utils.log import progress_bar
 
     from models.criteria import recalibrate_bn
     from models.prune import channel_groups, select_channels
@@ -468,7 +488,7 @@ def sensitivity(model, scores, eval_batches, calib_batches, rates=SENSITIVITY_RA
     base = top1(model, eval_batches)
     chosen = [g for g in channel_groups(model) if not g.fixed and (groups is None or g.name in groups)]
     rows = []
-    for g in tqdm(chosen, desc="sensitivity", disable=not progress):
+    for g in progress_bar(chosen, desc="sensitivity", disable=not progress):
         measured = {g.channels: base}
         for r in rates:
             w = kept_width(g.channels, r)

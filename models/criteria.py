@@ -13,9 +13,8 @@ Data-free criteria always score the member convs' weights.
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from utils.log import LOGGER
+from utils.log import LOGGER, progress_bar
 
 CRITERIA = {}  # name → Criterion subclass
 DEFAULT_CRITERION = "bn"  # the best after fine-tuning on real data (benchmarks/criteria.py, README)
@@ -153,7 +152,7 @@ class MapCriterion(Criterion):
         model.eval()
         try:
             total = min(batches, len(dataloader)) if hasattr(dataloader, "__len__") else batches
-            for b, (images, labels) in enumerate(tqdm(dataloader, total=total, desc=self.name, leave=False)):
+            for b, (images, labels) in enumerate(progress_bar(dataloader, total=total, desc=self.name, leave=False)):
                 if b >= batches:
                     break
                 images = images.to(device, non_blocking=True).float()

@@ -19,6 +19,23 @@ def model_from_checkpoint(ckpt, prefer_ema=True):
     logits): softmax(model(x)) is ultralytics' first output. An ultralytics detector comes back as the unpickled
     model (a DetectionModel whose head is a DetectionHead placeholder): a source of backbone weights for load_model.
     """
+    model = _model_in(ckpt, prefer_ema)
+    if isinstance(model, ClassificationModel):
+        model.trained_imgsz = trained_imgsz(ckpt)
+    return model
+
+
+def trained_imgsz(ckpt):
+    """The image size (an int) a classifier checkpoint was trained at, or None when it does not say: YOLOv5's and
+    this project's keep it in 'opt', ultralytics' in 'train_args'."""
+    args = ckpt.get("opt") or ckpt.get("train_args") if isinstance(ckpt, dict) else None
+    size = args.get("imgsz") if isinstance(args, dict) else None
+    if isinstance(size, (list, tuple)) and size:  # [h, w]: classifiers are square, the first side stands for both
+        size = size[0]
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+
+
+def _model_in(ckpt, prefer_ema):
     if is_project_checkpoint(ckpt):
         model = ClassificationModel(ckpt["yaml"])
         state = ckpt.get("ema") if prefer_ema and ckpt.get("ema") is not None else ckpt["model"]

@@ -98,8 +98,17 @@ def load_yaml(cfg):
         names = ", ".join(sorted(p.name for p in MODELS_DIR.glob("*.yaml")))
         raise FileNotFoundError(f"model YAML '{cfg}' not found (built in: {names}; ultralytics' yolov8/yolo11/yolo26 "
                                 f"names with a scale letter, e.g. yolo11n-cls.yaml)")
+    if path.is_dir():
+        raise ValueError(f"model YAML '{cfg}' is a folder, not a YAML file")
     with open(path, errors="ignore") as f:
-        d = yaml.safe_load(f)
+        try:
+            d = yaml.safe_load(f)
+        except yaml.YAMLError as e:  # the parser's message spans lines: keep its first, with the position
+            where = getattr(e, "problem_mark", None)
+            at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+            raise ValueError(f"model YAML '{cfg}' is not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
+    if not isinstance(d, dict) or "backbone" not in d:
+        raise ValueError(f"model YAML '{cfg}' has no 'backbone:' list: not a YOLOv5/ultralytics model YAML")
     d["yaml_file"] = path.name
     return d
 

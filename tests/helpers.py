@@ -46,11 +46,13 @@ def upstream_transforms(size):
     return T.Compose([CenterCrop(size), ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def make_checkpoint(path, nc=3, rate=None, cfg="yolov5n-cls.yaml"):
-    """A project checkpoint of a small classifier with class names c0, c1, ... and input-dependent outputs."""
+def make_checkpoint(path, nc=3, rate=None, cfg="yolov5n-cls.yaml", imgsz=None):
+    """A project checkpoint of a small classifier with class names c0, c1, ... and input-dependent outputs; imgsz:
+    the training size it records (in 'opt', as classify/train.py writes it), None: none."""
     model = lively(ClassificationModel(cfg, nc=nc, rate=rate))
     model.names = [f"c{i}" for i in range(nc)]
-    return save_checkpoint(checkpoint_dict(model), path)
+    fields = {"opt": {"imgsz": imgsz}} if imgsz else {}
+    return save_checkpoint(checkpoint_dict(model, **fields), path)
 
 
 @contextmanager

@@ -7,15 +7,17 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import export
-from classify import predict, prune, rank, train, val
+from classify import predict, prune, rank, sensitivity, train, val
 from data.builtin import make_builtin_dataset
 from utils.cli import UserError, check_at_least, check_img_size
 
 from helpers import ROOT, make_checkpoint
 
-ENTRY_POINTS = {"train": train, "val": val, "predict": predict, "export": export, "rank": rank, "prune": prune}
+ENTRY_POINTS = {"train": train, "val": val, "predict": predict, "export": export, "rank": rank, "prune": prune,
+                "sensitivity": sensitivity}
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +98,14 @@ def test_help_shows_defaults(entry, capsys, monkeypatch):
         ENTRY_POINTS[entry].parse_opt()
     out = " ".join(capsys.readouterr().out.split())
     assert e.value.code == 0 and "(default: " in out
-    if entry != "export":  # every other entry point has --imgsz 224 or 64 by default
-        assert "(default: 224)" in out or "(default: [224])" in out or "(default: 64)" in out
+    # defaults that say nothing are not printed, nor a second default where the help names one already
+    assert "(default: None)" not in out and "(default: )" not in out and "(default: False)" not in out
+    if entry in ("train", "prune"):  # the training commands have a fixed size; the others run at the model's own
+        assert "(default: 224)" in out or "(default: 64)" in out or "else 64" in out
+    else:
+        assert "default: the model's training size, else 224" in out
     if entry == "train":
-        assert "'ram' (default)" not in out and "None = no cache (default: None)" in out
+        assert "'ram' (default)" not in out and "None = no cache" in out
 
 
 def test_colour_only_on_a_terminal_without_no_color(monkeypatch):
@@ -175,3 +181,102 @@ run_cli(main, None, prog="x.py")
 """
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 130 and res.stderr.strip() == "x.py: interrupted", res.stderr
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A real folder no file can be made in, holding a checkpoint: chmod where permission bits bind (not root),
+    else the immutable attribute (root; chattr needs CAP_LINUX_IMMUTABLE)."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    make_checkpoint(d / "m.pt", nc=10)
+
+    def blocked():
+        try:
+            (d / "probe").touch()
+        except OSError:
+            return True
+        (d / "probe").unlink()
+        return False
+
+    d.chmod(0o555)
+    undo = lambda: d.chmod(0o755)  # noqa: E731
+    if not blocked():
+        d.chmod(0o755)
+        res = subprocess.run(["chattr", "+i", str(d)], capture_output=True)
+        undo = lambda: subprocess.run(["chattr", "-i", str(d)], capture_output=True)  # noqa: E731
+        if res.returncode or not blocked():
+            pytest.skip("no way to make a read-only folder here (root without CAP_LINUX_IMMUTABLE)")
+    yield d
+    undo()
+
+
+def output_cases():
+    """(entry, args) writing under RO: a run folder (--project), rank's --output, export's files beside --weights."""
+    runs = ["--project", "RO/runs", "--weights", "RO/m.pt", "--device", "cpu"]
+    return [("train", ["--epochs", "1", "--data", "DATA", "--img", "32", *runs]), ("val", ["--data", "DATA", *runs]),
+            ("predict", ["--source", "DATA", *runs]), ("prune", ["--data", "DATA", *runs]),
+            ("sensitivity", ["--data", "DATA", *runs]),
+            ("rank", ["--weights", "RO/m.pt", "--criterion", "l1", "--output", "RO/ranks.pt"]),
+            ("export", ["--weights", "RO/m.pt", "--include", "onnx"])]
+
+
+@pytest.mark.parametrize("entry,args", output_cases(), ids=[c[0] for c in output_cases()])
+def test_an_unwritable_output_is_one_line_before_any_work(entry, args, read_only_dir, files, capsys, monkeypatch):
+    args = [a.replace("RO", str(read_only_dir)).replace("DATA", str(files["data"])) for a in args]
+    status, err = cli(ENTRY_POINTS[entry], args, capsys, monkeypatch)
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert status == 2 and "Traceback" not in err and len(errors) == 1, err
+    assert f"cannot write in '{read_only_dir}'" in errors[0]
+    assert sorted(p.name for p in read_only_dir.iterdir()) == ["m.pt"]
+
+
+@pytest.mark.parametrize("entry", ["train", "val", "predict", "prune", "sensitivity"])
+def test_a_project_that_is_a_file_is_one_line(entry, files, tmp_path, capsys, monkeypatch):
+    (tmp_path / "notes.txt").write_text("x")
+    args = ["--project", str(tmp_path / "notes.txt"), "--weights", str(files["good"]), "--data", str(files["data"]),
+            "--device", "cpu"]
+    status, err = cli(ENTRY_POINTS[entry], args, capsys, monkeypatch)
+    assert status == 2 and "Traceback" not in err and "notes.txt' is a file, not a folder" in err, err
+
+
+def probe_cases():
+    """(entry, args, words): the faults a new user met that ended in a traceback or in work before the check."""
+    runs = ["--project", "PROJECT", "--device", "cpu"]
+    where = {"export": ["--device", "cpu"], "rank": ["--output", "OUT", "--device", "cpu"]}
+    return [*[(e, ["--imgsz", "100000", "--weights", "good", *where.get(e, runs)], "above the 4096-pixel limit")
+              for e in ("train", "val", "predict", "export", "rank", "prune")],
+            ("train", ["--cfg", "BADYAML", "--epochs", "1", *runs], "is not valid YAML (line 2"),
+            ("prune", ["--cfg", "BADYAML", *runs], "is not valid YAML (line 2"),
+            ("train", ["--cfg", "NOTES", "--epochs", "1", *runs], "has no 'backbone:' list"),
+            ("export", ["--weights", "DETECTOR", "--include", "onnx", "--device", "cpu"], "needs a trained classifier"),
+            ("export", ["--weights", "good", "--include", "onnx", "--opset", "3", "--device", "cpu"],
+             "--opset 3: torch"),
+            ("prune", ["--target-flops", "1e-9", "--data", "data", *runs], "--target-flops 1e-09 is out of reach"),
+            ("train", ["--weights", "good", "--target-flops", "1e-9", "--data", "data", *runs],
+             "--target-flops 1e-09 is out of reach"),
+            ("rank", ["--weights", "good", "--target-flops", "1e-9", "--criterion", "l1", "--output", "OUT"],
+             "--target-flops 1e-09 is out of reach"),
+            ("rank", ["--weights", "good", "--target-flops", "0.5", "--sensitivity", "NOTES", "--output", "OUT"],
+             "is not a sensitivity table"),
+            ("train", ["--device", "cuda", "--weights", "good", "--project", "PROJECT"], "CUDA is not available")]
+
+
+@pytest.mark.parametrize("entry,args,words", probe_cases(),
+                         ids=[f"{c[0]}-{c[1][0].strip('-')}-{c[1][1]}" for c in probe_cases()])
+def test_probes_are_one_line_before_any_work(entry, args, words, files, tmp_path, capsys, monkeypatch):
+    if "cuda" in args and __import__("torch").cuda.is_available():
+        pytest.skip("a CUDA machine: --device cuda is valid there")
+    (tmp_path / "bad.yaml").write_text("backbone: [[-1, 1, Conv, [64, 6, 2, 2]]\nhead: {a: b")
+    (tmp_path / "notes.txt").write_text("my notes, not a table\n")
+    from models.yolo import DetectionModel
+
+    detector = tmp_path / "det.pt"
+    torch.save({"model": DetectionModel("yolov5n.yaml"), "ema": None, "epoch": -1}, detector)  # upstream-style
+    names = {**{k: str(v) for k, v in files.items()}, "PROJECT": str(tmp_path / "runs"), "OUT": str(tmp_path / "o.pt"),
+             "BADYAML": str(tmp_path / "bad.yaml"), "NOTES": str(tmp_path / "notes.txt"), "DETECTOR": str(detector)}
+    status, err = cli(ENTRY_POINTS[entry], [names.get(a, a) for a in args], capsys, monkeypatch)
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert status == 2 and "Traceback" not in err and len(errors) == 1 and words in errors[0], err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "o.pt").exists()
+    assert not list(tmp_path.glob("det*.onnx"))

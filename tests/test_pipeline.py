@@ -8,6 +8,7 @@ import pytest
 
 from classify import prune as pipeline
 from data.builtin import make_builtin_dataset
+from models.experimental import attempt_load
 from utils.checkpoints import load_checkpoint
 from utils.paths import ROOT
 
@@ -42,7 +43,15 @@ def test_pipeline_baseline_ranks_finetune_summary(tmp_path, logs, monkeypatch):
     assert table.loc["pruned + 1 epoch", "parameters"] < 0.5 * table.loc["baseline + 1 epoch", "parameters"]
     assert table.loc["baseline + 1 epoch", "parameters"] == table.loc["baseline", "parameters"]
     assert table.loc["pruned (rate 0.5)", "GFLOPs"] < table.loc["baseline", "GFLOPs"]
-    assert table["top1"].between(0, 1).all()
+    assert table[["top1_last", "top1_best", "top5_last", "top5_best"]].stack().between(0, 1).all()
+    # untrained rows have one number for both rules; trained rows are each run's best.pt and last.pt
+    untrained = ["pruned (rate 0.5)", "pruned + BN recalibrated"]
+    assert (table.loc[untrained, "top1_last"] == table.loc[untrained, "top1_best"]).all()
+    last = attempt_load(save_dir / "pruned" / "weights" / "last.pt")
+    assert last.model[1].conv.out_channels == attempt_load(out["pruned"]).model[1].conv.out_channels
+    summary = "\n".join(r.getMessage() for r in logs.records if "Pruning summary" in r.getMessage())
+    assert "top1 last" in summary and "top1 best" in summary and "best.pt, the epoch with the highest top-1" in summary
+    assert "top1 (last epoch)" in summary  # the cost and gain lines say which rule they compare
     messages = [r.getMessage() for r in logs.records]  # nested train/rank runs are quiet
     assert sum("torch-" in m for m in messages) == 1  # the device banner, once
     assert not any(m.startswith(("classify/train:", "classify/rank:")) for m in messages)  # no nested option dumps

@@ -6,7 +6,8 @@ import torch
 from helpers import lively
 
 from data.builtin import make_builtin_dataset
-from models.budget import CostModel, allocate, count_flops, silence
+from models.budget import CostModel, allocate, silence
+from utils.model_info import count_flops
 from models.criteria import CRITERIA, compute_scores
 from models.prune import channel_groups, load_model, select_channels
 from models.yolo import ClassificationModel, classifier_yaml
@@ -155,6 +156,9 @@ def test_prune_pipeline_for_a_budget_and_rank_rate(tmp_path, monkeypatch):
     assert table.loc["pruned + 1 epoch", "distilled"] == "yes"
     assert table.loc["pruned + 1 epoch", "parameters"] < table.loc["baseline", "parameters"]
     assert table["parameters"].iloc[-1] == table.loc["pruned + 1 epoch", "parameters"]  # scratch: the same widths
+    # one FLOPs count for the plan and the summary: the share the plan was sized to is the share the table reports
+    share = table.loc["pruned + 1 epoch", "GFLOPs"] / table.loc["baseline", "GFLOPs"]
+    assert share == pytest.approx(CostModel("yolo11n-cls.yaml", 32, nc=10).fraction(plan, "flops"), rel=1e-6)
 
     scores = rank.run(weights=out["baseline"], data=data, criterion="taylor", imgsz=32, workers=0,
                       output=tmp_path / "s.pt")

@@ -19,12 +19,33 @@ def _umask():
 FILE_MODE = 0o666 & ~_umask()
 
 
+def pid_alive(pid):
+    """Whether process `pid` runs on this machine (signal 0 probes without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
+
+def remove_stale_temps(path):
+    """Delete the temporary files of earlier writes of `path` whose writer is gone (killed mid-write: SIGKILL, power
+    loss). Temp names carry the writer's PID, so a live writer's file is left alone."""
+    for tmp in Path(path).parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if not (pid.isdigit() and pid_alive(int(pid))):  # no PID: written before temps carried one
+            tmp.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path in path's folder; on success it replaces path, on any error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.fchmod(fd, FILE_MODE)
     os.close(fd)
     try:

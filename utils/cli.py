@@ -1,5 +1,6 @@
 """What every command-line entry point shares: one-line user errors and YOLOv5's argument echo."""
 
+import argparse
 import inspect
 import math
 import os
@@ -52,11 +53,26 @@ def one_line(e):
     return " ".join(str(e).split()) or type(e).__name__
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each option's default once: not for options whose help already names it, nor for defaults that
+    say nothing (None, '', False), which upstream's parsers print as '(default: None)', '(default: )'."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, "", False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def check_at_least(flag, value, minimum):
     """A one-line UserError unless value ≥ minimum (counts such as --batch-size, --workers, --epochs)."""
     if not isinstance(value, int) or value < minimum:
         raise UserError(f"{flag} must be ≥ {minimum}, not {value}")
     return value
+
+
+DEFAULT_IMGSZ = 224  # YOLOv5's classifier size, for models whose checkpoint does not say theirs
+MAX_IMGSZ = 4096  # far beyond any classifier; larger sizes only fail deep inside OpenCV asking for gigabytes
 
 
 def check_img_size(imgsz, stride=32, flag="--imgsz"):
@@ -65,11 +81,48 @@ def check_img_size(imgsz, stride=32, flag="--imgsz"):
     sizes = [imgsz] if isinstance(imgsz, int) else list(imgsz)
     if not sizes or any(not isinstance(x, int) or x < 1 for x in sizes):
         raise UserError(f"{flag} must be ≥ {stride} pixels and a multiple of {stride}, not {imgsz}")
+    if max(sizes) > MAX_IMGSZ:
+        raise UserError(f"{flag} {imgsz} is above the {MAX_IMGSZ}-pixel limit of MAX_IMGSZ (utils/cli.py)")
     new = [max(math.ceil(x / stride), 1) * stride for x in sizes]
     if new != sizes:
         LOGGER.warning(f"WARNING ⚠️ {flag} {imgsz} must be a multiple of {stride} (≥ {stride}), updating to "
                        f"{new[0] if isinstance(imgsz, int) else new}")
     return new[0] if isinstance(imgsz, int) else new
+
+
+def model_imgsz(requested, model, flag="--imgsz"):
+    """The image size to run `model` at: `requested` (an int or [h, w]; None when --imgsz was not given), else the size its
+    checkpoint says it was trained at (one line says so), else DEFAULT_IMGSZ. A requested size that differs from
+    the trained one gets one warning: a classifier run at another size than it learnt gives silently worse answers."""
+    trained = getattr(model, "trained_imgsz", None)
+    if requested is None:
+        if trained:
+            LOGGER.info(f"{flag} {trained}: the size this model was trained at (from its checkpoint)")
+        return trained or DEFAULT_IMGSZ
+    if trained and set([requested] if isinstance(requested, int) else requested) != {trained}:
+        LOGGER.warning(f"WARNING ⚠️ {flag} {requested} differs from the {trained} px this model was trained at: "
+                       f"expect lower accuracy (leave {flag} out to use {trained})")
+    return requested
+
+
+def check_writable(path, flag="--project"):
+    """A one-line UserError unless files can be made at `path` (a folder, made later if missing): its nearest
+    existing ancestor must be a folder that takes a new file. Probed by making and removing a temporary file, since
+    permission bits do not tell for root or for read-only mounts; no folder is made. Returns path."""
+    import tempfile
+
+    target = Path(path).absolute()
+    for folder in (target, *target.parents):
+        if folder.exists():
+            break
+    if not folder.is_dir():
+        raise UserError(f"{flag} {path}: '{folder}' is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot write in '{folder}' ({e.strerror or type(e).__name__})") from None
+    return path
 
 
 def print_args(args=None, show_file=True, show_func=False):

@@ -25,6 +25,7 @@ def select_device(device="", batch_size=0):
     batch size does not split evenly. Logs one line with the torch version and the chosen device(s).
     """
     spec = str(device).strip().lower().replace("cuda:", "").replace("none", "").replace(" ", "")
+    spec = "0" if spec == "cuda" else spec  # torch's own name for the first GPU
     head = f"YOLOv5-prune Python-{platform.python_version()} torch-{torch.__version__} "
     if spec in {"cpu", "mps"}:
         if spec == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -48,6 +49,8 @@ def select_device(device="", batch_size=0):
                 del os.environ["CUDA_VISIBLE_DEVICES"]
             elif remap:
                 os.environ["CUDA_VISIBLE_DEVICES"] = before
+            if not torch.cuda.is_available():
+                raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
             raise ValueError(f"invalid CUDA '--device {device}' requested ({torch.cuda.device_count()} CUDA devices "
                              f"available); use '--device cpu' or pass valid CUDA device(s)")
         local = list(range(len(ids))) if remap else [int(i) for i in ids]  # torch's indices of the chosen GPUs

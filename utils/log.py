@@ -33,7 +33,12 @@ _COLOURS = {
 def colour_enabled():
     """ANSI colours only where a person sees them: the log stream (stderr) is a terminal and NO_COLOR is unset
     (https://no-color.org); a log redirected to a file gets plain text."""
-    return not os.getenv("NO_COLOR") and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    return not os.getenv("NO_COLOR") and is_terminal()
+
+
+def is_terminal():
+    """Whether the log stream (stderr) is a terminal, not a file or a pipe."""
+    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
 
 
 def colorstr(*args):
@@ -59,3 +64,13 @@ def nested():
 
 def is_nested():
     return bool(_nesting)
+
+
+def progress_bar(iterable=None, *args, **kwargs):
+    """tqdm on a terminal; off (disabled, its `desc` still kept) when the log goes to a file or a pipe, where each
+    redraw is a carriage-return update that bloats the log: callers log the lines that matter (train.py: one per
+    epoch)."""
+    from tqdm import tqdm
+
+    kwargs["disable"] = kwargs.get("disable", False) or not is_terminal()
+    return tqdm(iterable, *args, **kwargs)

@@ -1,6 +1,4 @@
-"""Model summaries: parameters, GFLOPs (ultralytics-thop) and a per-layer table of rates and widths."""
-
-from copy import deepcopy
+"""Model summaries: parameters, GFLOPs (torch's flop counter) and a per-layer table of rates and widths."""
 
 import torch
 
@@ -11,14 +9,25 @@ def count_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def model_gflops(model, imgsz=224, ch=3):
-    """GFLOPs of one forward pass at imgsz x imgsz (2 FLOPs per multiply-accumulate)."""
-    import thop
+def count_flops(model, imgsz, ch=3):
+    """FLOPs of one forward pass of a batch of one imgsz x imgsz image, counted by torch.utils.flop_counter: 2 per
+    multiply-accumulate of convolutions, linear layers and matrix products (BatchNorm, activations and additions are
+    not counted). The one count every report uses: plans for --target-flops, model summaries, prune.py's table."""
+    from torch.utils.flop_counter import FlopCounterMode
 
     p = next(model.parameters())
-    x = torch.zeros(1, ch, imgsz, imgsz, device=p.device, dtype=p.dtype)
-    macs = thop.profile(deepcopy(model).eval(), inputs=(x,), verbose=False)[0]
-    return 2 * macs / 1e9
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, ch, imgsz, imgsz, device=p.device, dtype=p.dtype))
+    return counter.get_total_flops()
+
+
+def model_gflops(model, imgsz=224, ch=3):
+    """GFLOPs of one forward pass at imgsz x imgsz (see count_flops)."""
+    training = model.training
+    try:
+        return count_flops(model.eval(), imgsz, ch) / 1e9
+    finally:
+        model.train(training)
 
 
 def layer_rows(model):
@@ -37,7 +46,7 @@ def model_info(model, imgsz=224, verbose=False, name="model"):
     n_l = len(list(model.modules()))
     try:
         gflops = model_gflops(model, imgsz)
-    except Exception:  # thop cannot trace every custom module; the summary still stands without it
+    except Exception:  # a model the counter cannot run (a detector's placeholder head): the summary still stands
         gflops = float("nan")
     if verbose:
         LOGGER.info(f"{'layer':>5} {'module':<10} {'rate':>5} {'channels kept/orig':>19}")
