@@ -39,7 +39,7 @@ def recipe_options(name, finetune_epochs, baseline, reference=""):
     """classify/train.py options of a fine-tune recipe '<base>[-<modifier>...]': base 'cut' (prune at once), 'fade'
     (classify/prune.py's default --fade-epochs) or 'fadeN' (N epochs); modifiers 'kd' (distil from the
     baseline), 'kdref' (from the distilled reference, the unpruned model trained as long), 'cos' (cosine lr),
-    'lrX' (lr0 X), 'aX' (distillation weight X)."""
+    'lrX' (lr0 X), 'aX' (distillation weight X), 'ul' (--plan ultralytics: only widths ultralytics' YAML can say)."""
     base, *modifiers = name.split("-")
     options = {}
     for m in modifiers:
@@ -53,14 +53,16 @@ def recipe_options(name, finetune_epochs, baseline, reference=""):
             options["lr0"] = float(m[2:])
         elif m.startswith("a") and _is_number(m[1:]):
             options["distill_alpha"] = float(m[1:])
+        elif m == "ul":
+            options["plan"] = "ultralytics"
         else:
-            raise ValueError(f"recipe '{name}': unknown modifier '-{m}' (kd, kdref, cos, lrX, aX)")
+            raise ValueError(f"recipe '{name}': unknown modifier '-{m}' (kd, kdref, cos, lrX, aX, ul)")
     if base == "cut":
         return options
     if base.startswith("fade") and (base[4:] == "" or base[4:].isdigit()):
         epochs = int(base[4:]) if base[4:] else default_fade_epochs(finetune_epochs)
         return {**options, "fade_epochs": min(epochs, finetune_epochs)}
-    raise ValueError(f"recipe '{name}' not known: cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX")
+    raise ValueError(f"recipe '{name}' not known: cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX, -ul")
 
 
 def _is_number(text):
@@ -249,7 +251,7 @@ def parse_opt(argv=None):
     parser.add_argument("--finetune-epochs", type=int, default=10, help="fine-tune (and reference) epochs")
     parser.add_argument("--rates", nargs="+", type=float, default=[0.3, 0.5, 0.7])
     parser.add_argument("--recipes", nargs="+", default=["cut-kd", "fade-kd"],
-                        help="cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX (recipe_options)")
+                        help="cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX, -ul (recipe_options)")
     parser.add_argument("--references", nargs="*", default=["kd"],
                         help="modifiers of extra reference rows (the plain one is always run): kd, kd-cos, ...")
     parser.add_argument("--criterion", default="bn")

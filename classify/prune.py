@@ -37,7 +37,7 @@ from models.budget import (check_reachable, chosen_target, drop_predictor, plan_
 from models.experimental import attempt_load, cfg_of, check_classifier  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, recalibrate_bn  # noqa: E402
 from models.prune import load_model, needs_scores  # noqa: E402
-from models.yolo import ClassificationModel, load_yaml  # noqa: E402
+from models.yolo import ClassificationModel, load_yaml, with_plan  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import (HelpFormatter, add_target_options, check_at_least, check_img_size, check_writable,  # noqa: E402
                        model_imgsz, print_args, run_cli)
@@ -166,12 +166,13 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
         epochs=8, finetune_epochs=8, batch_size=64, imgsz=None, device="", workers=2, cache="ram",
         project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0, target_flops=None, target_params=None,
         target_latency=None, sensitivity="", teacher=None, distill_alpha=DISTILL_ALPHA, distill_t=DISTILL_T, hyp="",
-        fade_epochs=None, no_scratch=False):
+        fade_epochs=None, no_scratch=False, plan=""):
     """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'baseline_ft', 'scratch', 'summary'}.
 
     teacher: None distils the fine-tunes from the baseline, '' turns distillation off, a path distils from it.
     fade_epochs: None fades the pruned filters out over FADE_SHARE of the fine-tune; 0 cuts them at once.
     no_scratch: skip the scratch row (the pruned architecture trained from scratch as long as baseline + fine-tune).
+    plan: 'ultralytics' prunes only widths ultralytics' YAML can say (see classify/train.py --plan).
     """
     fade_epochs = default_fade_epochs(finetune_epochs) if fade_epochs is None else fade_epochs
     if not 0 <= fade_epochs <= finetune_epochs:
@@ -188,6 +189,8 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     source = check_classifier(attempt_load(weights), weights, "classify/prune.py") if weights else None
     imgsz = check_img_size(model_imgsz(imgsz, source)) if source is not None else imgsz or DEMO_IMGSZ
     cfg = cfg or (cfg_of(source, weights) if source is not None else DEMO_CFG)
+    if plan:  # the rule travels in the YAML: every model built from it (and every checkpoint) keeps it
+        cfg = with_plan(load_yaml(cfg), plan)
     if not target and not needs_scores(ClassificationModel(cfg, rate=rate)):  # a bad --cfg or --rate fails here
         raise ValueError("--rate is 0 everywhere: nothing to prune; give a rate such as 0.5 or '[0.]+[0.3]*8+[0.]'")
     if target:  # a budget no plan reaches fails now, not after training, ranking and sensitivity
@@ -204,7 +207,8 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
         baseline = weights
         LOGGER.info(f"\n{colorstr(f'1/{steps} baseline:')} {weights}")
     else:
-        LOGGER.info(f"\n{colorstr(f'1/{steps} baseline:')} training {cfg} for {epochs} epochs")
+        cfg_name = cfg.get("yaml_file", "the model") if isinstance(cfg, dict) else cfg
+        LOGGER.info(f"\n{colorstr(f'1/{steps} baseline:')} training {cfg_name} for {epochs} epochs")
         trained_baseline = train_cli.run(cfg=cfg, epochs=epochs, name="baseline", **common)
         baseline = trained_baseline["best"]
 
@@ -299,6 +303,9 @@ def parse_opt(known=False):
     parser.add_argument("--fade-epochs", type=int, default=None,
                         help="fine-tune epochs over which the pruned filters fade out before they are cut "
                              f"(default: {FADE_SHARE:g} of --finetune-epochs, at least 1; 0 cuts them at once)")
+    parser.add_argument("--plan", type=str, default="", choices=("", "ultralytics"),
+                        help="'ultralytics': prune only widths ultralytics' YAML can say, so that "
+                             "YOLO(exported file).train() keeps the pruned model (see classify/train.py)")
     parser.add_argument("--no-scratch", action="store_true",
                         help="skip the scratch row (the pruned architecture trained from scratch as long)")
     return parser.parse_known_args()[0] if known else parser.parse_args()

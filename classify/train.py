@@ -59,7 +59,8 @@ from models.experimental import attempt_load, cfg_of  # noqa: E402
 from models.decay import ChannelFade  # noqa: E402
 from models.graph import channel_groups  # noqa: E402
 from models.prune import load_model, needs_scores, source_architecture  # noqa: E402
-from models.yolo import ClassificationModel, classifier_yaml, resolve_rates  # noqa: E402
+from models.yolo import (ClassificationModel, classifier_yaml, resolve_rates,  # noqa: E402
+                         with_plan)
 from utils.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
                                load_checkpoint, save_checkpoint, to_cpu)
 from utils.cli import (HelpFormatter, USER_ERRORS, Interrupted, UserError, add_target_options,  # noqa: E402
@@ -149,6 +150,11 @@ def resume_options(opt):
 DEFAULT_CFG = "yolov5s-cls.yaml"
 
 
+def model_cfg(opt):
+    """The classifier YAML dict of --cfg (a detector's cut at --cutoff), under --plan's rule."""
+    return with_plan(classifier_yaml(opt.cfg, opt.cutoff), opt.plan)
+
+
 def check_options(opt):
     """Fail fast, before any folder or file is made, on options that cannot work. Returns the --weights model (read
     from disk here, once: the architecture, the ranks and the copied filters all come from it), or None."""
@@ -165,10 +171,10 @@ def check_options(opt):
     source = attempt_load(opt.weights) if opt.weights and opt.pretrained else None  # missing/bad file: one line
     if not opt.cfg:  # YOLOv5 users pass only --model/--weights: rebuild that architecture
         opt.cfg = cfg_of(source, opt.weights) if source is not None else DEFAULT_CFG
-    resolve_rates(classifier_yaml(opt.cfg, opt.cutoff), opt.rate)  # bad --rate: one-line ValueError
+    resolve_rates(model_cfg(opt), opt.rate)  # bad --rate or --plan: one-line ValueError
     target = chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate)  # bad: one line
     if target:  # a budget no plan reaches fails now, not after ranking
-        check_reachable(classifier_yaml(opt.cfg, opt.cutoff), *target, opt.imgsz, getattr(source, "nc", None))
+        check_reachable(model_cfg(opt), *target, opt.imgsz, getattr(source, "nc", None))
     if opt.sensitivity:  # a missing file or one that is not a sensitivity table fails before any work
         read_sensitivity(opt.sensitivity)
     if opt.ranks and not Path(opt.ranks).is_file():
@@ -233,7 +239,7 @@ def build_model(opt, nc, data_dir, device, batch_size, source=None):
     """(model, scores, meta): the pruned classifier with the top-ranked filters of `source` (the --weights model)
     copied in. Filters are ranked only where the model is narrower than the source (not for an already pruned
     checkpoint fine-tuned at its own rates)."""
-    cfg = classifier_yaml(opt.cfg, opt.cutoff)
+    cfg = model_cfg(opt)
     scores = meta = None
     if chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate):
         widths, scores, meta = allocated_widths(opt, cfg, nc, data_dir, device, batch_size, source)
@@ -675,6 +681,9 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--cos-lr", action="store_true", help="cosine lr schedule")
     parser.add_argument("--patience", type=int, default=100, help="epochs without improvement before stopping")
     parser.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest or the given last.pt")
+    parser.add_argument("--plan", type=str, default="", choices=("", "ultralytics"),
+                        help="'ultralytics': prune only widths ultralytics' YAML can say (Classify's 1280 and PSA "
+                             "feed-forwards kept), so YOLO(exported file).train() keeps the pruned model")
     parser.add_argument("--fade-epochs", type=int, default=0,
                         help="epochs over which the pruned filters fade out of the unpruned model before they are cut "
                              "(0: cut at once)")

@@ -56,8 +56,11 @@ class CostModel:
     def __init__(self, cfg, imgsz=224, nc=None):
         model = meta_model(cfg, None, nc)
         tracer = trace_model(model)
-        self.full = {g.name: g.channels for g in tracer.groups.values() if not g.fixed}  # the groups a plan may narrow
+        self.derived = tracer.derived  # group → (parent, ratio): follows its parent (`plan: ultralytics`)
+        # the groups a plan may narrow
+        self.full = {g.name: g.channels for g in tracer.groups.values() if not g.fixed and g.name not in self.derived}
         self.fixed = {g.name: g.channels for g in tracer.groups.values() if g.fixed}
+        self.derived_full = {g.name: g.channels for g in tracer.groups.values() if g.name in self.derived}
         tied = {g: tie for tie in tracer.ties for g in tie}
         self.units = list(dict.fromkeys(tied.get(g, (g,)) for g in self.full))  # groups that narrow together
         self.imgsz = imgsz
@@ -84,7 +87,10 @@ class CostModel:
         self.unpruned = self.cost({})
 
     def widths(self, plan):
-        return {**self.fixed, **{g: plan.get(g, c) for g, c in self.full.items()}}
+        w = {**self.fixed, **{g: plan.get(g, c) for g, c in self.full.items()}}
+        for g, (parent, ratio) in self.derived.items():  # as parse_model derives them
+            w[g] = min(self.derived_full[g], max(1, int(w[parent] * ratio)))
+        return w
 
     @staticmethod
     def width_of(layout, w):

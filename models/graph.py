@@ -25,6 +25,7 @@ from models.common import C3, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Foc
 from models.ultralytics_blocks import C2PSA, C2f, C3k, C3k2
 
 CLASSIFY_HIDDEN = 1280  # Classify's hidden conv width (efficientnet_b0 size), the prunable part of the head
+ULTRALYTICS_PLAN = "ultralytics"  # a YAML's `plan:` value: keep every width ultralytics' YAML cannot say
 
 
 @dataclass
@@ -78,6 +79,17 @@ class Handler:
     def tied(self, s):
         """Tuples of group names that must keep equal widths."""
         return []
+
+    def yaml_derived(self, s):
+        """Groups whose width ultralytics' YAML cannot say (its modules derive them): under a YAML's
+        `plan: ultralytics` they keep their full width, so that ultralytics can rebuild the pruned model."""
+        return []
+
+    def derived(self, s):
+        """{group: (parent group, ratio)}: under `plan: ultralytics`, widths ultralytics computes from another
+        width of the block, int(parent's width x ratio); parent None = the block's input width. Those groups are
+        not allocated: they follow their parent (models/budget.py CostModel; models/yolo.py parse_model)."""
+        return {}
 
     def groups(self, s):
         raise NotImplementedError
@@ -234,13 +246,16 @@ class ClassifyHandler(Handler):
     def groups(self, s):
         return {f"{s.prefix}.conv": CLASSIFY_HIDDEN}
 
+    def yaml_derived(self, s):
+        return [f"{s.prefix}.conv"]  # ultralytics' Classify is 1280 wide, whatever its YAML says
+
     def build(self, s, w):
         c_ = w[f"{s.prefix}.conv"]
         c2 = s.args[0]
         return Classify(s.c1, *s.args, c_=c_), c2, c2, (c_, CLASSIFY_HIDDEN)  # report the hidden conv
 
     def trace(self, t, p, m, layout):
-        hidden = t.conv(f"{p}.conv", m.conv, layout)
+        hidden = t.conv(f"{p}.conv", m.conv, layout, fixed=t.ultralytics_plan)
         t.inputs[f"{p}.linear"] = hidden
         return []
 
@@ -285,6 +300,24 @@ class C2fHandler(Handler):
                 if not shortcut:
                     out[f"{q}.cv2"] = c
         return {**out, f"{p}.cv2": full}
+
+    def derived(self, s):
+        """ultralytics builds each inner block from the hidden width c: a Bottleneck(c, c, e) (e: 1 in C2f, 0.5 in
+        C3k2), a C3k(c, c) whose own hidden is c // 2 throughout."""
+        p = s.prefix
+        shortcut, _, c3k, eb = self._options(s)
+        b = self._halves(p, shortcut and not c3k)[1]
+        rules = {}
+        for j in range(s.n):
+            q = f"{p}.m.{j}"
+            if c3k:
+                stream, inner, outs = C3Handler._names(q, 2, shortcut)
+                rules.update({g: (b, 0.5) for g in [stream, *inner, *outs, f"{q}.cv2"]}, **{f"{q}.cv3": (b, 1.0)})
+            else:
+                rules[f"{q}.cv1"] = (b, eb)
+                if not shortcut:
+                    rules[f"{q}.cv2"] = (b, 1.0)
+        return rules
 
     def build(self, s, w):
         p = s.prefix
@@ -334,6 +367,12 @@ class C2PSAHandler(Handler):
         c = int(full * s.arg(1, 0.5))  # YAML args: [c2, e]
         return {**{f"{s.prefix}.m.{j}.ffn.0": 2 * c for j in range(s.n)}, f"{s.prefix}.cv2": full}
 
+    def yaml_derived(self, s):
+        return [f"{s.prefix}.m.{j}.ffn.0" for j in range(s.n)]  # ultralytics' PSABlock: feed-forward 2c wide
+
+    def derived(self, s):
+        return {f"{s.prefix}.cv2": (None, 1.0)}  # ultralytics' C2PSA asserts its output width equals its input's
+
     def build(self, s, w):
         p, full = s.prefix, s.c2_full
         e = s.arg(1, 0.5)
@@ -351,7 +390,7 @@ class C2PSAHandler(Handler):
             v = t.conv(f"{q}.attn.pe", attn.pe, [(None, dim)], fixed=True)  # depthwise over the values: fixed channels
             t.inputs[f"{q}.attn.proj"] = v
             t.join(stream, f"{q}.attn.proj", attn.proj, q)
-            hidden = t.conv(f"{q}.ffn.0", block.ffn[0], stream)
+            hidden = t.conv(f"{q}.ffn.0", block.ffn[0], stream, fixed=t.ultralytics_plan)
             t.inputs[f"{q}.ffn.1"] = hidden
             t.join(stream, f"{q}.ffn.1", block.ffn[1], q)
         return t.conv(f"{p}.cv2", m.cv2, a + stream)
@@ -377,6 +416,11 @@ class Tracer:
         self.inputs = {}  # consumer (Conv or Linear) name → layout
         self.outputs = {}  # conv name → layout of its output channels (its group, its halves, or a concat it is added to)
         self.ties = []  # tuples of groups that must keep equal widths (the halves of one conv's output)
+        yaml_dict = getattr(model, "yaml", None)
+        # `plan: ultralytics`: the widths ultralytics derives itself are not pruned (Handler.yaml_derived), and
+        # those it computes from another follow it (Handler.derived; parse_model leaves the rules on each layer)
+        self.ultralytics_plan = isinstance(yaml_dict, dict) and yaml_dict.get("plan") == ULTRALYTICS_PLAN
+        self.derived = {}  # group → (parent group, ratio)
 
     def new_group(self, name, conv_name, conv, fixed=False):
         self.groups[name] = ChannelGroup(name, [conv_name], conv.conv.out_channels, fixed=fixed)
@@ -426,6 +470,10 @@ class Tracer:
 
     def layer(self, p, m, layout):
         handler = handler_for(m)
+        for g, (parent, ratio) in getattr(m, "derived", {}).items():
+            if parent is None:  # the block's input: one group
+                (parent, _), = layout
+            self.derived[g] = (parent, ratio)
         if handler is not None:
             return handler.trace(self, p, m, layout)
         if isinstance(m, Concat) or not any(True for _ in m.parameters()):

@@ -81,6 +81,23 @@ def source_architecture(model, source_yaml=None):
     return ClassificationModel(model.yaml, nc=model.nc, rate=rates, widths=widths)
 
 
+def _foreign_layers(model_yaml, source_yaml):
+    """{index: (ours, the source's)} module names of the model's layers that a detector source has a different
+    layer at (a classifier YAML of the detector's family: yolo11n-cls.yaml's layer 9 is a C2PSA where yolo11n.yaml
+    has an SPPF). Those take nothing from the source, as ultralytics' own load() would take nothing of another shape.
+    Empty for a classifier source: there, every difference is a wrong architecture."""
+    from models.yolo import DETECTION_HEADS
+
+    if not isinstance(source_yaml, dict) or not isinstance(model_yaml, dict):
+        return {}
+    theirs = source_yaml.get("backbone", []) + source_yaml.get("head", [])
+    if not any(row[2] in DETECTION_HEADS for row in theirs):
+        return {}
+    ours = model_yaml["backbone"] + model_yaml["head"]
+    return {i: (row[2], theirs[i][2] if i < len(theirs) else "nothing") for i, row in enumerate(ours)
+            if i >= len(theirs) or list(row) != list(theirs[i])}
+
+
 def _reference(model, source_yaml=None):
     """Tensor shapes and channel-group widths of the source's architecture (source_architecture), built on the meta
     device (no memory, no init)."""
@@ -116,6 +133,12 @@ def load_model(model, source, scores=None):
     differs only because `nc` differs, keep their initialisation and are logged. Returns the model.
     """
     src, source_yaml = _source_weights(source)
+    foreign = _foreign_layers(model.yaml, source_yaml)
+    src = {k: v for k, v in src.items() if not (k.startswith("model.") and int(k.split(".")[1]) in foreign)}
+    reinit = {i: pair for i, pair in foreign.items() if pair[0] != "Classify"}  # a new head is the usual case
+    if reinit:
+        LOGGER.info("load_model: initialised, not copied: " + ", ".join(
+            f"layer {i} ({ours}; the detector has {theirs} there)" for i, (ours, theirs) in reinit.items()))
     src = _unfold_batchnorm(src, model)
     ref, source_width = _reference(model, source_yaml)
     tracer = _trace(model)

@@ -14,7 +14,7 @@ import torch.nn as nn
 import yaml
 
 from models.common import C3, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Focus
-from models.graph import BlockSpec, handler_for, make_divisible  # noqa: F401 (make_divisible: public here too)
+from models.graph import ULTRALYTICS_PLAN, BlockSpec, handler_for, make_divisible  # noqa: F401 (make_divisible: public)
 from models.rates import kept_width, parse_rates
 from models.ultralytics_blocks import C2PSA, C2f, C3k2
 from utils.log import LOGGER
@@ -136,6 +136,19 @@ def classifier_yaml(cfg, cutoff=10):
     return d
 
 
+def with_plan(d, plan):
+    """YAML dict d under pruning-plan rule `plan` ('' or None: d unchanged; 'ultralytics': every width stays one
+    that ultralytics' YAML can say, so its trainer rebuilds the pruned model: models/graph.py Handler.yaml_derived)."""
+    if not plan:
+        return d
+    if plan != ULTRALYTICS_PLAN:
+        raise ValueError(f"--plan must be '{ULTRALYTICS_PLAN}' or empty, not '{plan}'")
+    if not is_ultralytics(d):
+        raise ValueError(f"--plan {plan} is for ultralytics architectures (YOLOv8/YOLO11/YOLO26), not "
+                         f"{d.get('yaml_file', 'this YAML')}: ultralytics' YAML cannot say a YOLOv5-family classifier")
+    return {**d, "plan": plan}
+
+
 def layer_names(d):
     """'index Module' labels of a YAML's layers, used in messages."""
     return [f"{i} {m}" for i, (_, _, m, _) in enumerate(d["backbone"] + d["head"])]
@@ -178,7 +191,7 @@ def parse_model(d, ch, rates=None, widths=None):
         args = [_resolve_arg(a, nc, anchors) for a in args]
         if m is C3k2 and d.get("scale") in ("m", "l", "x"):  # ultralytics' rule: C3k inner blocks at these scales
             args[1:2] = [True]
-        r, width, groups = rates[i], None, {}
+        r, width, groups, derived = rates[i], None, {}, {}
         n = max(round(n * gd), 1) if n > 1 else n
         handler = handler_for(m)
         if handler is not None:
@@ -186,7 +199,12 @@ def parse_model(d, ch, rates=None, widths=None):
             c1_full = ch_full[f] if isinstance(f, int) else sum(ch_full[x] for x in f)
             spec = BlockSpec(f"model.{i}", args, n, c1, c1_full, gw, m, max_channels, is_ultralytics(d))
             full_widths = handler.groups(spec)
-            kept = {g: plan.get(g, kept_width(c, r)) for g, c in full_widths.items()}
+            ultralytics_plan = d.get("plan") == ULTRALYTICS_PLAN
+            keep_full = set(handler.yaml_derived(spec)) if ultralytics_plan else set()
+            kept = {g: c if g in keep_full else plan.get(g, kept_width(c, r)) for g, c in full_widths.items()}
+            derived = handler.derived(spec) if ultralytics_plan else {}
+            for g, (parent, ratio) in derived.items():  # widths ultralytics computes from another: follow it
+                kept[g] = min(full_widths[g], max(1, int((c1 if parent is None else kept[parent]) * ratio)))
             for g, c in full_widths.items():
                 if not 1 <= kept[g] <= c:
                     raise ValueError(f"widths: {g} must keep between 1 and its {c} channels, not {kept[g]}")
@@ -214,6 +232,7 @@ def parse_model(d, ch, rates=None, widths=None):
         m_.i, m_.f, m_.type = i, f, f"models.common.{name}" if m.__module__ == "models.common" else name
         m_.np = sum(x.numel() for x in m_.parameters())
         m_.rate, m_.width, m_.group_widths = r, width or (c2, full), groups
+        m_.derived = derived
         LOGGER.debug(f"{i:>3}{str(f):>18}{n:>3}{m_.np:10.0f}  {name:<40}{str(args):<30}")
         save.extend(x % i for x in ([f] if isinstance(f, int) else f) if x != -1)
         layers.append(m_)

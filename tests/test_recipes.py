@@ -22,6 +22,8 @@ def test_recipe_names_map_to_train_options():
     assert recipes.recipe_options("fade-kdref-cos-lr0.0005", 10, "b.pt", "r.pt") == {
         "teacher": "r.pt", "cos_lr": True, "lr0": 0.0005, "fade_epochs": 5}
     assert recipes.recipe_options("cut-kd-a0.8", 10, "b.pt") == {"teacher": "b.pt", "distill_alpha": 0.8}
+    assert recipes.recipe_options("fade5-kd-cos-ul", 10, "b.pt") == {"teacher": "b.pt", "cos_lr": True,
+                                                                     "plan": "ultralytics", "fade_epochs": 5}
     for bad in ("trim", "cut-xx"):
         with pytest.raises(ValueError, match=bad.split("-")[-1]):
             recipes.recipe_options(bad, 10, "")

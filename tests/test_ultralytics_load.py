@@ -104,6 +104,28 @@ def backbone_output(layers, x):
     return x
 
 
+@pytest.mark.parametrize("arch", ["yolo11n", "yolo26n", "yolov8n"])
+def test_detector_into_the_classifier_yaml_of_its_family(tmp_path, arch, logs):
+    """`--weights yolo11n.pt --cfg yolo11n-cls.yaml`: the layers the two YAMLs share are copied; the classifier's
+    own layer 9 (a C2PSA where the detector has an SPPF) keeps its initialisation, and a line says so."""
+    reference = saved_by_ultralytics(f"{arch}.yaml", tmp_path / "det.pt", namespace_args=True)
+    source = attempt_load(tmp_path / "det.pt")
+    for rate in (0.0, 0.5):
+        model = ClassificationModel(f"{arch}-cls.yaml", nc=10, rate=rate)
+        # any scores of the unpruned architecture will do: what is checked is which layers are copied
+        scores = compute_scores(ClassificationModel(f"{arch}-cls.yaml", nc=10), "l1") if rate else None
+        load_model(model, source, scores)
+        if not rate:  # layers 0-8 are the detector's, tensor for tensor
+            theirs = reference.state_dict()
+            shared = {k: v for k, v in model.state_dict().items() if int(k.split(".")[1]) < 9}
+            assert len(shared) > 100 and all(torch.equal(v, theirs[k].to(v.dtype)) for k, v in shared.items())
+    differs = [r.getMessage() for r in logs.records if "initialised, not copied" in r.getMessage()]
+    if arch == "yolov8n":  # yolov8n-cls.yaml's layers 0-8 are the detector's: nothing to say
+        assert not differs
+    else:
+        assert differs and "layer 9 (C2PSA; the detector has SPPF there)" in differs[0]
+
+
 @pytest.mark.parametrize("arch", ARCHS + ["yolov8n-seg", "yolo26n-pose"])
 def test_detector_checkpoint_backbone_feeds_classifiers(tmp_path, arch):
     reference = saved_by_ultralytics(f"{arch}.yaml", tmp_path / "det.pt", namespace_args=True)

@@ -29,7 +29,7 @@ from utils.checkpoints import save_checkpoint
 
 # Per-layer notes of this project's pruning plan: left out, the YAML carries the plan. ultralytics' layer loop and
 # summaries read the others (f, i, np, type).
-PLAN_ATTRIBUTES = ("rate", "width", "group_widths")
+PLAN_ATTRIBUTES = ("rate", "width", "group_widths", "derived")
 
 NORMALIZATION_KEY = "input_normalization"  # YAML key: the exported model's first layer normalises (mean, std)
 
@@ -127,9 +127,26 @@ def project_state_dict(ul_model):
             for k, v in state.items() if not k.startswith(norm)}
 
 
-def ultralytics_model(model, imgsz=224):
-    """An ultralytics ClassificationModel holding a copy of `model`'s layers and weights (CPU, float32, eval mode)."""
+def trainable_yaml(model, d, layers):
+    """(YAML, problem): the YAML to write into the exported file, and why ultralytics' trainer could not keep the
+    model's widths (None when it can). ultralytics' Model.train() rebuilds the model from its YAML: for an
+    ultralytics architecture that is a YAML with every width written out (utils/ultralytics_yaml.py), when
+    ultralytics rebuilds it exactly from that; otherwise `d` as it is."""
+    from utils.ultralytics_yaml import explicit_yaml, rebuild_mismatch
+
+    if NORMALIZATION_KEY in d:
+        return d, "a YOLOv5-family model starts with an input normalisation layer that ultralytics' YAML cannot say"
+    explicit = explicit_yaml(model, d)
+    problem = rebuild_mismatch(explicit, layers)
+    return (d, problem) if problem else (explicit, None)
+
+
+def ultralytics_model(model, imgsz=224, warn=False):
+    """An ultralytics ClassificationModel holding a copy of `model`'s layers and weights (CPU, float32, eval mode).
+    warn: log one warning when ultralytics' trainer would not keep its widths (see trainable_yaml)."""
     from ultralytics.nn.tasks import ClassificationModel
+
+    from utils.log import LOGGER
 
     # Made without ultralytics' constructor, which would build (and count the FLOPs of) an unpruned model only to
     # have its layers replaced; these are the attributes it sets (tests/test_export_ultralytics.py compares them).
@@ -143,6 +160,12 @@ def ultralytics_model(model, imgsz=224):
     ul.stride = torch.Tensor([1])  # ultralytics' classifiers have no stride constraint
     ul.names = dict(enumerate(model.names))
     ul.args = train_args(imgsz)
+    ul.yaml, problem = trainable_yaml(model, ul.yaml, ul.model)
+    if problem and warn:
+        LOGGER.warning(f"WARNING ⚠️ ultralytics: predict, val and export keep this model, but YOLO(file).train() "
+                       f"rebuilds it from its YAML and would not keep its widths: {problem}"
+                       + ("" if NORMALIZATION_KEY in ul.yaml else "; prune with --plan ultralytics to make every "
+                          "width one its YAML can say"))
     return ul.cpu().float().eval()
 
 
@@ -157,7 +180,7 @@ def ultralytics_checkpoint(model, imgsz=224, half=False):
     by default, so outputs match this project's exactly), no EMA or optimizer, its arguments and provenance."""
     import ultralytics
 
-    ul = ultralytics_model(model, imgsz)
+    ul = ultralytics_model(model, imgsz, warn=True)
     ul = ul.half() if half else ul
     for p in ul.parameters():
         p.requires_grad = False
