@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from models.experimental import attempt_load, check_classifier  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.atomic import atomic_path  # noqa: E402
+from utils.augmentations import input_norm  # noqa: E402
 from utils.cli import (HelpFormatter, UserError, check_at_least, check_img_size, check_writable,  # noqa: E402
                        model_imgsz, print_args, run_cli)
 from utils.device import select_device  # noqa: E402
@@ -104,7 +105,8 @@ def export_onnx(model, im, file, opset=17, dynamic=False, simplify=False):
         onnx.checker.check_model(model_onnx)
         if simplify:
             model_onnx = simplify_onnx(model_onnx)
-        for k, v in model_config(model, im).items():
+        mean, std = input_norm(model)
+        for k, v in {**model_config(model, im), "normalization": json.dumps({"mean": mean, "std": std})}.items():
             meta = model_onnx.metadata_props.add()
             meta.key, meta.value = k, str(v)
         onnx.save(model_onnx, str(tmp))
@@ -140,6 +142,22 @@ def height_width(imgsz):
     """[h, w] from --imgsz (an int, or upstream's 1- or 2-element list), checked as YOLOv5 checks sizes."""
     sizes = [imgsz] * 2 if isinstance(imgsz, int) else list(imgsz) * (2 if len(imgsz) == 1 else 1)
     return check_img_size(sizes)
+
+
+def export_int8(fp32_file, model, im, data):
+    """<name>-int8.onnx beside the FP32 file: ONNX Runtime's static quantization, calibrated on --data's training
+    images (utils/quantize.py); logs how often its top-1 agrees with the FP32 file's on them."""
+    from utils.quantize import calibration_batches, quantize_onnx, top1_agreement
+
+    t = time.time()
+    LOGGER.info(f"\n{colorstr('INT8:')} quantizing {fp32_file} (weights per channel, activations calibrated on "
+                f"{data}'s training images)...")
+    batches = calibration_batches(data, im.shape[-1], input_norm(model), im.shape[0])
+    f = quantize_onnx(fp32_file, Path(fp32_file).with_name(f"{Path(fp32_file).stem}-int8.onnx"), batches)
+    agree = top1_agreement(fp32_file, f, batches)
+    LOGGER.info(f"{colorstr('INT8:')} export success ✅ {time.time() - t:.1f}s, saved as {f} ({file_size_mb(f):.1f} "
+                f"MB); top-1 as the FP32 file's on {agree:.1%} of {sum(len(b) for b in batches)} calibration images")
+    return f
 
 
 def export_file(weights, fmt):
@@ -244,6 +262,8 @@ def run(
     opset=17,  # ONNX: opset version
     dynamic=False,  # ONNX: dynamic batch and image size
     simplify=False,  # ONNX: simplify the graph (onnxslim or onnxsim)
+    int8=False,  # ONNX: also an INT8 file, <name>-int8.onnx (ONNX Runtime static quantization), calibrated on --data
+    data="",  # INT8 calibration images: a dataset name or ImageFolder root (its train/ split)
 ):
     """Export weights to each format in include; returns the list of exported file paths."""
     t0 = time.time()
@@ -257,6 +277,9 @@ def run(
     if "onnx" in include and not ONNX_OPSETS[0] <= opset <= ONNX_OPSETS[1]:
         raise UserError(f"--opset {opset}: torch {torch.__version__} exports ONNX opsets {ONNX_OPSETS[0]} to "
                         f"{ONNX_OPSETS[1]}")
+    if int8 and ("onnx" not in include or not data or dynamic or half):
+        raise UserError("--int8 quantizes the ONNX export from calibration images: give it with --include onnx and "
+                        "--data (a dataset whose train/ images calibrate), without --dynamic or --half")
     if "ultralytics" in include:
         try:
             import ultralytics  # noqa: F401
@@ -305,6 +328,9 @@ def run(
         check_outputs(fmt, f, im, expected, tol)
         exported.append(str(f))
         sizes[fmt] = file_size_mb(f)
+        if fmt == "onnx" and int8:
+            exported.append(str(export_int8(f, model, im, data)))
+            sizes["int8"] = file_size_mb(exported[-1])
 
     unpruned = unpruned_sizes(model, im, include, options)
     LOGGER.info(f"\nExport complete ({time.time() - t0:.1f}s)"
@@ -314,6 +340,8 @@ def run(
         if fmt in unpruned:
             size += f"   unpruned {unpruned[fmt]:8.2f} MB   ({sizes[fmt] / unpruned[fmt]:.1%} of unpruned)"
         LOGGER.info(size)
+    if "int8" in sizes:
+        LOGGER.info(f"{'ONNX INT8':<12} {sizes['int8']:8.2f} MB   ({sizes['int8'] / sizes['onnx']:.1%} of the FP32 file)")
     LOGGER.info("Visualize:   https://netron.app")
     return exported
 
@@ -331,6 +359,9 @@ def parse_opt(argv=None):
     parser.add_argument("--dynamic", action="store_true", help="ONNX: dynamic axes")
     parser.add_argument("--simplify", action="store_true", help="ONNX: simplify model (onnxslim or onnxsim)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX: opset version")
+    parser.add_argument("--int8", action="store_true",
+                        help="ONNX: also <name>-int8.onnx, ONNX Runtime static quantization calibrated on --data")
+    parser.add_argument("--data", type=str, default="", help="--int8 calibration: dataset name or ImageFolder root")
     parser.add_argument("--include", nargs="+", default=["torchscript"], help=f"formats: {', '.join(FORMATS)}")
     opt = parser.parse_args(argv)
     print_args(vars(opt))

@@ -28,7 +28,7 @@ import cv2  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from models.experimental import attempt_load, check_classifier  # noqa: E402
+from models.experimental import load_classifier  # noqa: E402
 from utils.augmentations import classify_transforms, input_norm  # noqa: E402
 from utils.cli import HelpFormatter, check_img_size, check_writable, model_imgsz, print_args, run_cli  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -141,8 +141,8 @@ def run(
     weights = str(weights[0] if isinstance(weights, (list, tuple)) else weights)
     source = str(source if source is not None else default_source())
     imgsz = None if imgsz is None else square_size(imgsz)
-    if Path(weights).suffix.lower() in {".onnx", ".torchscript", ".engine", ".tflite"}:
-        raise ValueError(f"--weights {weights}: predict.py runs PyTorch .pt checkpoints "
+    if Path(weights).suffix.lower() in {".torchscript", ".engine", ".tflite"}:
+        raise ValueError(f"--weights {weights}: predict.py runs PyTorch .pt checkpoints and .onnx files "
                          f"(export.py makes the other formats)")
     unused = [f"--{k}" for k, v in dict(augment=augment, visualize=visualize, update=update, dnn=dnn).items() if v]
     if unused:
@@ -154,7 +154,7 @@ def run(
     if half and device.type != "cuda":
         LOGGER.info("--half is CUDA only: running in FP32 on the CPU")
     half = half and device.type == "cuda"
-    model = check_classifier(attempt_load(weights, device=device), weights, "classify/predict.py")
+    model = load_classifier(weights, device, "classify/predict.py")
     imgsz = square_size(model_imgsz(imgsz, model))
     model = model.half() if half else model
     nc = getattr(model, "nc", len(model.names))

@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from models.experimental import attempt_load, check_classifier  # noqa: E402
+from models.experimental import load_classifier  # noqa: E402
 from utils.cli import (HelpFormatter, check_at_least, check_img_size, check_writable, model_imgsz,  # noqa: E402
                        print_args, run_cli)
 from utils.augmentations import input_norm  # noqa: E402
@@ -66,7 +66,7 @@ def write_accuracy(path, rows):
 @torch.inference_mode()
 def evaluate(model, dataloader, criterion=None, half=False, desc="validating", leave=True):
     """Top-5 predictions, targets, mean loss and (pre-process, inference, post-process) seconds over a loader."""
-    device = next(model.parameters()).device
+    device = model.device if hasattr(model, "device") else next(model.parameters()).device  # an ONNX file: CPU
     top5, targets, loss = [], [], 0.0
     dt = (Timer(device), Timer(device), Timer(device))  # pre-process, inference, post-process
     bar = progress_bar(dataloader, desc, len(dataloader), leave, bar_format=TQDM_BAR_FORMAT, position=0)
@@ -117,7 +117,7 @@ def run(
         if half and device.type != "cuda":
             LOGGER.warning(f"WARNING ⚠️ --half needs CUDA; validating in FP32 on {device.type.upper()}")
             half = False
-        model = check_classifier(attempt_load(weights, device=device), weights, "classify/val.py")
+        model = load_classifier(weights, device, "classify/val.py")
         imgsz = check_img_size(model_imgsz(imgsz, model))
         model.half() if half else model.float()
         test_dir = eval_split(check_cls_dataset(data))

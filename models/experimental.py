@@ -105,6 +105,20 @@ def check_classifier(model, weights, command):
     return model
 
 
+def load_classifier(weights, device=None, command="this command"):
+    """An eval-mode classifier to run: a checkpoint (attempt_load; a detector is refused) or an ONNX file export.py
+    wrote, run by ONNX Runtime on the CPU (utils/onnx_model.py)."""
+    from pathlib import Path
+
+    if Path(str(weights)).suffix.lower() == ".onnx":
+        from utils.onnx_model import OnnxClassifier
+
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"ONNX file '{weights}' not found")
+        return OnnxClassifier(weights)
+    return check_classifier(attempt_load(weights, device=device), weights, command)
+
+
 def builtin_cfg_for(state_dict):
     """The built-in `*-cls.yaml` whose unpruned backbone has exactly these tensor shapes, or None.
 

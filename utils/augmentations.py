@@ -22,6 +22,8 @@ def input_norm(model):
     pixels, YOLOv5's take ImageNet-normalised ones. `model` may be a model, a YAML dict, or None (YOLOv5's)."""
     from models.yolo import is_ultralytics
 
+    if hasattr(model, "input_mean_std"):  # an exported model that says (utils/onnx_model.py)
+        return model.input_mean_std
     d = model if isinstance(model, dict) else getattr(model, "yaml", None)
     return UNIT_NORM if is_ultralytics(d) else IMAGENET_NORM
 

@@ -97,7 +97,7 @@ def model_imgsz(requested, model, flag="--imgsz"):
     trained = getattr(model, "trained_imgsz", None)
     if requested is None:
         if trained:
-            LOGGER.info(f"{flag} {trained}: the size this model was trained at (from its checkpoint)")
+            LOGGER.info(f"{flag} {trained}: the size this model was trained at (read from its file)")
         return trained or DEFAULT_IMGSZ
     if trained and set([requested] if isinstance(requested, int) else requested) != {trained}:
         LOGGER.warning(f"WARNING ⚠️ {flag} {requested} differs from the {trained} px this model was trained at: "
