@@ -116,9 +116,9 @@ def _train(row, common, **options):
 
 
 def _classes(data):
-    from utils.datasets import check_cls_dataset
+    from utils.datasets import check_cls_dataset, class_names
 
-    return sorted(p.name for p in (check_cls_dataset(data) / "train").iterdir() if p.is_dir())
+    return class_names(check_cls_dataset(data))
 
 
 def allocation_drop(baseline, ranks, data, opt, seed, folder):

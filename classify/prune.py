@@ -43,7 +43,7 @@ from utils.cli import (HelpFormatter, add_target_options, check_at_least, check_
                        model_imgsz, print_args, run_cli)
 from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
-from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
+from utils.datasets import DEFAULT_DATA, check_cls_dataset, class_names, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.distill import DISTILL_ALPHA, DISTILL_T, check_distillation  # noqa: E402
 from utils.hyp import load_hyp  # noqa: E402
@@ -194,7 +194,7 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     if not target and not needs_scores(ClassificationModel(cfg, rate=rate)):  # a bad --cfg or --rate fails here
         raise ValueError("--rate is 0 everywhere: nothing to prune; give a rate such as 0.5 or '[0.]+[0.3]*8+[0.]'")
     if target:  # a budget no plan reaches fails now, not after training, ranking and sensitivity
-        check_reachable(cfg, *target, imgsz, getattr(source, "nc", None))
+        check_reachable(cfg, *target, imgsz, len(class_names(check_cls_dataset(data))))
     load_hyp(hyp)  # a bad --hyp or distillation setting fails here too, before any work
     check_distillation(distill_alpha, distill_t)
     save_dir = increment_path(Path(check_writable(Path(project) / name)), exist_ok=exist_ok, mkdir=True)

@@ -67,7 +67,7 @@ from utils.cli import (HelpFormatter, USER_ERRORS, Interrupted, UserError, add_t
                        check_at_least, check_img_size, check_writable, print_args, run_cli)
 from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader, share_cpu_cores  # noqa: E402
-from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
+from utils.datasets import DEFAULT_DATA, check_cls_dataset, class_names, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.distill import DISTILL_ALPHA, DISTILL_T, Distiller, check_distillation, output_classes  # noqa: E402
 from utils.downloads import attempt_download  # noqa: E402
@@ -174,7 +174,7 @@ def check_options(opt):
     resolve_rates(model_cfg(opt), opt.rate)  # bad --rate or --plan: one-line ValueError
     target = chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate)  # bad: one line
     if target:  # a budget no plan reaches fails now, not after ranking
-        check_reachable(model_cfg(opt), *target, opt.imgsz, getattr(source, "nc", None))
+        check_reachable(model_cfg(opt), *target, opt.imgsz, len(class_names(check_cls_dataset(opt.data))))
     if opt.sensitivity:  # a missing file or one that is not a sensitivity table fails before any work
         read_sensitivity(opt.sensitivity)
     if opt.ranks and not Path(opt.ranks).is_file():

@@ -126,3 +126,21 @@ def test_plan_is_for_ultralytics_architectures():
     with pytest.raises(ValueError, match="for ultralytics architectures"):
         with_plan(load_yaml("yolov5n-cls.yaml"), "ultralytics")
     assert with_plan(load_yaml("yolov5n-cls.yaml"), "") == load_yaml("yolov5n-cls.yaml")
+
+
+def test_a_budget_is_checked_with_the_data_class_count(tmp_path):
+    """Under the plan the head's 1280 x nc linear cannot shrink: reachability depends on nc, so the early check
+    counts the data's classes (10 here), not the YAML's 1000."""
+    from models.budget import check_reachable
+
+    planned = with_plan(load_yaml("yolo11n-cls.yaml"), "ultralytics")
+    check_reachable(planned, "flops", 0.3, 32, nc=10)
+    with pytest.raises(ValueError, match="out of reach"):
+        check_reachable(planned, "flops", 0.3, 32, nc=1000)
+    from classify import train
+
+    data = make_builtin_dataset(tmp_path / "tiny", n_train=2, n_val=1, size=32)
+    out = train.run(cfg="yolo11n-cls.yaml", plan="ultralytics", target_flops=0.3, data=str(data), imgsz=32, epochs=1,
+                    batch_size=8, workers=0, device="cpu", project=tmp_path / "runs", name="p")
+    assert load_checkpoint(out["last"])["yaml"]["plan"] == "ultralytics"
+    assert 0.28 <= out["gflops"] / out["unpruned_gflops"] <= 0.3

@@ -38,6 +38,11 @@ def eval_split(root):
     return root / "val" if (root / "val").is_dir() else root / "test"
 
 
+def class_names(root):
+    """The class folder names of a dataset root's train/ split, in ImageFolder's (sorted) order."""
+    return sorted(p.name for p in (Path(root) / "train").iterdir() if p.is_dir())
+
+
 def _expect_splits(root):
     if not is_cls_dataset(root):
         raise FileNotFoundError(f"{root} is not a classification dataset: expected {root}/train/<class>/<image> "
