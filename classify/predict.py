@@ -156,6 +156,8 @@ def run(
     half = half and device.type == "cuda"
     model = load_classifier(weights, device, "classify/predict.py")
     imgsz = square_size(model_imgsz(imgsz, model))
+    if hasattr(model, "check_size"):  # an ONNX file exported at one size: refuse another before any work
+        model.check_size(imgsz)
     model = model.half() if half else model
     nc = getattr(model, "nc", len(model.names))
     names = list(model.names)[:nc] + [str(j) for j in range(len(model.names), nc)]  # a name for every class

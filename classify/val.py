@@ -119,6 +119,8 @@ def run(
             half = False
         model = load_classifier(weights, device, "classify/val.py")
         imgsz = check_img_size(model_imgsz(imgsz, model))
+        if hasattr(model, "check_size"):  # an ONNX file exported at one size: refuse another before any work
+            model.check_size(imgsz)
         model.half() if half else model.float()
         test_dir = eval_split(check_cls_dataset(data))
         dataloader = create_classification_dataloader(test_dir, imgsz=imgsz, batch_size=batch_size, augment=False,

@@ -71,3 +71,27 @@ def test_int8_benchmark_reports_each_file(exported, tmp_path, logs):
     assert [line.split(" | ")[0] for line in table[2:]] == ["| unpruned", "| pruned", "| pruned + INT8"]
     assert "(1.00x / 1.00x, 1.00)" in table[2]  # the unpruned file against itself
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full.pt"]  # exports went to a temporary folder
+
+
+def test_another_size_than_the_file_takes_is_refused_before_any_work(exported, tmp_path):
+    with pytest.raises(ValueError, match="takes 32x32 images, not 64x64: leave --imgsz out"):
+        val.run(weights=exported["fp32"], data=exported["data"], imgsz=64, workers=0, project=tmp_path / "runs")
+    image = next((exported["data"] / "val").rglob("*.jpg"))
+    with pytest.raises(ValueError, match="takes 32x32 images, not 64x64"):
+        predict.run(weights=exported["fp32"], source=str(image), imgsz=64, project=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_file_without_its_normalisation_warns_and_assumes_yolov5s(exported, tmp_path, logs):
+    model = onnx.load(exported["fp32"])
+    kept = [p for p in model.metadata_props if p.key != "normalization"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(tmp_path / "old.onnx"))
+    from utils.augmentations import IMAGENET_NORM, UNIT_NORM, input_norm
+
+    assert input_norm(OnnxClassifier(tmp_path / "old.onnx")) == IMAGENET_NORM
+    assert any("does not say how its inputs are normalised" in r.getMessage() for r in logs.records)
+    # a file that says: an ultralytics architecture takes raw [0, 1] pixels, and its ONNX file records that
+    yolo11 = make_checkpoint(tmp_path / "y.pt", nc=10, cfg="yolo11n-cls.yaml", imgsz=32)
+    assert input_norm(OnnxClassifier(export.run(weights=yolo11, include=["onnx"])[0])) == UNIT_NORM

@@ -36,14 +36,25 @@ class OnnxClassifier:
         self.size = (h, w) if isinstance(h, int) and isinstance(w, int) else None
         self.trained_imgsz = h if self.size and h == w else None
         norm = json.loads(meta["normalization"]) if "normalization" in meta else None
+        if norm is None:  # written before export.py recorded it: YOLOv5's ImageNet normalisation is the guess
+            from utils.log import LOGGER
+
+            LOGGER.warning(f"WARNING ⚠️ {path} does not say how its inputs are normalised: assuming ImageNet's "
+                           f"(YOLOv5 models); export it again with export.py to record it")
         self.input_mean_std = (tuple(norm["mean"]), tuple(norm["std"])) if norm else IMAGENET_NORM
         self.device = torch.device("cpu")
         self.path = str(path)
 
+    def check_size(self, imgsz):
+        """A one-line ValueError unless the file takes imgsz x imgsz images (a fixed-size export)."""
+        if self.size and (imgsz, imgsz) != tuple(self.size):
+            raise ValueError(f"{self.path} takes {self.size[0]}x{self.size[1]} images, not {imgsz}x{imgsz}: leave "
+                             f"--imgsz out, or export with --dynamic")
+        return imgsz
+
     def __call__(self, x):
-        if self.size and tuple(x.shape[2:]) != self.size:
-            raise ValueError(f"{self.path} takes {self.size[0]}x{self.size[1]} images, not "
-                             f"{x.shape[2]}x{x.shape[3]}: leave --imgsz out, or export with --dynamic")
+        if self.size and tuple(x.shape[2:]) != tuple(self.size):
+            raise ValueError(f"{self.path} takes {self.size[0]}x{self.size[1]} images, not {x.shape[2]}x{x.shape[3]}")
         x = x.detach().float().cpu().numpy()
         step = self.batch or len(x)
         out = []
