@@ -155,7 +155,7 @@ def run(
         LOGGER.info("--half is CUDA only: running in FP32 on the CPU")
     half = half and device.type == "cuda"
     model = load_classifier(weights, device, "classify/predict.py")
-    imgsz = square_size(model_imgsz(imgsz, model))
+    imgsz = model_imgsz(imgsz, model)
     if hasattr(model, "check_size"):  # an ONNX file exported at one size: refuse another before any work
         model.check_size(imgsz)
     model = model.half() if half else model

@@ -16,7 +16,6 @@ summary.csv. Each step is also its own command: classify/train.py, classify/rank
 """
 
 import argparse
-import os
 import sys
 from copy import deepcopy
 from pathlib import Path
@@ -39,8 +38,8 @@ from models.criteria import CRITERIA, DEFAULT_CRITERION, recalibrate_bn  # noqa:
 from models.prune import load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, load_yaml, with_plan  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import (HelpFormatter, add_target_options, check_at_least, check_img_size, check_writable,  # noqa: E402
-                       model_imgsz, print_args, run_cli)
+from utils.cli import (WORKERS_HELP, HelpFormatter, add_target_options, check_at_least, check_img_size,  # noqa: E402
+                       check_writable, model_imgsz, print_args, run_cli)
 from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, class_names, eval_split  # noqa: E402
@@ -187,7 +186,7 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     if sensitivity:  # a missing file or one that is not a sensitivity table fails before any work
         read_sensitivity(sensitivity)
     source = check_classifier(attempt_load(weights), weights, "classify/prune.py") if weights else None
-    imgsz = check_img_size(model_imgsz(imgsz, source)) if source is not None else imgsz or DEMO_IMGSZ
+    imgsz = model_imgsz(imgsz, source) if source is not None else imgsz or DEMO_IMGSZ
     cfg = cfg or (cfg_of(source, weights) if source is not None else DEMO_CFG)
     if plan:  # the rule travels in the YAML: every model built from it (and every checkpoint) keeps it
         cfg = with_plan(load_yaml(cfg), plan)
@@ -288,7 +287,7 @@ def parse_opt(known=False):
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=None,
                         help=f"image size (pixels); default: that --weights was trained at, else {DEMO_IMGSZ}")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
-    parser.add_argument("--workers", type=int, default=2, help=f"max dataloader workers (capped at the CPU cores: {os.cpu_count()} here)")
+    parser.add_argument("--workers", type=int, default=2, help=WORKERS_HELP)
     parser.add_argument("--cache", type=str, nargs="?", const="ram", default="ram", choices=("ram", "disk"),
                         help="cache decoded images in 'ram' or on 'disk' (as <image>.npy)")
     parser.add_argument("--project", default=ROOT / "runs/prune-cls", help="save to project/name")

@@ -11,7 +11,6 @@ reused by `classify/train.py --ranks` so ranking runs once.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -32,8 +31,8 @@ from models.prune import load_model  # noqa: E402
 from models.yolo import ClassificationModel, DetectionModel, classifier_yaml, load_yaml  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.checkpoints import load_checkpoint  # noqa: E402
-from utils.cli import (HelpFormatter, add_target_options, check_at_least, check_img_size, check_writable,  # noqa: E402
-                       model_imgsz, print_args, run_cli)
+from utils.cli import (WORKERS_HELP, HelpFormatter, add_target_options, check_at_least, check_img_size,  # noqa: E402
+                       check_writable, model_imgsz, print_args, run_cli)
 from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset  # noqa: E402
@@ -139,7 +138,7 @@ def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion=DEFAULT_C
     device = select_device(device, batch_size=batch_size)
     get_criterion(criterion)  # an unknown criterion fails before loading weights
     model = ranking_model(weights, cfg).to(device)
-    imgsz = check_img_size(model_imgsz(imgsz, model))
+    imgsz = model_imgsz(imgsz, model)
     if target:  # a budget no plan reaches fails now, not after ranking
         check_reachable(cfg_of(model), *target, imgsz, model.nc)
     scores, meta = score_model(model, weights, cfg, data, criterion, batches, batch_size, imgsz, device, workers, seed,
@@ -165,7 +164,7 @@ def parse_opt(known=False):
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=None,
                         help="image size (pixels); default: the model's training size, else 224")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
-    parser.add_argument("--workers", type=int, default=8, help=f"max dataloader workers (capped at the CPU cores: {os.cpu_count()} here)")
+    parser.add_argument("--workers", type=int, default=8, help=WORKERS_HELP)
     parser.add_argument("--output", type=str, default="", help="scores file (default weights/ranks/<weights>-<criterion>.pt)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data order and the random criterion")
     add_target_options(parser, "also allocate widths to this fraction of the unpruned FLOPs (0-1]; writes <output>.yaml",

@@ -11,7 +11,6 @@ per group) to runs/sensitivity/exp*; the csv feeds allocation: classify/train.py
 """
 
 import argparse
-import os
 import sys
 import time
 from itertools import islice
@@ -29,8 +28,8 @@ from models.criteria import CRITERIA, DEFAULT_CRITERION, compute_scores, get_cri
 from models.experimental import attempt_load, check_classifier  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.augmentations import input_norm  # noqa: E402
-from utils.cli import (HelpFormatter, check_at_least, check_img_size, check_writable, model_imgsz,  # noqa: E402
-                       print_args, run_cli)
+from utils.cli import (WORKERS_HELP, HelpFormatter, check_at_least, check_img_size, check_writable,  # noqa: E402
+                       model_imgsz, print_args, run_cli)
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
@@ -92,7 +91,7 @@ def run(weights="yolov5s-cls.pt", data=DEFAULT_DATA, imgsz=None, batch_size=64, 
     torch.manual_seed(seed)
     device = select_device(device, batch_size=batch_size)
     model = check_classifier(attempt_load(weights, device=device), weights, "classify/sensitivity.py")
-    imgsz = check_img_size(model_imgsz(imgsz, model))
+    imgsz = model_imgsz(imgsz, model)
     root = check_cls_dataset(data)
     if ranks:
         scores = load_scores(ranks)[0]
@@ -126,7 +125,7 @@ def parse_opt(known=False):
                         help="image size (pixels); default: the model's training size, else 224")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
-    parser.add_argument("--workers", type=int, default=8, help=f"max dataloader workers (capped at the CPU cores: {os.cpu_count()} here)")
+    parser.add_argument("--workers", type=int, default=8, help=WORKERS_HELP)
     parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA, help="filter ranking")
     parser.add_argument("--ranks", type=str, default="", help="scores file from classify/rank.py (skips ranking)")
     parser.add_argument("--rank-batches", type=int, default=5, help="training batches scored by data criteria")

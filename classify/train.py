@@ -63,8 +63,8 @@ from models.yolo import (ClassificationModel, classifier_yaml, resolve_rates,  #
                          with_plan)
 from utils.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
                                load_checkpoint, save_checkpoint, to_cpu)
-from utils.cli import (HelpFormatter, USER_ERRORS, Interrupted, UserError, add_target_options,  # noqa: E402
-                       check_at_least, check_img_size, check_writable, print_args, run_cli)
+from utils.cli import (WORKERS_HELP, HelpFormatter, USER_ERRORS, Interrupted, UserError,  # noqa: E402
+                       add_target_options, check_at_least, check_img_size, check_writable, print_args, run_cli)
 from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader, share_cpu_cores  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, class_names, eval_split  # noqa: E402
@@ -171,10 +171,11 @@ def check_options(opt):
     source = attempt_load(opt.weights) if opt.weights and opt.pretrained else None  # missing/bad file: one line
     if not opt.cfg:  # YOLOv5 users pass only --model/--weights: rebuild that architecture
         opt.cfg = cfg_of(source, opt.weights) if source is not None else DEFAULT_CFG
-    resolve_rates(model_cfg(opt), opt.rate)  # bad --rate or --plan: one-line ValueError
+    cfg = model_cfg(opt)  # bad --cfg or --plan: one-line ValueError
+    resolve_rates(cfg, opt.rate)  # bad --rate: one line
     target = chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate)  # bad: one line
     if target:  # a budget no plan reaches fails now, not after ranking
-        check_reachable(model_cfg(opt), *target, opt.imgsz, len(class_names(check_cls_dataset(opt.data))))
+        check_reachable(cfg, *target, opt.imgsz, len(class_names(check_cls_dataset(opt.data))))
     if opt.sensitivity:  # a missing file or one that is not a sensitivity table fails before any work
         read_sensitivity(opt.sensitivity)
     if opt.ranks and not Path(opt.ranks).is_file():
@@ -653,7 +654,7 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--cache", type=str, nargs="?", const="ram", choices=("ram", "disk"),
                         help="cache decoded images in 'ram' (--cache alone) or on 'disk' (as <image>.npy); None = no cache")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    parser.add_argument("--workers", type=int, default=8, help=f"max dataloader workers per process (capped at the CPU cores: {os.cpu_count()} here)")
+    parser.add_argument("--workers", type=int, default=8, help=WORKERS_HELP + " per process")
     parser.add_argument("--project", default=ROOT / "runs/train-cls", help="save to project/name")
     parser.add_argument("--name", default="exp", help="save to project/name")
     parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")

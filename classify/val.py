@@ -10,7 +10,6 @@ is no val/), and writes them to <project>/<name>/accuracy.csv.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -23,8 +22,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from models.experimental import load_classifier  # noqa: E402
-from utils.cli import (HelpFormatter, check_at_least, check_img_size, check_writable, model_imgsz,  # noqa: E402
-                       print_args, run_cli)
+from utils.cli import (WORKERS_HELP, HelpFormatter, check_at_least, check_img_size, check_writable,  # noqa: E402
+                       model_imgsz, print_args, run_cli)
 from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
@@ -118,7 +117,7 @@ def run(
             LOGGER.warning(f"WARNING ⚠️ --half needs CUDA; validating in FP32 on {device.type.upper()}")
             half = False
         model = load_classifier(weights, device, "classify/val.py")
-        imgsz = check_img_size(model_imgsz(imgsz, model))
+        imgsz = model_imgsz(imgsz, model)
         if hasattr(model, "check_size"):  # an ONNX file exported at one size: refuse another before any work
             model.check_size(imgsz)
         model.half() if half else model.float()
@@ -164,7 +163,7 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=None,
                         help="inference size (pixels); default: the model's training size, else 224")
     parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    parser.add_argument("--workers", type=int, default=8, help=f"max dataloader workers (capped at the CPU cores: {os.cpu_count()} here)")
+    parser.add_argument("--workers", type=int, default=8, help=WORKERS_HELP)
     parser.add_argument("--verbose", nargs="?", const=True, default=True, help="per-class accuracy table")
     parser.add_argument("--project", default=ROOT / "runs/val-cls", help="save to project/name")
     parser.add_argument("--name", default="exp", help="save to project/name")

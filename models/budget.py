@@ -242,9 +242,14 @@ def check_reachable(cfg, metric, target, imgsz, nc=None):
         costs = CostModel(cfg, imgsz, nc)
         floor = costs.fraction({g: choices(c)[0] for g, c in costs.full.items()}, metric)
         if floor > target:
-            raise ValueError(f"--target-{metric} {target:g} is out of reach: the narrowest plan (every channel group "
-                             f"at {WIDTH_STEP} channels) still costs {floor:.3f} of the unpruned model's {metric}")
+            raise out_of_reach(metric, target, floor)
     return target
+
+
+def out_of_reach(metric, target, floor):
+    """The one-line error for a FLOPs/parameters budget below what the narrowest plan costs."""
+    return ValueError(f"--target-{metric} {target:g} is out of reach: the narrowest plan (every channel group at "
+                      f"{WIDTH_STEP} channels) still costs {floor:.3f} of the unpruned model's {metric}")
 
 
 def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=None, min_share=None):
@@ -271,8 +276,7 @@ def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=N
     narrowest = {g: ws[0] for u, ws in grid.items() for g in u}
     floor = cost_fn(narrowest)
     if floor > target:
-        raise ValueError(f"--target-{metric} {target:g} is out of reach: the narrowest plan (every channel group at "
-                         f"{WIDTH_STEP} channels) still costs {floor:.3f} of the unpruned model's {metric}")
+        raise out_of_reach(metric, target, floor)
     plan = dict(costs.full)
     pos = {u: len(ws) - 1 for u, ws in grid.items()}
 

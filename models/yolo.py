@@ -181,6 +181,7 @@ def parse_model(d, ch, rates=None, widths=None):
     rows = d["backbone"] + d["head"]
     rates = rates if rates is not None else [0.0] * len(rows)
     plan = check_widths(widths)
+    ultralytics_plan = d.get("plan") == ULTRALYTICS_PLAN  # keep what ultralytics' YAML cannot say (Handler.derived)
     LOGGER.debug(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
     ch = ch_full = [ch]  # kept and unpruned output widths per layer
     layers, save, seen = [], [], set()
@@ -199,7 +200,6 @@ def parse_model(d, ch, rates=None, widths=None):
             c1_full = ch_full[f] if isinstance(f, int) else sum(ch_full[x] for x in f)
             spec = BlockSpec(f"model.{i}", args, n, c1, c1_full, gw, m, max_channels, is_ultralytics(d))
             full_widths = handler.groups(spec)
-            ultralytics_plan = d.get("plan") == ULTRALYTICS_PLAN
             keep_full = set(handler.yaml_derived(spec)) if ultralytics_plan else set()
             kept = {g: c if g in keep_full else plan.get(g, kept_width(c, r)) for g, c in full_widths.items()}
             derived = handler.derived(spec) if ultralytics_plan else {}

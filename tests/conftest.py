@@ -36,3 +36,11 @@ def logs(caplog):
     caplog.set_level(logging.INFO, logger=LOGGER.name)
     yield caplog
     LOGGER.removeHandler(caplog.handler)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A tiny built-in dataset (10 classes, 8 train and 4 val images each, 32 px), made once per test module."""
+    from data.builtin import make_builtin_dataset
+
+    return make_builtin_dataset(tmp_path_factory.mktemp("data") / "tiny", n_train=8, n_val=4, size=32)

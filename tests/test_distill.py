@@ -8,7 +8,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import classify.train as train
-from data.builtin import make_builtin_dataset
 from models.yolo import ClassificationModel
 from utils.cli import run_cli
 from utils.distill import Distiller, distillation_loss, output_classes
@@ -69,11 +68,6 @@ def test_bad_alpha_or_temperature():
         Distiller(nn.Identity(), alpha=1.5)
     with pytest.raises(ValueError, match="--distill-t"):
         Distiller(nn.Identity(), temperature=0)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_builtin_dataset(tmp_path_factory.mktemp("data") / "tiny", n_train=8, n_val=4, size=32)
 
 
 @pytest.fixture(scope="module")

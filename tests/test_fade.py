@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from classify import train, val
-from data.builtin import make_builtin_dataset
 from models.decay import ChannelFade
 from models.graph import channel_groups
 from models.prune import load_model
@@ -43,11 +42,6 @@ def test_faded_to_zero_equals_the_cut_model(cfg):
         torch.testing.assert_close(full(x), cut(x), rtol=1e-4, atol=1e-5)
         fade.remove()
         torch.testing.assert_close(full(x), before, rtol=0, atol=0)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_builtin_dataset(tmp_path_factory.mktemp("data") / "tiny", n_train=8, n_val=4, size=32)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import torch
 
 import classify.train as train
 from classify import val
-from data.builtin import make_builtin_dataset
 from models.experimental import attempt_load
 from models.yolo import ClassificationModel
 from utils.checkpoints import checkpoint_dict, save_checkpoint
@@ -61,11 +60,6 @@ def signal_once_saved(args, env, last, sig):
 
 def read_results(save_dir):
     return pd.read_csv(Path(save_dir) / "results.csv")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_builtin_dataset(tmp_path_factory.mktemp("data") / "tiny", n_train=8, n_val=4, size=32)
 
 
 @pytest.fixture(scope="module")

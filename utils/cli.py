@@ -71,6 +71,7 @@ def check_at_least(flag, value, minimum):
     return value
 
 
+WORKERS_HELP = f"max dataloader workers (capped at the CPU cores: {os.cpu_count()} here)"  # every --workers
 DEFAULT_IMGSZ = 224  # YOLOv5's classifier size, for models whose checkpoint does not say theirs
 MAX_IMGSZ = 4096  # far beyond any classifier; larger sizes only fail deep inside OpenCV asking for gigabytes
 
@@ -91,14 +92,16 @@ def check_img_size(imgsz, stride=32, flag="--imgsz"):
 
 
 def model_imgsz(requested, model, flag="--imgsz"):
-    """The image size to run `model` at: `requested` (an int or [h, w]; None when --imgsz was not given), else the size its
-    checkpoint says it was trained at (one line says so), else DEFAULT_IMGSZ. A requested size that differs from
-    the trained one gets one warning: a classifier run at another size than it learnt gives silently worse answers."""
+    """The image size to run `model` at: `requested` (an int or [h, w], checked by check_img_size before the model was
+    read; None when --imgsz was not given), else the size its file says it was trained at (one line says so; checked
+    here), else DEFAULT_IMGSZ. A requested size that differs from the trained one gets one warning: a classifier run
+    at another size than it learnt gives silently worse answers."""
     trained = getattr(model, "trained_imgsz", None)
     if requested is None:
         if trained:
             LOGGER.info(f"{flag} {trained}: the size this model was trained at (read from its file)")
-        return trained or DEFAULT_IMGSZ
+            return check_img_size(trained, flag=flag)
+        return DEFAULT_IMGSZ
     if trained and set([requested] if isinstance(requested, int) else requested) != {trained}:
         LOGGER.warning(f"WARNING ⚠️ {flag} {requested} differs from the {trained} px this model was trained at: "
                        f"expect lower accuracy (leave {flag} out to use {trained})")
