@@ -39,7 +39,7 @@ def recipe_options(name, finetune_epochs, baseline, reference=""):
     """classify/train.py options of a fine-tune recipe '<base>[-<modifier>...]': base 'cut' (prune at once), 'fade'
     (classify/prune.py's default --fade-epochs) or 'fadeN' (N epochs); modifiers 'kd' (distil from the
     baseline), 'kdref' (from the distilled reference, the unpruned model trained as long), 'cos' (cosine lr),
-    'lrX' (lr0 X), 'aX' (distillation weight X), 'ul' (--plan ultralytics: only widths ultralytics' YAML can say)."""
+    'lrX' (lr0 X), 'aX' (distillation weight X), 'tX' (its temperature), 'lsX' (label smoothing X), 'ul' (--plan ultralytics: only widths ultralytics' YAML can say)."""
     base, *modifiers = name.split("-")
     options = {}
     for m in modifiers:
@@ -53,16 +53,39 @@ def recipe_options(name, finetune_epochs, baseline, reference=""):
             options["lr0"] = float(m[2:])
         elif m.startswith("a") and _is_number(m[1:]):
             options["distill_alpha"] = float(m[1:])
+        elif m.startswith("t") and _is_number(m[1:]):
+            options["distill_t"] = float(m[1:])
+        elif m.startswith("ls") and _is_number(m[2:]):
+            options["label_smoothing"] = float(m[2:])
+        elif m.startswith("aug") and _is_number(m[3:]):
+            options["hyp"] = str(augmentation_hyp(float(m[3:])))
         elif m == "ul":
             options["plan"] = "ultralytics"
         else:
-            raise ValueError(f"recipe '{name}': unknown modifier '-{m}' (kd, kdref, cos, lrX, aX, ul)")
+            raise ValueError(f"recipe '{name}': unknown modifier '-{m}' (kd, kdref, cos, lrX, aX, tX, lsX, ul)")
     if base == "cut":
         return options
     if base.startswith("fade") and (base[4:] == "" or base[4:].isdigit()):
         epochs = int(base[4:]) if base[4:] else default_fade_epochs(finetune_epochs)
         return {**options, "fade_epochs": min(epochs, finetune_epochs)}
-    raise ValueError(f"recipe '{name}' not known: cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX, -ul")
+    raise ValueError(f"recipe '{name}' not known: cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX, -tX, -lsX, -ul")
+
+
+def augmentation_hyp(strength):
+    """A --hyp file with the default augmentation scaled by `strength` (1: the defaults, 0: none): crop area from
+    1 - strength·(1 - min area), flip probability and colour jitter times strength. Written once under runs/."""
+    import yaml
+
+    from utils.hyp import DEFAULT_HYP
+
+    hyp = yaml.safe_load(DEFAULT_HYP.read_text())
+    hyp = dict(hyp, scale=[round(1 - strength * (1 - hyp["scale"][0]), 4), 1.0], fliplr=hyp["fliplr"] * strength,
+               flipud=hyp["flipud"] * strength, jitter=hyp["jitter"] * strength)
+    path = ROOT / "runs" / "recipes" / "hyps" / f"aug{strength:g}.yaml"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(hyp, sort_keys=False))
+    return path
 
 
 def _is_number(text):
@@ -147,6 +170,18 @@ def allocated_cfg(opt, flops, drop, floor, nc):
             "widths": widths}
 
 
+def latency_plans(opt, drop, nc, rate, save_dir):
+    """(ONNX Runtime timing at --imgsz, batch 1; the uniform rate's measured latency fraction; widths allocated by the
+    latency table for that fraction): the latency-allocated plan at the uniform rate's measured latency."""
+    from models.budget import CostModel, plan_for_target, uniform_plan
+    from models.latency import PlanLatency
+
+    timing = PlanLatency(opt["cfg"], opt["imgsz"], nc, "onnxruntime", 1, cache_dir=save_dir)  # one table for all
+    target = timing.fractions([uniform_plan(CostModel(opt["cfg"], opt["imgsz"], nc).full, rate)])[0]
+    return timing, target, plan_for_target(opt["cfg"], "latency", min(1.0, target), opt["imgsz"], nc=nc, drop=drop,
+                                           timing=timing)
+
+
 def unit(task):
     """Every row of one (dataset, seed): baseline, reference, scratch and pruned recipes per rate (quietly)."""
     import torch
@@ -187,7 +222,7 @@ def unit_rows(task):
                                    imgsz=opt["imgsz"], workers=0, output=folder / f"ranks-{opt['criterion']}.pt",
                                    seed=seed)
     criterion = "" if opt["criterion"] == "bn" else f"-{opt['criterion']}"  # in run names, unless the default
-    drop = allocation_drop(baseline, ranks, data, opt, seed, folder) if opt["floors"] else None
+    drop = allocation_drop(baseline, ranks, data, opt, seed, folder) if opt["floors"] or opt["latency"] else None
     for rate in opt["rates"]:
         rows.append(_train(dict(tag, row="scratch", rate=rate), dict(common, name=f"scratch-{rate}"), cfg=opt["cfg"],
                            rate=str(rate), epochs=opt["epochs"] + ft))
@@ -195,28 +230,57 @@ def unit_rows(task):
         for floor in opt["floors"]:
             plan = allocated_cfg(opt, rows[-1]["flops"], drop, floor, nc=len(_classes(data)))
             plans.append((f"allocated-floor{floor:g}", dict(cfg=plan)))
+        timing = None
+        if opt["latency"]:
+            try:
+                timing, target, widths = latency_plans(opt, drop, len(_classes(data)), rate, task["save_dir"])
+                plans.append(("latency-allocated", dict(cfg={**{k: v for k, v in load_cfg(opt["cfg"]).items()
+                                                                if k not in ("rate", "widths")}, "rate": 0.0,
+                                                             "widths": widths})))
+            except ValueError as e:  # the uniform plan's measured latency is below what the table can reach
+                print(f"{data} seed {seed} rate {rate}: no latency-allocated plan: {e}")
         for plan, arch in plans:
+            latency = timing.fractions([plan_widths(arch, opt["cfg"])])[0] if timing else None
             for recipe in opt["recipes"]:
                 rows.append(_train(dict(tag, row=f"{plan} {recipe}{criterion}", rate=rate),
                                    dict(common, name=f"{plan}-{recipe}{criterion}-{rate}"), weights=baseline,
                                    ranks=str(ranks), criterion=opt["criterion"], epochs=ft, **arch,
                                    **recipe_options(recipe, ft, baseline, reference["best"])))
+                if latency is not None:
+                    rows[-1]["latency"] = latency
     return rows
+
+
+def load_cfg(cfg):
+    from models.yolo import load_yaml
+
+    return load_yaml(cfg)
+
+
+def plan_widths(arch, cfg):
+    """{group: width} of a plan row's architecture: the YAML's widths, or its uniform rate's."""
+    from models.budget import CostModel, uniform_plan
+
+    if isinstance(arch["cfg"], dict):
+        return arch["cfg"]["widths"]
+    return uniform_plan(CostModel(cfg, 32).full, float(arch["rate"]))
 
 
 def summary(table):
     """Markdown: per (rate, row), top-1 (last epoch) mean (min–max) over seeds for each dataset, and the mean over
     datasets; FLOPs as a fraction of the unpruned model."""
     datasets = list(dict.fromkeys(table["data"]))
-    head = "| rate | row | FLOPs | " + " | ".join(datasets) + " | mean |"
-    lines = [head, "|" + "---|" * (4 + len(datasets))]
+    timed = "latency" in table and table["latency"].notna().any()
+    head = "| rate | row | FLOPs | " + ("latency | " if timed else "") + " | ".join(datasets) + " | mean |"
+    lines = [head, "|" + "---|" * (4 + timed + len(datasets))]
     for (rate, row), g in table.groupby(["rate", "row"], sort=False):
         cells = []
         for d in datasets:
             t = g[g["data"] == d]["top1_last"]
             cells.append(f"{t.mean():.3f} ({t.min():.3f}–{t.max():.3f})" if len(t) else "")
         mean = g.groupby("data")["top1_last"].mean().mean()
-        lines.append(f"| {rate} | {row} | {g['flops'].mean():.3f} | " + " | ".join(cells) + f" | **{mean:.3f}** |")
+        latency = (f"{g['latency'].mean():.3f} | " if g["latency"].notna().any() else "| ") if timed else ""
+        lines.append(f"| {rate} | {row} | {g['flops'].mean():.3f} | {latency}" + " | ".join(cells) + f" | **{mean:.3f}** |")
     return "\n".join(lines)
 
 
@@ -251,7 +315,7 @@ def parse_opt(argv=None):
     parser.add_argument("--finetune-epochs", type=int, default=10, help="fine-tune (and reference) epochs")
     parser.add_argument("--rates", nargs="+", type=float, default=[0.3, 0.5, 0.7])
     parser.add_argument("--recipes", nargs="+", default=["cut-kd", "fade-kd"],
-                        help="cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX, -ul (recipe_options)")
+                        help="cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX, -tX, -lsX, -ul (recipe_options)")
     parser.add_argument("--references", nargs="*", default=["kd"],
                         help="modifiers of extra reference rows (the plain one is always run): kd, kd-cos, ...")
     parser.add_argument("--criterion", default="bn")
@@ -259,6 +323,9 @@ def parse_opt(argv=None):
                         help="also widths allocated (sensitivity, as classify/prune.py) for each rate's FLOPs, one plan "
                              "per floor (models.budget.allocate's min_share; 0 = unbounded)")
     parser.add_argument("--no-uniform", dest="uniform", action="store_false", help="skip the uniform-rate plans")
+    parser.add_argument("--latency", action="store_true",
+                        help="also widths allocated by ONNX Runtime latency (models/latency.py) at each uniform rate's "
+                             "measured latency (batch 1, --imgsz), and every plan's measured latency; needs --jobs 1")
     parser.add_argument("--imgsz", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--hyp", default="")
@@ -269,6 +336,8 @@ def parse_opt(argv=None):
     opt = parser.parse_args(argv)
     for r in opt.recipes:
         recipe_options(r, opt.finetune_epochs, "")  # a bad name fails before any training
+    if opt.latency and opt.jobs > 1:
+        parser.error("--latency times plans: run it with --jobs 1 (parallel jobs would time each other)")
     return opt
 
 

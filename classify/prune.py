@@ -31,6 +31,7 @@ from classify import rank as rank_cli  # noqa: E402
 from classify import sensitivity as sensitivity_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
 from classify import val as val_cli  # noqa: E402
+from models.latency import check_latency_options  # noqa: E402
 from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
                            read_sensitivity)
 from models.experimental import attempt_load, cfg_of, check_classifier  # noqa: E402
@@ -136,10 +137,12 @@ def default_fade_epochs(finetune_epochs):
     return max(1, round(finetune_epochs * FADE_SHARE))
 
 
-def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, workers, seed, save_dir, sensitivity=""):
+def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, workers, seed, save_dir, sensitivity="",
+             latency=None):
     """A model YAML dict with the widths allocated for `target` = (metric, fraction): by sensitivity curves measured on
     the baseline (on training images, so the widths are not chosen on the images the summary reports) or read from
-    `sensitivity`; saves sensitivity.csv/.png and plan.yaml in save_dir."""
+    `sensitivity`; saves sensitivity.csv/.png and plan.yaml in save_dir. latency: plan_for_target's runtime, batch
+    and cache_dir for --target-latency."""
     import yaml
 
     if sensitivity:
@@ -153,7 +156,7 @@ def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, work
         plot_sensitivity(table, save_dir / "sensitivity.png")
     device = next(base_model.parameters()).device
     widths = plan_for_target(cfg, *target, imgsz, nc=base_model.nc, drop=drop_predictor(sensitivity=table),
-                             device=device)
+                             device=device, **(latency or {}))
     plan_cfg = {**{k: v for k, v in load_yaml(cfg).items() if k not in ("rate", "widths")}, "rate": 0.0,
                 "widths": widths}
     write_text_atomic(save_dir / "plan.yaml", yaml.safe_dump(plan_cfg, sort_keys=False))
@@ -165,7 +168,7 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
         epochs=8, finetune_epochs=8, batch_size=64, imgsz=None, device="", workers=2, cache="ram",
         project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0, target_flops=None, target_params=None,
         target_latency=None, sensitivity="", teacher=None, distill_alpha=DISTILL_ALPHA, distill_t=DISTILL_T, hyp="",
-        fade_epochs=None, no_scratch=False, plan=""):
+        fade_epochs=None, no_scratch=False, plan="", latency_runtime=None, latency_batch=1):
     """Run the pipeline; returns {'save_dir', 'baseline', 'ranks', 'pruned', 'baseline_ft', 'scratch', 'summary'}.
 
     teacher: None distils the fine-tunes from the baseline, '' turns distillation off, a path distils from it.
@@ -182,6 +185,8 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
         check_at_least(flag, value, minimum)
     imgsz = None if imgsz is None else check_img_size(imgsz)
     target = chosen_target(target_flops, target_params, target_latency, rate)
+    latency = dict(zip(("runtime", "batch", "cache_dir"), (*check_latency_options(latency_runtime, latency_batch),
+                                                          project)))
     rate = None if target else (rate if rate is not None else DEFAULT_RATE)
     if sensitivity:  # a missing file or one that is not a sensitivity table fails before any work
         read_sensitivity(sensitivity)
@@ -223,7 +228,8 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     scores = load_scores(ranks)[0]
     root = check_cls_dataset(data)
     if target:
-        cfg = allocate(cfg, base_model, scores, target, root, imgsz, batch_size, workers, seed, save_dir, sensitivity)
+        cfg = allocate(cfg, base_model, scores, target, root, imgsz, batch_size, workers, seed, save_dir, sensitivity,
+                       latency)
     pruned = load_model(ClassificationModel(cfg, nc=base_model.nc, rate=rate).to(dev), base_model, scores)
     norm = input_norm(base_model)
     loader = create_classification_dataloader(eval_split(root), imgsz=imgsz, batch_size=batch_size, augment=False,

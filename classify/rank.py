@@ -23,6 +23,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import yaml  # noqa: E402
 
+from models.latency import check_latency_options  # noqa: E402
 from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
                            read_sensitivity)
 from models.experimental import cfg_of, model_from_checkpoint  # noqa: E402
@@ -109,12 +110,13 @@ def log_scores(scores, criterion):
         LOGGER.info(f"{name:<22}{len(s):>9}{s.min():>11.4g}{s.mean():>11.4g}{s.max():>11.4g}{tied_fraction(s):>7.0%}")
 
 
-def write_plan(model, scores, output, target, imgsz, sensitivity=""):
+def write_plan(model, scores, output, target, imgsz, sensitivity="", latency_runtime=None, latency_batch=1):
     """For --target-*: allocate widths (from --sensitivity curves, else the scores) and write them as a model YAML
     next to the scores file, ready for classify/train.py --cfg <it> --ranks <scores>."""
     cfg = {k: v for k, v in load_yaml(cfg_of(model)).items() if k not in ("rate", "widths")}
     widths = plan_for_target(cfg, *target, imgsz, nc=model.nc, drop=drop_predictor(scores, sensitivity or None),
-                             device=next(model.parameters()).device)
+                             device=next(model.parameters()).device, runtime=latency_runtime, batch=latency_batch,
+                             cache_dir=Path(output).parent)
     path = Path(output).with_suffix(".yaml")
     write_text_atomic(path, yaml.safe_dump({**cfg, "rate": 0.0, "widths": widths}, sort_keys=False))
     LOGGER.info(f"widths plan saved to {colorstr('bold', path)}: train it with classify/train.py --cfg {path} "
@@ -124,9 +126,10 @@ def write_plan(model, scores, output, target, imgsz, sensitivity=""):
 
 def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion=DEFAULT_CRITERION, batches=5, batch_size=16,
         imgsz=None, device="", workers=8, output="", seed=0, residual="members", target_flops=None, target_params=None,
-        target_latency=None, sensitivity=""):
+        target_latency=None, sensitivity="", latency_runtime=None, latency_batch=1):
     """Compute and save per-channel scores; returns the scores file path (with --target-*, also a plan YAML)."""
     target = chosen_target(target_flops, target_params, target_latency)
+    latency_runtime, latency_batch = check_latency_options(latency_runtime, latency_batch)
     if sensitivity:  # a missing file or one that is not a sensitivity table fails before any work
         read_sensitivity(sensitivity)
     torch.manual_seed(seed)
@@ -147,7 +150,7 @@ def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion=DEFAULT_C
     save_scores(output, scores, meta)
     LOGGER.info(f"\n{len(scores)} channel groups ranked by {criterion}; scores saved to {colorstr('bold', output)}")
     if target:
-        write_plan(model, scores, output, target, imgsz, sensitivity)
+        write_plan(model, scores, output, target, imgsz, sensitivity, latency_runtime, latency_batch)
     return output
 
 

@@ -52,6 +52,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
 from classify import val as validate  # noqa: E402
 from classify.rank import score_filters  # noqa: E402
+from models.latency import check_latency_options  # noqa: E402
 from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
                            read_sensitivity)
 from models.criteria import CRITERIA, DEFAULT_CRITERION, check_criterion  # noqa: E402
@@ -174,6 +175,7 @@ def check_options(opt):
     cfg = model_cfg(opt)  # bad --cfg or --plan: one-line ValueError
     resolve_rates(cfg, opt.rate)  # bad --rate: one line
     target = chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate)  # bad: one line
+    opt.latency_runtime, opt.latency_batch = check_latency_options(opt.latency_runtime, opt.latency_batch)
     if target:  # a budget no plan reaches fails now, not after ranking
         check_reachable(cfg, *target, opt.imgsz, len(class_names(check_cls_dataset(opt.data))))
     if opt.sensitivity:  # a missing file or one that is not a sensitivity table fails before any work
@@ -232,7 +234,8 @@ def allocated_widths(opt, cfg, nc, data_dir, device, batch_size, source=None):
     plan = None
     if is_main_process():
         drop = drop_predictor(scores, opt.sensitivity or None)
-        plan = plan_for_target(cfg, *target, opt.imgsz, nc=nc, drop=drop, device=device)
+        plan = plan_for_target(cfg, *target, opt.imgsz, nc=nc, drop=drop, device=device, runtime=opt.latency_runtime,
+                               batch=opt.latency_batch, cache_dir=opt.project)
     return broadcast_object(plan), scores, meta
 
 

@@ -111,63 +111,17 @@ class CostModel:
         return self.cost(plan)[metric] / self.unpruned[metric]
 
 
-def choices(full):
-    """Kept widths a group of `full` channels may take: multiples of 8 up to full (groups of 16+), else 1..full."""
+def choices(full, step=WIDTH_STEP):
+    """Kept widths a group of `full` channels may take: multiples of `step` (8; a latency plan may ask for coarser)
+    up to full (groups of 16+, at least 8), else 1..full."""
     if full >= 16:
-        return sorted({*range(WIDTH_STEP, full + 1, WIDTH_STEP), full})
+        return sorted({*range(step, full + 1, step), full} | ({WIDTH_STEP} if step > WIDTH_STEP else set()))
     return list(range(1, full + 1))
 
 
 def uniform_plan(full, rate):
     """The plan of one rate for every group (the --rate rule)."""
     return {g: kept_width(c, rate) for g, c in full.items()}
-
-
-# ------------------------------------------------------------------------------------------------- latency
-def measure_latency(model, imgsz=224, runtime="torch", repeats=20, device=None):
-    """Median seconds per batch-1 forward of `model` (PyTorch or, runtime='onnxruntime', ONNX Runtime on CPU)."""
-    from utils.profiling import median_latency
-
-    model = model.eval()
-    p = next(model.parameters())
-    x = torch.zeros(1, 3, imgsz, imgsz, device=device or p.device)
-    if runtime == "torch":
-        return median_latency([model], x, repeats=repeats)[0]
-    if runtime != "onnxruntime":
-        raise ValueError(f"latency runtime must be 'torch' or 'onnxruntime', not '{runtime}'")
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ValueError("latency runtime 'onnxruntime' needs the onnxruntime package: pip install onnxruntime") from None
-    import io
-    import time
-
-    buffer = io.BytesIO()
-    torch.onnx.export(model.cpu(), x.cpu(), buffer, input_names=["images"], dynamo=False)
-    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    feed = {"images": x.cpu().numpy()}
-    for _ in range(3):
-        session.run(None, feed)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
-
-
-def plan_latency_fn(cfg, imgsz, device="cpu", runtime="torch", nc=None):
-    """A function plan → measured seconds per batch-1 forward of that plan (random weights, denormals flushed:
-    untrained activations fade into denormal floats, which CPUs process very slowly)."""
-    from models.yolo import ClassificationModel
-
-    torch.set_flush_denormal(True)
-
-    def latency(plan):
-        model = ClassificationModel(cfg, nc=nc, rate=0.0, widths=plan or None).to(device)
-        return measure_latency(model, imgsz, runtime)
-
-    return latency
 
 
 # ------------------------------------------------------------------------------------------------- predictors
@@ -247,12 +201,14 @@ def check_reachable(cfg, metric, target, imgsz, nc=None):
 
 
 def out_of_reach(metric, target, floor):
-    """The one-line error for a FLOPs/parameters budget below what the narrowest plan costs."""
-    return ValueError(f"--target-{metric} {target:g} is out of reach: the narrowest plan (every channel group at "
-                      f"{WIDTH_STEP} channels) still costs {floor:.3f} of the unpruned model's {metric}")
+    """The one-line error for a budget below what the narrowest plan costs."""
+    how = " (predicted by this runtime's latency table)" if metric == "latency" else ""
+    return ValueError(f"--target-{metric} {target:g} is out of reach: the narrowest plan allowed (every channel group "
+                      f"at its narrowest allowed width, {WIDTH_STEP} channels at least) still costs {floor:.3f} of the "
+                      f"unpruned model's {metric}{how}")
 
 
-def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=None, min_share=None):
+def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=None, min_share=None, step=WIDTH_STEP):
     """Widths {group: width} whose `metric` cost is in [(1 - tolerance)·target, target] of the unpruned model's
     and whose summed predicted drop (drop(group, width), default: the share of channels removed) is small.
 
@@ -260,6 +216,8 @@ def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=N
     pass MIN_SHARE through plan_for_target; 0 or None: unbounded). Summed one-group-at-a-time drops do not see that
     many groups cut to a few channels together leave too little to fine-tune; the floor keeps the allocation a
     bounded reshuffle of uniform.
+
+    step: the width grid (models.latency.fast_width_step for latency plans).
 
     `cost_fn(plan)` returns the plan's cost as a fraction of the unpruned model's (default: costs.fraction for
     'flops'/'params'; a measured latency for 'latency'). Raises ValueError (one line) when even the narrowest
@@ -269,9 +227,12 @@ def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=N
     group_drop = drop or (lambda g, w: 1 - w / costs.full[g])
     cost_fn = cost_fn or (lambda plan: costs.fraction(plan, metric))
     # A unit is a group, or groups that must keep equal widths (a split's halves); it moves as one.
-    grid = {u: choices(costs.full[u[0]]) for u in costs.units}
-    if min_share and metric in ("flops", "params"):
-        _, uniform = uniform_rate_for(costs, target, metric)
+    grid = {u: choices(costs.full[u[0]], step) for u in costs.units}
+    if min_share:
+        try:
+            _, uniform = uniform_rate_for(costs, target, metric, cost_fn)
+        except ValueError:  # not even the narrowest uniform plan: the budget is out of reach
+            raise out_of_reach(metric, target, cost_fn({g: ws[0] for u, ws in grid.items() for g in u})) from None
         grid = {u: [w for w in ws if w >= min_share * uniform[u[0]]] or ws[-1:] for u, ws in grid.items()}
     narrowest = {g: ws[0] for u, ws in grid.items() for g in u}
     floor = cost_fn(narrowest)
@@ -331,11 +292,13 @@ def allocate(costs, target, metric="flops", drop=None, tolerance=0.05, cost_fn=N
     return plan
 
 
-def uniform_rate_for(costs, target, metric="flops"):
-    """The plan of the largest uniform rate grid point (0.01 steps) whose cost is at most target, for comparisons."""
+def uniform_rate_for(costs, target, metric="flops", cost_fn=None):
+    """The plan of the smallest uniform rate grid point (0.01 steps) whose cost is at most target, for comparisons
+    (cost_fn(plan): the plan's cost fraction; default costs.fraction for 'flops'/'params')."""
+    cost_fn = cost_fn or (lambda plan: costs.fraction(plan, metric))
     for r in (i / 100 for i in range(0, 100)):
         plan = uniform_plan(costs.full, r)
-        if costs.fraction(plan, metric) <= target:
+        if cost_fn(plan) <= target:
             return r, plan
     raise ValueError(f"no uniform rate reaches {metric} {target:g}")
 
@@ -365,37 +328,42 @@ def format_plan(costs, plan, title="plan"):
     return "\n".join(lines)
 
 
-def allocate_latency(costs, target, latency_fn, drop=None, tolerance=0.05, iterations=12):
-    """Widths whose measured latency is in [(1 - tolerance)·target, target] of the unpruned model's: FLOPs-budget
-    plans (`allocate`) bisected on their FLOPs target until `latency_fn(plan)` (seconds) lands in the band.
-    Latency is measured, so noisy: the closest plan at or under the target is returned, with a warning when it
-    misses the band."""
+def allocate_latency(costs, target, timing, drop=None, min_share=None, tolerance=0.1, corrections=4):
+    """Widths whose measured latency is in [(1 - tolerance)·target, target] of the unpruned model's, on the runtime
+    of `timing` (models.latency.PlanLatency, or anything with its table() and fractions()).
+
+    The accuracy-drop-per-latency allocation runs on the latency table's prediction (each conv layer timed alone at
+    several widths); the plan is then measured whole against the unpruned model, and the target the
+    table is asked for is corrected by the measured/predicted ratio, up to `corrections` times. The first plan in the
+    band is returned; failing that, the one measured closest to the target, with a warning."""
     from utils.log import LOGGER
 
     target = check_target(target, "target-latency")
-    base = latency_fn({})
-    narrowest = {g: choices(c)[0] for g, c in costs.full.items()}  # tied groups have equal widths: equal minima
-    floor = latency_fn(narrowest) / base
-    if floor > target:
-        raise ValueError(f"--target-latency {target:g} is out of reach: the narrowest plan (every channel group at "
-                         f"{WIDTH_STEP} channels) still takes {floor:.3f} of the unpruned latency on this device")
-    low, high = costs.fraction(narrowest, "flops"), 1.0  # FLOPs targets bracketing the latency target
-    best = (None, -1.0)
-    for _ in range(iterations):
-        mid = (low + high) / 2
-        plan = allocate(costs, mid, "flops", drop, tolerance=1.0)
-        ratio = latency_fn(plan) / base
-        if ratio <= target and ratio > best[1]:
-            best = (plan, ratio)
-        if (1 - tolerance) * target <= ratio <= target:
-            break
-        low, high = (mid, high) if ratio < target else (low, mid)
-    plan, ratio = best
-    if plan is None:
-        plan, ratio = narrowest, floor
-    if ratio < (1 - tolerance) * target:
-        LOGGER.warning(f"WARNING ⚠️ --target-latency {target:g}: measured latencies are noisy; the closest plan found "
-                       f"takes {ratio:.3f} of the unpruned latency")
+    table = timing.table(log=LOGGER.info)
+    step = getattr(timing, "width_step", WIDTH_STEP)
+
+    def predicted(plan):
+        return table.fraction(plan, costs)
+
+    aim, tried = target, []
+    for _ in range(corrections):
+        try:
+            plan = allocate(costs, aim, "latency", drop, tolerance=1.0, cost_fn=predicted, min_share=min_share,
+                            step=step)
+        except ValueError:
+            if not tried:  # the target itself is out of the table's reach
+                raise
+            break  # a correction asked for less than the narrowest plan: keep what was measured
+        measured = timing.fractions([plan])[0]
+        tried.append((abs(measured - target), measured, plan))
+        LOGGER.info(f"latency plan: predicted {predicted(plan):.3f}, measured {measured:.3f} of the unpruned latency "
+                    f"(target {target:g})")
+        if (1 - tolerance) * target <= measured <= target:
+            return plan
+        aim = min(1.0, aim * target / measured)
+    _, measured, plan = min(tried, key=lambda t: t[:2])
+    LOGGER.warning(f"WARNING ⚠️ --target-latency {target:g}: no plan measured within {tolerance:.0%} under it; the "
+                   f"closest measured {measured:.3f} of the unpruned latency on this runtime")
     return plan
 
 
@@ -432,19 +400,25 @@ def drop_predictor(scores=None, sensitivity=None):
     return None
 
 
-def plan_for_target(cfg, metric, target, imgsz, nc=None, drop=None, latency_fn=None, device="cpu",
-                    runtime="torch", min_share=None):
-    """Allocate widths of cfg's unpruned architecture for `--target-<metric> target`; logs the plan table."""
+def plan_for_target(cfg, metric, target, imgsz, nc=None, drop=None, timing=None, device="cpu", runtime=None,
+                    batch=1, cache_dir=None, min_share=None):
+    """Allocate widths of cfg's unpruned architecture for `--target-<metric> target`; logs the plan table.
+    For latency: measured on `runtime` (default: ONNX Runtime when installed) at `batch`, the latency table cached in
+    `cache_dir` (`timing` replaces the measurement, for tests)."""
     from utils.log import LOGGER, colorstr
 
     if metric not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not '{metric}'")
     costs = CostModel(cfg, imgsz, nc)
+    min_share = MIN_SHARE if min_share is None else min_share
     if metric == "latency":
-        latency_fn = latency_fn or plan_latency_fn(cfg, imgsz, device, runtime, nc)
-        plan = allocate_latency(costs, target, latency_fn, drop)
+        if timing is None:
+            from models.latency import PlanLatency, default_runtime
+
+            timing = PlanLatency(cfg, imgsz, nc, runtime or default_runtime(), batch, device, cache_dir)
+        plan = allocate_latency(costs, target, timing, drop, min_share=min_share)
     else:
-        plan = allocate(costs, target, metric, drop, min_share=MIN_SHARE if min_share is None else min_share)
+        plan = allocate(costs, target, metric, drop, min_share=min_share)
     LOGGER.info(f"\n{colorstr('widths:')} allocated for --target-{metric} {target:g} at {imgsz} px\n"
                 + format_plan(costs, plan, "plan"))
     return plan

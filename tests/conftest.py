@@ -44,3 +44,24 @@ def data(tmp_path_factory):
     from data.builtin import make_builtin_dataset
 
     return make_builtin_dataset(tmp_path_factory.mktemp("data") / "tiny", n_train=8, n_val=4, size=32)
+
+
+@pytest.fixture
+def counted_timing(monkeypatch):
+    """Every module is still exported and run once on its runtime, but its 'seconds' are a fixed overhead plus its
+    FLOPs: deterministic, so a plan's allocation can be checked end to end."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import models.latency as latency
+
+    real = latency.Runner.callable
+
+    def callable_(self, module, inputs, spinning=True):
+        run = real(self, module, inputs, spinning)
+        run()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            module.to("cpu")(*(x.cpu() for x in inputs))
+        return lambda: 1e-7 + 1e-12 * counter.get_total_flops()
+
+    monkeypatch.setattr(latency.Runner, "callable", callable_)
+    monkeypatch.setattr(latency.Runner, "fastest", staticmethod(lambda fns, *a, **k: [fn() for fn in fns]))

@@ -71,3 +71,22 @@ def test_comparison_alternates_both_commands_and_reads_their_results(tmp_path, c
 def test_comparison_needs_a_yolov5_classifier_yaml(tmp_path):
     with pytest.raises(ValueError, match="YOLOv5 classifier YAML"):
         train_throughput.upstream_start_weights(fake_upstream(tmp_path / "yolov5"), "yolo11n-cls.yaml", tmp_path)
+
+
+def test_space_to_depth_stem_is_the_same_function_as_the_6x6_stride_2_stem():
+    import torch
+
+    import stem
+    from models.yolo import ClassificationModel
+
+    torch.manual_seed(0)
+    fused = ClassificationModel("yolov5n-cls.yaml", nc=5).eval().fuse()
+    conv = fused.model[0].conv
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        twin = stem.SpaceToDepthConv(conv)
+        assert twin.conv.kernel_size == (3, 3) and twin.conv.in_channels == 12
+        torch.testing.assert_close(twin(x), conv(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(stem.rewritten(fused)(x), fused(x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="even square kernel"):
+        stem.SpaceToDepthConv(torch.nn.Conv2d(3, 8, 3, 2, 1))

@@ -9,7 +9,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from data.builtin import make_builtin_dataset
-from models.budget import (CostModel, ScoreDrop, SensitivityDrop, allocate, allocate_latency, chosen_target,
+from models.budget import (CostModel, ScoreDrop, SensitivityDrop, allocate, chosen_target,
                            plan_cost, sensitivity, silence, top1, uniform_plan)
 from models.criteria import compute_scores
 from models.experimental import attempt_load
@@ -138,22 +138,6 @@ def test_impossible_or_conflicting_targets_are_one_line():
     with pytest.raises(ValueError, match="one budget"):
         chosen_target(target_flops=0.5, target_params=0.5)
     assert chosen_target(target_latency=0.5) == ("latency", 0.5)
-
-
-def test_latency_target_with_an_injected_latency_table():
-    """Latency is measured in use; here a fake device whose time is a fixed overhead plus FLOPs."""
-    costs = CostModel(CFG, 32, nc=10)
-    calls = []
-
-    def fake_latency(plan):
-        calls.append(plan)
-        return 1e-3 + 4e-3 * costs.fraction(plan, "flops")
-
-    plan = allocate_latency(costs, 0.5, fake_latency)
-    ratio = fake_latency(plan) / fake_latency({})
-    assert 0.95 * 0.5 <= ratio <= 0.5 and len(calls) < 20
-    with pytest.raises(ValueError, match="out of reach"):
-        allocate_latency(costs, 0.15, fake_latency)  # the fixed overhead alone is 0.2 of the unpruned time
 
 
 def test_drop_predictors():

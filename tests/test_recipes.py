@@ -58,3 +58,19 @@ def test_a_tiny_benchmark_runs_every_row_and_reuses_finished_runs(tmp_path, monk
     monkeypatch.setattr(train_cli, "run", no_training)  # same options again: every run is reused
     again = recipes.main(recipes.parse_opt(argv + ["--exist-ok"]))
     pd.testing.assert_series_equal(again["top1_last"], table["top1_last"])
+
+
+def test_latency_rows_allocate_at_the_uniform_rates_measured_latency(tmp_path, counted_timing):
+    """--latency adds widths allocated by the ONNX Runtime latency table for the uniform rate's measured latency, and
+    every plan row carries its measured latency (a deterministic clock here: shapes and bookkeeping, not speed)."""
+    data = make_builtin_dataset(tmp_path / "tiny", n_train=8, n_val=4, size=32)
+    argv = ["--data", str(data), "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--rates", "0.5",
+            "--recipes", "cut", "--references", "--batch-size", "16", "--latency", "--project", str(tmp_path / "runs")]
+    table = recipes.main(recipes.parse_opt(argv)).set_index("row")
+    assert list(table.index) == ["baseline", "reference", "scratch", "uniform cut", "latency-allocated cut"]
+    uniform, allocated = table.loc["uniform cut", "latency"], table.loc["latency-allocated cut", "latency"]
+    assert 0.9 * uniform <= allocated <= uniform and 0 < uniform < 1
+    assert list((tmp_path / "runs" / "exp").glob("latency-onnxruntime-b1-*.json"))
+    assert "| latency |" in (tmp_path / "runs" / "exp" / "recipes.md").read_text()
+    with pytest.raises(SystemExit):
+        recipes.parse_opt(argv + ["--jobs", "2"])

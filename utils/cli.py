@@ -153,5 +153,9 @@ def add_target_options(parser, flops_help, sensitivity_help):
     parser.add_argument("--target-flops", type=float, default=None, help=flops_help)
     parser.add_argument("--target-params", type=float, default=None, help="... of the unpruned parameters")
     parser.add_argument("--target-latency", type=float, default=None,
-                        help="... of the unpruned batch-1 latency on --device at --imgsz (measured)")
+                        help="... of the unpruned latency on --latency-runtime at --imgsz (measured)")
+    parser.add_argument("--latency-runtime", default=None, choices=("onnxruntime", "torch"),
+                        help="where --target-latency is measured: ONNX Runtime on the CPU (default when installed) or "
+                             "PyTorch on --device")
+    parser.add_argument("--latency-batch", type=int, default=1, help="batch size --target-latency is measured at")
     parser.add_argument("--sensitivity", type=str, default="", help=sensitivity_help)
