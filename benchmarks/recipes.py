@@ -71,9 +71,12 @@ def recipe_options(name, finetune_epochs, baseline, reference=""):
     raise ValueError(f"recipe '{name}' not known: cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX, -tX, -lsX, -ul")
 
 
+HYP_DIR = ROOT / "runs" / "recipes" / "hyps"  # where -augX writes its --hyp files
+
+
 def augmentation_hyp(strength):
     """A --hyp file with the default augmentation scaled by `strength` (1: the defaults, 0: none): crop area from
-    1 - strength·(1 - min area), flip probability and colour jitter times strength. Written once under runs/."""
+    1 - strength·(1 - min area), flip probability and colour jitter times strength. Written once in HYP_DIR."""
     import yaml
 
     from utils.hyp import DEFAULT_HYP
@@ -81,7 +84,7 @@ def augmentation_hyp(strength):
     hyp = yaml.safe_load(DEFAULT_HYP.read_text())
     hyp = dict(hyp, scale=[round(1 - strength * (1 - hyp["scale"][0]), 4), 1.0], fliplr=hyp["fliplr"] * strength,
                flipud=hyp["flipud"] * strength, jitter=hyp["jitter"] * strength)
-    path = ROOT / "runs" / "recipes" / "hyps" / f"aug{strength:g}.yaml"
+    path = Path(HYP_DIR) / f"aug{strength:g}.yaml"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(hyp, sort_keys=False))

@@ -13,7 +13,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import recipes  # noqa: E402
 
 
-def test_recipe_names_map_to_train_options():
+def test_recipe_names_map_to_train_options(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.setattr(recipes, "HYP_DIR", tmp_path)
     assert recipes.recipe_options("cut", 10, "b.pt") == {}
     assert recipes.recipe_options("cut-kd", 10, "b.pt") == {"teacher": "b.pt"}
     assert recipes.recipe_options("fade", 10, "b.pt") == {"fade_epochs": 5}  # classify/prune.py's default share
@@ -24,6 +27,14 @@ def test_recipe_names_map_to_train_options():
     assert recipes.recipe_options("cut-kd-a0.8", 10, "b.pt") == {"teacher": "b.pt", "distill_alpha": 0.8}
     assert recipes.recipe_options("fade5-kd-cos-ul", 10, "b.pt") == {"teacher": "b.pt", "cos_lr": True,
                                                                      "plan": "ultralytics", "fade_epochs": 5}
+    assert recipes.recipe_options("cut-kd-t2-ls0", 10, "b.pt") == {"teacher": "b.pt", "distill_t": 2.0,
+                                                                   "label_smoothing": 0.0}
+    half = recipes.recipe_options("fade-aug0.5", 10, "b.pt")["hyp"]
+    assert yaml.safe_load(open(half)) == {"scale": [0.54, 1.0], "fliplr": 0.25, "flipud": 0.0, "jitter": 0.2,
+                                          "label_smoothing": 0.1}  # the defaults (0.08, 0.5, 0.4) scaled by half
+    from utils.hyp import load_hyp
+
+    load_hyp(half)  # a valid --hyp file
     for bad in ("trim", "cut-xx"):
         with pytest.raises(ValueError, match=bad.split("-")[-1]):
             recipes.recipe_options(bad, 10, "")
