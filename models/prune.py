@@ -25,10 +25,6 @@ from models.graph import ChannelGroup, channel_groups, trace_model  # noqa: F401
 from utils.log import LOGGER
 
 
-def _trace(model):
-    return trace_model(model)
-
-
 def needs_scores(model, source=None):
     """True when filters must be ranked to fill `model`: some channel group keeps fewer channels than the unpruned
     model (a rate > 0 or a width plan) or, given the source model, than the source (an already pruned source at
@@ -141,7 +137,7 @@ def load_model(model, source, scores=None):
             f"layer {i} ({ours}; the detector has {theirs} there)" for i, (ours, theirs) in reinit.items()))
     src = _unfold_batchnorm(src, model)
     ref, source_width = _reference(model, source_yaml)
-    tracer = _trace(model)
+    tracer = trace_model(model)
     target = model.state_dict()
 
     # Architecture check: every tensor the source shares with the model must have the source architecture's shape.

@@ -70,11 +70,6 @@ def ensure_generated(name, datasets_dir=None):
     return make(root)
 
 
-def ensure_builtin(datasets_dir=None):
-    """DATASETS_DIR/builtin10, generated (about 2 s) on first use."""
-    return ensure_generated(BUILTIN_NAME, datasets_dir)
-
-
 def _unzip_dataset(zip_path, name, datasets_dir):
     """Extract into a temporary folder, find the dataset root inside, and rename it to datasets_dir/name."""
     tmp = datasets_dir / f".{name}-unzip-{os.getpid()}"
