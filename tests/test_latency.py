@@ -155,3 +155,29 @@ def test_latency_plans_snap_to_the_runtimes_fast_widths():
     plan = allocate(costs, 0.4, "flops", step=16, tolerance=0.2)
     assert all(w % 16 == 0 or w in (8, costs.full[g]) for g, w in plan.items())
     assert any(w % 16 for w in allocate(costs, 0.4, "flops").values())  # the default grid has odd multiples of 8
+
+
+def test_train_and_prune_with_a_latency_target_end_to_end(tmp_path, counted_timing, monkeypatch):
+    """--target-latency through classify/train.py (PyTorch timing) and classify/prune.py (ONNX Runtime, the default):
+    the plan is in the checkpoint, its (deterministic-clock) latency in the band, the table cached in the project."""
+    import classify.train as train
+    from classify import prune as pipeline
+    from classify import sensitivity as sensitivity_cli
+    from data.builtin import make_builtin_dataset
+    from models.experimental import attempt_load
+
+    measure = sensitivity_cli.group_sensitivity  # one rate and one calibration batch keep the test fast
+    monkeypatch.setattr(sensitivity_cli, "group_sensitivity",
+                        lambda *a, **k: measure(*a, **{**k, "rates": (0.5,), "calib_batches": 1, "images": 16}))
+    data = make_builtin_dataset(tmp_path / "tiny", n_train=8, n_val=4, size=64)
+    weights = make_checkpoint(tmp_path / "w.pt", nc=10)
+    common = dict(data=str(data), imgsz=64, batch_size=16, workers=0, device="cpu", project=str(tmp_path / "runs"))
+    result = train.run(weights=str(weights), epochs=1, name="train", target_latency=0.5, latency_runtime="torch",
+                       criterion="l1", **common)
+    out = pipeline.run(weights=str(weights), finetune_epochs=1, name="prune", target_latency=0.5, criterion="l1",
+                       **common)
+    for best, runtime in ((result["best"], "torch"), (out["pruned"], "onnxruntime")):
+        widths = torch.load(best, weights_only=True)["yaml"]["widths"]
+        timing = PlanLatency("yolov5n-cls.yaml", 64, nc=10, runtime=runtime)
+        assert 0.45 <= timing.fractions([widths])[0] <= 0.5 and attempt_load(best).nc == 10
+        assert list((tmp_path / "runs").glob(f"latency-{runtime}-b1-*.json"))
