@@ -39,7 +39,8 @@ def recipe_options(name, finetune_epochs, baseline, reference=""):
     """classify/train.py options of a fine-tune recipe '<base>[-<modifier>...]': base 'cut' (prune at once), 'fade'
     (classify/prune.py's default --fade-epochs) or 'fadeN' (N epochs); modifiers 'kd' (distil from the
     baseline), 'kdref' (from the distilled reference, the unpruned model trained as long), 'cos' (cosine lr),
-    'lrX' (lr0 X), 'aX' (distillation weight X), 'tX' (its temperature), 'lsX' (label smoothing X), 'ul' (--plan ultralytics: only widths ultralytics' YAML can say)."""
+    'lrX' (lr0 X), 'aX' (distillation weight X), 'tX' (its temperature), 'lsX' (label smoothing X), 'augX' (the
+    default augmentation scaled by X), 'ul' (--plan ultralytics: only widths ultralytics' YAML can say)."""
     base, *modifiers = name.split("-")
     options = {}
     for m in modifiers:
@@ -62,13 +63,13 @@ def recipe_options(name, finetune_epochs, baseline, reference=""):
         elif m == "ul":
             options["plan"] = "ultralytics"
         else:
-            raise ValueError(f"recipe '{name}': unknown modifier '-{m}' (kd, kdref, cos, lrX, aX, tX, lsX, ul)")
+            raise ValueError(f"recipe '{name}': unknown modifier '-{m}' (kd, kdref, cos, lrX, aX, tX, lsX, augX, ul)")
     if base == "cut":
         return options
     if base.startswith("fade") and (base[4:] == "" or base[4:].isdigit()):
         epochs = int(base[4:]) if base[4:] else default_fade_epochs(finetune_epochs)
         return {**options, "fade_epochs": min(epochs, finetune_epochs)}
-    raise ValueError(f"recipe '{name}' not known: cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX, -tX, -lsX, -ul")
+    raise ValueError(f"recipe '{name}' not known: cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX, -tX, -lsX, -augX, -ul")
 
 
 HYP_DIR = ROOT / "runs" / "recipes" / "hyps"  # where -augX writes its --hyp files
@@ -165,24 +166,22 @@ def allocation_drop(baseline, ranks, data, opt, seed, folder):
 
 def allocated_cfg(opt, flops, drop, floor, nc):
     """The model YAML dict with widths allocated for `flops` (a fraction of the unpruned FLOPs) under `floor`."""
-    from models.budget import plan_for_target
-    from models.yolo import load_yaml
+    from models.budget import plan_for_target, planned_yaml
 
-    widths = plan_for_target(opt["cfg"], "flops", flops, opt["imgsz"], nc=nc, drop=drop, min_share=floor)
-    return {**{k: v for k, v in load_yaml(opt["cfg"]).items() if k not in ("rate", "widths")}, "rate": 0.0,
-            "widths": widths}
+    return planned_yaml(opt["cfg"], plan_for_target(opt["cfg"], "flops", flops, opt["imgsz"], nc=nc, drop=drop,
+                                                    min_share=floor))
 
 
 def latency_plans(opt, drop, nc, rate, save_dir):
-    """(ONNX Runtime timing at --imgsz, batch 1; the uniform rate's measured latency fraction; widths allocated by the
-    latency table for that fraction): the latency-allocated plan at the uniform rate's measured latency."""
-    from models.budget import CostModel, plan_for_target, uniform_plan
+    """(ONNX Runtime timing at --imgsz, batch 1; the model YAML with widths allocated by the latency table for the
+    uniform rate's measured latency)."""
+    from models.budget import plan_for_target, planned_yaml, uniform_plan
     from models.latency import PlanLatency
 
     timing = PlanLatency(opt["cfg"], opt["imgsz"], nc, "onnxruntime", 1, cache_dir=save_dir)  # one table for all
-    target = timing.fractions([uniform_plan(CostModel(opt["cfg"], opt["imgsz"], nc).full, rate)])[0]
-    return timing, target, plan_for_target(opt["cfg"], "latency", min(1.0, target), opt["imgsz"], nc=nc, drop=drop,
-                                           timing=timing)
+    target = timing.fractions([uniform_plan(timing.costs.full, rate)])[0]
+    return timing, planned_yaml(opt["cfg"], plan_for_target(opt["cfg"], "latency", min(1.0, target), opt["imgsz"],
+                                                            nc=nc, drop=drop, timing=timing))
 
 
 def unit(task):
@@ -236,14 +235,12 @@ def unit_rows(task):
         timing = None
         if opt["latency"]:
             try:
-                timing, target, widths = latency_plans(opt, drop, len(_classes(data)), rate, task["save_dir"])
-                plans.append(("latency-allocated", dict(cfg={**{k: v for k, v in load_cfg(opt["cfg"]).items()
-                                                                if k not in ("rate", "widths")}, "rate": 0.0,
-                                                             "widths": widths})))
+                timing, plan = latency_plans(opt, drop, len(_classes(data)), rate, task["save_dir"])
+                plans.append(("latency-allocated", dict(cfg=plan)))
             except ValueError as e:  # the uniform plan's measured latency is below what the table can reach
                 print(f"{data} seed {seed} rate {rate}: no latency-allocated plan: {e}")
         for plan, arch in plans:
-            latency = timing.fractions([plan_widths(arch, opt["cfg"])])[0] if timing else None
+            latency = timing.fractions([plan_widths(arch, timing.costs.full)])[0] if timing else None
             for recipe in opt["recipes"]:
                 rows.append(_train(dict(tag, row=f"{plan} {recipe}{criterion}", rate=rate),
                                    dict(common, name=f"{plan}-{recipe}{criterion}-{rate}"), weights=baseline,
@@ -254,19 +251,13 @@ def unit_rows(task):
     return rows
 
 
-def load_cfg(cfg):
-    from models.yolo import load_yaml
-
-    return load_yaml(cfg)
-
-
-def plan_widths(arch, cfg):
-    """{group: width} of a plan row's architecture: the YAML's widths, or its uniform rate's."""
-    from models.budget import CostModel, uniform_plan
+def plan_widths(arch, full):
+    """{group: width} of a plan row's architecture: the YAML's widths, or its uniform rate's (`full`: unpruned widths)."""
+    from models.budget import uniform_plan
 
     if isinstance(arch["cfg"], dict):
         return arch["cfg"]["widths"]
-    return uniform_plan(CostModel(cfg, 32).full, float(arch["rate"]))
+    return uniform_plan(full, float(arch["rate"]))
 
 
 def summary(table):
@@ -318,7 +309,8 @@ def parse_opt(argv=None):
     parser.add_argument("--finetune-epochs", type=int, default=10, help="fine-tune (and reference) epochs")
     parser.add_argument("--rates", nargs="+", type=float, default=[0.3, 0.5, 0.7])
     parser.add_argument("--recipes", nargs="+", default=["cut-kd", "fade-kd"],
-                        help="cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX, -tX, -lsX, -ul (recipe_options)")
+                        help="cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX, -tX, -lsX, -augX, -ul "
+                             "(recipe_options)")
     parser.add_argument("--references", nargs="*", default=["kd"],
                         help="modifiers of extra reference rows (the plain one is always run): kd, kd-cos, ...")
     parser.add_argument("--criterion", default="bn")

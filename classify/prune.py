@@ -33,7 +33,7 @@ from classify import train as train_cli  # noqa: E402
 from classify import val as val_cli  # noqa: E402
 from models.latency import check_latency_options  # noqa: E402
 from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
-                           read_sensitivity)
+                           planned_yaml, read_sensitivity)
 from models.experimental import attempt_load, cfg_of, check_classifier  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, recalibrate_bn  # noqa: E402
 from models.prune import load_model, needs_scores  # noqa: E402
@@ -157,8 +157,7 @@ def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, work
     device = next(base_model.parameters()).device
     widths = plan_for_target(cfg, *target, imgsz, nc=base_model.nc, drop=drop_predictor(sensitivity=table),
                              device=device, **(latency or {}))
-    plan_cfg = {**{k: v for k, v in load_yaml(cfg).items() if k not in ("rate", "widths")}, "rate": 0.0,
-                "widths": widths}
+    plan_cfg = planned_yaml(cfg, widths)
     write_text_atomic(save_dir / "plan.yaml", yaml.safe_dump(plan_cfg, sort_keys=False))
     return plan_cfg
 
@@ -185,8 +184,8 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
         check_at_least(flag, value, minimum)
     imgsz = None if imgsz is None else check_img_size(imgsz)
     target = chosen_target(target_flops, target_params, target_latency, rate)
-    latency = dict(zip(("runtime", "batch", "cache_dir"), (*check_latency_options(latency_runtime, latency_batch),
-                                                          project)))
+    latency_runtime, latency_batch = check_latency_options(latency_runtime, latency_batch)
+    latency = {"runtime": latency_runtime, "batch": latency_batch, "cache_dir": project}
     rate = None if target else (rate if rate is not None else DEFAULT_RATE)
     if sensitivity:  # a missing file or one that is not a sensitivity table fails before any work
         read_sensitivity(sensitivity)

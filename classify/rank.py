@@ -25,11 +25,11 @@ import yaml  # noqa: E402
 
 from models.latency import check_latency_options  # noqa: E402
 from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
-                           read_sensitivity)
+                           planned_yaml, read_sensitivity)
 from models.experimental import cfg_of, model_from_checkpoint  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, RESIDUAL_MODES, compute_scores, get_criterion  # noqa: E402
 from models.prune import load_model  # noqa: E402
-from models.yolo import ClassificationModel, DetectionModel, classifier_yaml, load_yaml  # noqa: E402
+from models.yolo import ClassificationModel, DetectionModel, classifier_yaml  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.checkpoints import load_checkpoint  # noqa: E402
 from utils.cli import (WORKERS_HELP, HelpFormatter, add_target_options, check_at_least, check_img_size,  # noqa: E402
@@ -113,12 +113,12 @@ def log_scores(scores, criterion):
 def write_plan(model, scores, output, target, imgsz, sensitivity="", latency_runtime=None, latency_batch=1):
     """For --target-*: allocate widths (from --sensitivity curves, else the scores) and write them as a model YAML
     next to the scores file, ready for classify/train.py --cfg <it> --ranks <scores>."""
-    cfg = {k: v for k, v in load_yaml(cfg_of(model)).items() if k not in ("rate", "widths")}
+    cfg = cfg_of(model)
     widths = plan_for_target(cfg, *target, imgsz, nc=model.nc, drop=drop_predictor(scores, sensitivity or None),
                              device=next(model.parameters()).device, runtime=latency_runtime, batch=latency_batch,
                              cache_dir=Path(output).parent)
     path = Path(output).with_suffix(".yaml")
-    write_text_atomic(path, yaml.safe_dump({**cfg, "rate": 0.0, "widths": widths}, sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(planned_yaml(cfg, widths), sort_keys=False))
     LOGGER.info(f"widths plan saved to {colorstr('bold', path)}: train it with classify/train.py --cfg {path} "
                 f"--ranks {output} --weights ...")
     return path

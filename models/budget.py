@@ -400,6 +400,13 @@ def drop_predictor(scores=None, sensitivity=None):
     return None
 
 
+def planned_yaml(cfg, widths):
+    """cfg's model YAML dict (a path, name or dict) with `widths` as its plan: its own rate and widths replaced."""
+    from models.yolo import load_yaml
+
+    return {**{k: v for k, v in load_yaml(cfg).items() if k not in ("rate", "widths")}, "rate": 0.0, "widths": widths}
+
+
 def plan_for_target(cfg, metric, target, imgsz, nc=None, drop=None, timing=None, device="cpu", runtime=None,
                     batch=1, cache_dir=None, min_share=None):
     """Allocate widths of cfg's unpruned architecture for `--target-<metric> target`; logs the plan table.
@@ -415,7 +422,7 @@ def plan_for_target(cfg, metric, target, imgsz, nc=None, drop=None, timing=None,
         if timing is None:
             from models.latency import PlanLatency, default_runtime
 
-            timing = PlanLatency(cfg, imgsz, nc, runtime or default_runtime(), batch, device, cache_dir)
+            timing = PlanLatency(cfg, imgsz, nc, runtime or default_runtime(), batch, device, cache_dir, costs)
         plan = allocate_latency(costs, target, timing, drop, min_share=min_share)
     else:
         plan = allocate(costs, target, metric, drop, min_share=min_share)

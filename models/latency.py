@@ -244,12 +244,13 @@ class LatencyTable:
 class PlanLatency:
     """Plans of one architecture timed on one runtime: whole plans against the unpruned model, and the table."""
 
-    def __init__(self, cfg, imgsz=224, nc=None, runtime="onnxruntime", batch=1, device="cpu", cache_dir=None):
+    def __init__(self, cfg, imgsz=224, nc=None, runtime="onnxruntime", batch=1, device="cpu", cache_dir=None,
+                 costs=None):
         from models.budget import CostModel, meta_model
 
         self.cfg, self.imgsz, self.nc = cfg, imgsz, nc
         self.runner = Runner(runtime, batch, device)
-        self.costs = CostModel(cfg, imgsz, nc)
+        self.costs = costs or CostModel(cfg, imgsz, nc)  # the caller's, when it has one for the same (cfg, imgsz, nc)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.width_step = fast_width_step(self.runner.runtime)  # the grid the allocation snaps widths to
         self.yaml = meta_model(cfg, None, nc).yaml
@@ -268,20 +269,16 @@ class PlanLatency:
         x = torch.randn(self.runner.batch, self.yaml.get("ch", 3), self.imgsz, self.imgsz)
         return self.runner.callable(self.model(plan), (x,))
 
-    def fractions(self, plans):
-        """Measured latency of each plan as a fraction of the unpruned model's, each timed against it in its own
+    def pairs(self, plans):
+        """[(unpruned, plan) seconds per forward] of each plan, timed against the unpruned model in its own
         alternating rounds (two sessions alive at a time, as deployed: thread spinning on)."""
         if self._full is None:
             self._full = self._whole({})
-        out = []
-        for plan in plans:
-            full, pruned = self.runner.fastest([self._full, self._whole(plan)], *PLAN_TIMING)
-            out.append(pruned / full)
-        return out
+        return [self.runner.fastest([self._full, self._whole(plan)], *PLAN_TIMING) for plan in plans]
 
-    def seconds(self, plans):
-        """Measured seconds per forward of each plan (the fastest of PLAN_TIMING's blocks)."""
-        return [self.runner.fastest([self._whole(p)], *PLAN_TIMING)[0] for p in plans]
+    def fractions(self, plans):
+        """Measured latency of each plan as a fraction of the unpruned model's."""
+        return [pruned / full for full, pruned in self.pairs(plans)]
 
     def key(self):
         """What a table depends on: architecture, image size, runtime (and its version), batch, threads, machine."""
@@ -315,8 +312,8 @@ class PlanLatency:
         return table
 
     def measure(self, log=None):
-        """Time every conv layer alone at the FIT_POINTS widths (interleaved per layer), fit each, and time the
-        unpruned model whole."""
+        """Time every conv layer alone at the FIT_POINTS widths (interleaved per layer), fit each, and calibrate
+        their sum on the CALIBRATION_SCALES uniform plans, each timed whole against the unpruned model."""
         from models.budget import uniform_plan
         from models.graph import trace_model
 
@@ -337,11 +334,13 @@ class PlanLatency:
                    for c_in, c_out in points]
             seconds = self.runner.fastest(fns, *TABLE_TIMING)
             layers[name] = (spec["in"], spec["out"], fit_layer([(i, o, t) for (i, o), t in zip(points, seconds)]))
-        plans = [uniform_plan(costs.full, 1 - s) for s in CALIBRATION_SCALES]
-        full_seconds = self.seconds([{}])[0]
-        measured = [full_seconds * f for f in self.fractions(plans[1:])]  # CALIBRATION_SCALES[0] = 1: unpruned
+        plans = [uniform_plan(costs.full, 1 - s) for s in CALIBRATION_SCALES[1:]]  # CALIBRATION_SCALES[0] = 1: unpruned
+        pairs = self.pairs(plans)
+        full_seconds = min(full for full, _ in pairs)
+        measured = [full_seconds * pruned / full for full, pruned in pairs]
         table = LatencyTable(full_seconds, layers)
-        table.calibrate([table.layer_seconds(costs.widths(p), costs.width_of) for p in plans], [full_seconds, *measured])
+        table.calibrate([table.layer_seconds(costs.widths(p), costs.width_of) for p in [{}, *plans]],
+                        [full_seconds, *measured])
         if log:
             log(f"latency table: {len(layers)} conv layers timed at up to {len(FIT_POINTS)} widths on "
                 f"{self.runner.runtime} (batch {self.runner.batch}, {self.runner.threads} threads) in "
