@@ -35,41 +35,43 @@ from classify.prune import default_fade_epochs  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
 
 
+# recipe modifiers: '<prefix>X' sets a classify/train.py option to the number X; the flags set fixed values
+NUMBER_MODIFIERS = {"lr": ("lr0", float), "a": ("distill_alpha", float), "t": ("distill_t", float),
+                    "f": ("distill_features", float), "ls": ("label_smoothing", float), "ema": ("ema_tau", float),
+                    "steps": ("prune_steps", int), "aug": ("hyp", lambda x: str(augmentation_hyp(float(x))))}
+FLAG_MODIFIERS = {"cos": ("cos_lr", True), "restart": ("restart_lr", True), "ul": ("plan", "ultralytics")}
+MODIFIERS = "kd, kdref, " + ", ".join([*FLAG_MODIFIERS, *(f"{k}X" for k in NUMBER_MODIFIERS)])
+
+
 def recipe_options(name, finetune_epochs, baseline, reference=""):
     """classify/train.py options of a fine-tune recipe '<base>[-<modifier>...]': base 'cut' (prune at once), 'fade'
     (classify/prune.py's default --fade-epochs) or 'fadeN' (N epochs); modifiers 'kd' (distil from the
     baseline), 'kdref' (from the distilled reference, the unpruned model trained as long), 'cos' (cosine lr),
-    'lrX' (lr0 X), 'aX' (distillation weight X), 'tX' (its temperature), 'lsX' (label smoothing X), 'augX' (the
-    default augmentation scaled by X), 'ul' (--plan ultralytics: only widths ultralytics' YAML can say)."""
+    'restart' (--restart-lr), 'ul' (--plan ultralytics: only widths ultralytics' YAML can say), and numbers: 'lrX'
+    (lr0), 'aX' (distillation weight), 'tX' (its temperature), 'fX' (feature distillation weight), 'lsX' (label
+    smoothing), 'emaX' (--ema-tau), 'stepsN' (--prune-steps), 'augX' (the default augmentation scaled by X)."""
     base, *modifiers = name.split("-")
     options = {}
     for m in modifiers:
-        if m == "kd":
-            options["teacher"] = str(baseline)
-        elif m == "kdref":
-            options["teacher"] = str(reference)
-        elif m == "cos":
-            options["cos_lr"] = True
-        elif m.startswith("lr") and _is_number(m[2:]):
-            options["lr0"] = float(m[2:])
-        elif m.startswith("a") and _is_number(m[1:]):
-            options["distill_alpha"] = float(m[1:])
-        elif m.startswith("t") and _is_number(m[1:]):
-            options["distill_t"] = float(m[1:])
-        elif m.startswith("ls") and _is_number(m[2:]):
-            options["label_smoothing"] = float(m[2:])
-        elif m.startswith("aug") and _is_number(m[3:]):
-            options["hyp"] = str(augmentation_hyp(float(m[3:])))
-        elif m == "ul":
-            options["plan"] = "ultralytics"
-        else:
-            raise ValueError(f"recipe '{name}': unknown modifier '-{m}' (kd, kdref, cos, lrX, aX, tX, lsX, augX, ul)")
+        if m in ("kd", "kdref"):
+            options["teacher"] = str(baseline if m == "kd" else reference)
+        elif m in FLAG_MODIFIERS:
+            option, value = FLAG_MODIFIERS[m]
+            options[option] = value
+        else:  # the longest prefix first: 'aug0.5' is not 'a' + 'ug0.5'
+            prefix = next((k for k in sorted(NUMBER_MODIFIERS, key=len, reverse=True)
+                           if m.startswith(k) and _is_number(m[len(k):])), None)
+            option, kind = NUMBER_MODIFIERS.get(prefix, (None, None))
+            try:
+                options[option] = kind(m[len(prefix):])
+            except (TypeError, ValueError):  # no such prefix, or an int option given a fraction
+                raise ValueError(f"recipe '{name}': unknown modifier '-{m}' ({MODIFIERS})") from None
     if base == "cut":
         return options
     if base.startswith("fade") and (base[4:] == "" or base[4:].isdigit()):
         epochs = int(base[4:]) if base[4:] else default_fade_epochs(finetune_epochs)
         return {**options, "fade_epochs": min(epochs, finetune_epochs)}
-    raise ValueError(f"recipe '{name}' not known: cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX, -tX, -lsX, -augX, -ul")
+    raise ValueError(f"recipe '{name}' not known: cut, fade or fadeN, with modifiers {MODIFIERS}")
 
 
 HYP_DIR = ROOT / "runs" / "recipes" / "hyps"  # where -augX writes its --hyp files
@@ -200,8 +202,6 @@ def unit(task):
 
 
 def unit_rows(task):
-    from classify import prune as prune_cli
-
     opt, data, seed = task["opt"], task["data"], task["seed"]
     folder = Path(task["save_dir"]) / f"{data}-seed{seed}"  # this pair's runs, ranks and sensitivity
     common = dict(data=data, imgsz=opt["imgsz"], batch_size=opt["batch_size"], workers=0, cache="ram", seed=seed,
@@ -220,17 +220,40 @@ def unit_rows(task):
                                   **recipe_options(recipe, ft, baseline))
         rows.append(references[name])
     reference = references.get("reference-kd", rows[-1])  # the teacher of -kdref: classify/prune.py's reference
-    ranks = prune_cli.rank_cli.run(weights=baseline, data=data, criterion=opt["criterion"], batch_size=32,
-                                   imgsz=opt["imgsz"], workers=0, output=folder / f"ranks-{opt['criterion']}.pt",
-                                   seed=seed)
-    criterion = "" if opt["criterion"] == "bn" else f"-{opt['criterion']}"  # in run names, unless the default
-    drop = allocation_drop(baseline, ranks, data, opt, seed, folder) if opt["floors"] or opt["latency"] else None
+    baselines = [("", baseline)]  # (name prefix, checkpoint) that recipes prune: the plain baseline, sparse ones
+    for strength in opt["sparsity"]:
+        prefix = f"sp{strength:g}"
+        rows.append(_train(dict(tag, row=f"baseline {prefix}", rate=0.0), dict(common, name=f"baseline-{prefix}"),
+                           cfg=opt["cfg"], epochs=opt["epochs"], sparsity=strength))
+        baselines.append((prefix, rows[-1]["best"]))
+    scratch_flops = {}
     for rate in opt["rates"]:
         rows.append(_train(dict(tag, row="scratch", rate=rate), dict(common, name=f"scratch-{rate}"), cfg=opt["cfg"],
                            rate=str(rate), epochs=opt["epochs"] + ft))
+        scratch_flops[rate] = rows[-1]["flops"]
+    for prefix, source in baselines:
+        rows += pruned_rows(task, common, source, prefix, reference["best"], scratch_flops)
+    return rows
+
+
+def pruned_rows(task, common, baseline, prefix, reference, scratch_flops):
+    """Per rate, plan and recipe: `baseline` pruned (ranked by --criterion) and fine-tuned; names start `prefix`."""
+    from classify import prune as prune_cli
+
+    opt, data, seed = task["opt"], task["data"], task["seed"]
+    folder = Path(common["project"])
+    tag, ft = dict(data=data, seed=seed), opt["finetune_epochs"]
+    label, stem = (f"{prefix} ", f"{prefix}-") if prefix else ("", "")
+    ranks = prune_cli.rank_cli.run(weights=baseline, data=data, criterion=opt["criterion"], batch_size=32,
+                                   imgsz=opt["imgsz"], workers=0, output=folder / f"ranks-{stem}{opt['criterion']}.pt",
+                                   seed=seed)
+    criterion = "" if opt["criterion"] == "bn" else f"-{opt['criterion']}"  # in run names, unless the default
+    drop = allocation_drop(baseline, ranks, data, opt, seed, folder) if opt["floors"] or opt["latency"] else None
+    rows = []
+    for rate in opt["rates"]:
         plans = [("uniform", dict(cfg=opt["cfg"], rate=str(rate)))] if opt["uniform"] else []
         for floor in opt["floors"]:
-            plan = allocated_cfg(opt, rows[-1]["flops"], drop, floor, nc=len(_classes(data)))
+            plan = allocated_cfg(opt, scratch_flops[rate], drop, floor, nc=len(_classes(data)))
             plans.append((f"allocated-floor{floor:g}", dict(cfg=plan)))
         timing = None
         if opt["latency"]:
@@ -242,10 +265,10 @@ def unit_rows(task):
         for plan, arch in plans:
             latency = timing.fractions([plan_widths(arch, timing.costs.full)])[0] if timing else None
             for recipe in opt["recipes"]:
-                rows.append(_train(dict(tag, row=f"{plan} {recipe}{criterion}", rate=rate),
-                                   dict(common, name=f"{plan}-{recipe}{criterion}-{rate}"), weights=baseline,
+                rows.append(_train(dict(tag, row=f"{label}{plan} {recipe}{criterion}", rate=rate),
+                                   dict(common, name=f"{stem}{plan}-{recipe}{criterion}-{rate}"), weights=baseline,
                                    ranks=str(ranks), criterion=opt["criterion"], epochs=ft, **arch,
-                                   **recipe_options(recipe, ft, baseline, reference["best"])))
+                                   **recipe_options(recipe, ft, baseline, reference)))
                 if latency is not None:
                     rows[-1]["latency"] = latency
     return rows
@@ -309,11 +332,14 @@ def parse_opt(argv=None):
     parser.add_argument("--finetune-epochs", type=int, default=10, help="fine-tune (and reference) epochs")
     parser.add_argument("--rates", nargs="+", type=float, default=[0.3, 0.5, 0.7])
     parser.add_argument("--recipes", nargs="+", default=["cut-kd", "fade-kd"],
-                        help="cut, fade or fadeN, with modifiers -kd, -kdref, -cos, -lrX, -aX, -tX, -lsX, -augX, -ul "
+                        help=f"cut, fade or fadeN, with modifiers {MODIFIERS} "
                              "(recipe_options)")
     parser.add_argument("--references", nargs="*", default=["kd"],
                         help="modifiers of extra reference rows (the plain one is always run): kd, kd-cos, ...")
     parser.add_argument("--criterion", default="bn")
+    parser.add_argument("--sparsity", nargs="*", type=float, default=[],
+                        help="also a baseline trained with each --sparsity strength (Network Slimming), pruned and "
+                             "fine-tuned by every recipe (rows 'spX ...')")
     parser.add_argument("--floors", nargs="*", type=float, default=[],
                         help="also widths allocated (sensitivity, as classify/prune.py) for each rate's FLOPs, one plan "
                              "per floor (models.budget.allocate's min_share; 0 = unbounded)")

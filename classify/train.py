@@ -38,6 +38,7 @@ import os
 import sys
 import time
 import warnings
+from copy import deepcopy
 from pathlib import Path
 
 FILE = Path(__file__).resolve()
@@ -51,15 +52,16 @@ import yaml  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
 from classify import val as validate  # noqa: E402
-from classify.rank import score_filters  # noqa: E402
+from classify.rank import score_filters, score_model  # noqa: E402
 from models.latency import check_latency_options  # noqa: E402
 from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
-                           read_sensitivity)
+                           planned_yaml, read_sensitivity)
 from models.criteria import CRITERIA, DEFAULT_CRITERION, check_criterion  # noqa: E402
 from models.experimental import attempt_load, cfg_of  # noqa: E402
 from models.decay import ChannelFade  # noqa: E402
-from models.graph import channel_groups  # noqa: E402
+from models.graph import channel_groups, make_divisible  # noqa: E402
 from models.prune import load_model, needs_scores, source_architecture  # noqa: E402
+from models.sparsity import GroupLasso, check_sparsity  # noqa: E402
 from models.yolo import (ClassificationModel, classifier_yaml, resolve_rates,  # noqa: E402
                          with_plan)
 from utils.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
@@ -70,11 +72,11 @@ from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader, share_cpu_cores  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, class_names, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
-from utils.distill import DISTILL_ALPHA, DISTILL_T, Distiller, check_distillation, output_classes  # noqa: E402
+from utils.distill import DISTILL_ALPHA, DISTILL_FEATURES, DISTILL_T, Distiller, check_distillation, output_classes  # noqa: E402
 from utils.downloads import attempt_download  # noqa: E402
 from utils.distributed import (LOCAL_RANK, RANK, WORLD_SIZE, broadcast_object, cleanup, de_parallel,  # noqa: E402
                                gather_object, init_distributed, is_main_process, torch_distributed_zero_first)
-from utils.ema import ModelEMA  # noqa: E402
+from utils.ema import EMA_TAU, ModelEMA  # noqa: E402
 from utils.hyp import DEFAULT_HYP, load_hyp, save_hyp  # noqa: E402
 from utils.log import LOGGER, colorstr, is_nested, progress_bar  # noqa: E402
 from utils.metrics import EarlyStopping  # noqa: E402
@@ -185,9 +187,15 @@ def check_options(opt):
     training_hyp(opt)  # bad --hyp: one-line ValueError
     if not 0 <= opt.fade_epochs <= opt.epochs:
         raise ValueError(f"--fade-epochs must be between 0 and --epochs ({opt.epochs}), not {opt.fade_epochs}")
+    if opt.prune_steps < 1 or (opt.prune_steps > 1 and opt.fade_epochs < opt.prune_steps):
+        raise ValueError(f"--prune-steps must be at least 1 and at most --fade-epochs ({opt.fade_epochs}; each step "
+                         f"fades over one epoch or more), not {opt.prune_steps}")
     if opt.teacher:
-        check_distillation(opt.distill_alpha, opt.distill_t)
+        check_distillation(opt.distill_alpha, opt.distill_t, opt.distill_features)
         teacher_path(opt.teacher)
+    check_sparsity(opt.sparsity)
+    if not opt.ema_tau > 0:
+        raise ValueError(f"--ema-tau must be positive, not {opt.ema_tau}")
     return source
 
 
@@ -292,7 +300,8 @@ def load_teacher(opt, names, device, memory_format):
     if teacher_names and teacher_names != list(names) and not all(n == str(i) for i, n in enumerate(teacher_names)):
         LOGGER.warning(f"WARNING ⚠️ --teacher {opt.teacher} has class names {teacher_names[:5]}... but the data has "
                        f"{list(names)[:5]}...: its outputs are matched to the classes by index")
-    LOGGER.info(f"{colorstr('distill:')} teacher {opt.teacher}, alpha {opt.distill_alpha}, T {opt.distill_t}")
+    features = f", features {opt.distill_features}" if opt.distill_features else ""
+    LOGGER.info(f"{colorstr('distill:')} teacher {opt.teacher}, alpha {opt.distill_alpha}, T {opt.distill_t}{features}")
     return teacher.to(memory_format=memory_format)
 
 
@@ -366,15 +375,17 @@ def training_memory_format(device):
     return torch.channels_last if device.type in {"cuda", "cpu"} else torch.contiguous_format
 
 
-def train_step(model, images, labels, criterion, optimizer, scaler, ema=None, distiller=None):
+def train_step(model, images, labels, criterion, optimizer, scaler, ema=None, distiller=None, penalty=None):
     """One optimisation step: forward under AMP when the scaler is enabled (CUDA), backward, clip, step, EMA.
 
-    With a distiller the loss is its distillation loss, the teacher seeing the same augmented images under AMP.
-    Returns the (detached) loss.
+    With a distiller the loss is its distillation loss, the teacher seeing the same augmented images under AMP; with a
+    penalty (--sparsity) its value is added. Returns the (detached) loss.
     """
     with torch.amp.autocast(device_type=images.device.type, enabled=scaler.is_enabled()):
         logits = model(images)
         loss = distiller(logits, images, labels) if distiller else criterion(logits, labels)
+    if penalty is not None:  # outside autocast: summed over every channel, in float32
+        loss = loss + penalty()
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=MAX_GRAD_NORM, foreach=multi_tensor(images.device))
@@ -389,15 +400,48 @@ def train_step(model, images, labels, criterion, optimizer, scaler, ema=None, di
 # ------------------------------------------------------------------------------------------ soft pruning
 def fade_start(opt, model, scores, source):
     """(model to train, fade state): with --fade-epochs, the source's own architecture with its weights, and the
-    pruned model's YAML + scores (the filters to fade, then cut); otherwise (model, None)."""
+    first stage of the fade (see next_stage); otherwise (model, None)."""
     if not opt.fade_epochs:
         return model, None
     if scores is None:
         LOGGER.warning("WARNING ⚠️ --fade-epochs ignored: no filters are pruned from --weights here")
         return model, None
     full = load_model(source_architecture(model, getattr(source, "yaml", None)), source)
-    LOGGER.info(f"{colorstr('fade:')} the pruned filters fade out over {opt.fade_epochs} epochs, then are cut")
-    return full, {"yaml": model.yaml, "scores": scores}
+    steps = f" in {opt.prune_steps} steps" if opt.prune_steps > 1 else ""
+    LOGGER.info(f"{colorstr('fade:')} the pruned filters fade out over {opt.fade_epochs} epochs{steps}, then are cut")
+    return full, next_stage(full, model.yaml, scores, opt.prune_steps)
+
+
+def next_stage(model, final_yaml, scores, steps):
+    """The fade state of one of `steps` remaining stages from `model` (ranked by `scores`) towards `final_yaml`: 'yaml'
+    the widths this stage cuts to (1/steps of the way, on the 8-grid; the final YAML at the last stage), 'scores',
+    'final' and 'steps' left after it. Stage by stage the filters are re-ranked (--prune-steps, as HRank and
+    Torch-Pruning's iterative_steps prune in steps)."""
+    stage_yaml = final_yaml
+    if steps > 1:
+        with torch.device("meta"):
+            final = {g.name: g.channels for g in channel_groups(ClassificationModel(final_yaml, nc=model.nc))}
+        now = {g.name: g.channels for g in channel_groups(model) if not g.fixed}
+        widths = {g: min(c, max(final[g], make_divisible(final[g] + (c - final[g]) * (steps - 1) / steps)))
+                  for g, c in now.items()}
+        stage_yaml = planned_yaml(final_yaml, widths)
+    return {"yaml": stage_yaml, "scores": scores, "final": final_yaml, "steps": steps - 1}
+
+
+def stage_epochs(opt, fading):
+    """(first, end) epoch of the fade stage `fading`: --fade-epochs split evenly between --prune-steps stages."""
+    k = opt.prune_steps - fading.get("steps", 0)  # 1-based stage number (a fade state without 'steps': one stage)
+    return round(opt.fade_epochs * (k - 1) / opt.prune_steps), round(opt.fade_epochs * k / opt.prune_steps)
+
+
+def rescored(model, opt, data_dir, device, batch_size):
+    """Scores of the filters of the model being trained (a copy in eval mode), on rank 0 and sent to every rank."""
+    result = None
+    if is_main_process():
+        ranking = deepcopy(de_parallel(model)).eval()
+        result = score_model(ranking, "the model being pruned", ranking.yaml, data_dir, opt.criterion,
+                             opt.rank_batches, batch_size, opt.imgsz, device, opt.workers, opt.seed)[0]
+    return broadcast_object(result)
 
 
 def fade_hooks(model, fading):
@@ -410,10 +454,10 @@ def fade_hooks(model, fading):
     return fade.attach(model).freeze(model)
 
 
-def optimizer_and_schedule(model, opt, epoch=0):
-    """The optimizer and lr schedule for `model`, the schedule advanced to `epoch`."""
+def optimizer_and_schedule(model, opt, epoch=0, epochs=None):
+    """The optimizer and lr schedule for `model` over `epochs` (default --epochs), the schedule advanced to `epoch`."""
     optimizer = smart_optimizer(model, opt.optimizer, opt.lr0, momentum=0.9, decay=opt.decay)
-    scheduler = lr_scheduler(optimizer, opt.epochs, lrf=LRF, cos_lr=opt.cos_lr)
+    scheduler = lr_scheduler(optimizer, epochs or opt.epochs, lrf=LRF, cos_lr=opt.cos_lr)
     with warnings.catch_warnings():  # stepping before any optimizer step is intended here
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(epoch):
@@ -422,8 +466,9 @@ def optimizer_and_schedule(model, opt, epoch=0):
 
 
 def cut_faded(model, ema, fading, opt, epoch, device, memory_format):
-    """(model, ema, optimizer, scheduler) once the fade reached 0: the faded filters cut out (same outputs), a new
-    optimizer whose schedule stands at this epoch (the caller steps it past it)."""
+    """(model, ema, optimizer, scheduler) once the fade reached 0 at the end of `epoch`: the faded filters cut out
+    (same outputs), a new optimizer whose schedule stands at the next epoch (--restart-lr: at the start of a schedule
+    over the epochs left)."""
     def cut(m):
         pruned = ClassificationModel(fading["yaml"], nc=m.nc)
         pruned = load_model(pruned, m, fading["scores"]).to(device, memory_format=memory_format)
@@ -432,8 +477,11 @@ def cut_faded(model, ema, fading, opt, epoch, device, memory_format):
 
     new = cut(de_parallel(model))
     if ema is not None:
-        ema = ModelEMA(cut(ema.ema), updates=ema.updates)
-    optimizer, scheduler = optimizer_and_schedule(new, opt, epoch)
+        ema = ModelEMA(cut(ema.ema), tau=ema.tau, updates=ema.updates)
+    if opt.restart_lr:
+        optimizer, scheduler = optimizer_and_schedule(new, opt, epochs=opt.epochs - epoch - 1)
+    else:
+        optimizer, scheduler = optimizer_and_schedule(new, opt, epoch + 1)
     if RANK != -1:
         new = DDP(new, device_ids=[LOCAL_RANK] if device.type == "cuda" else None,
                   output_device=LOCAL_RANK if device.type == "cuda" else None)
@@ -512,10 +560,14 @@ def train(opt, device, resume_ckpt=None, source=None):
 
     # Optimizer, schedule, EMA (a deep copy: it carries the fade's hooks too), AMP
     optimizer, scheduler = optimizer_and_schedule(model, opt)
-    ema = ModelEMA(model) if main_process else None
+    ema = ModelEMA(model, tau=opt.ema_tau) if main_process else None
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     criterion = nn.CrossEntropyLoss(label_smoothing=hyp["label_smoothing"])
-    distiller = Distiller(teacher, opt.distill_alpha, opt.distill_t, hyp["label_smoothing"]) if teacher else None
+    distiller = None
+    if teacher:
+        distiller = Distiller(teacher, opt.distill_alpha, opt.distill_t, hyp["label_smoothing"], opt.distill_features)
+        distiller.watch(model)
+    penalty = GroupLasso(model, opt.sparsity) if opt.sparsity else None
     stopper = EarlyStopping(patience=opt.patience)
     start_epoch, best_fitness, rows = 0, 0.0, []
 
@@ -570,11 +622,12 @@ def train(opt, device, resume_ckpt=None, source=None):
         if main_process:
             pbar = progress_bar(pbar, total=nb, bar_format=validate.TQDM_BAR_FORMAT)
         for i, (images, labels) in pbar:
-            if fade is not None:  # linear from 1 to 0 over the fade's steps: 0 at its last step
-                fade.factor = max(0.0, 1.0 - (epoch * nb + i + 1) / (opt.fade_epochs * nb))
+            if fade is not None:  # linear from 1 to 0 over the stage's steps: 0 at its last step
+                first, end = stage_epochs(opt, fading)
+                fade.factor = max(0.0, 1.0 - ((epoch - first) * nb + i + 1) / ((end - first) * nb))
             images = images.to(device, non_blocking=True, memory_format=memory_format)
             labels = labels.to(device, non_blocking=True)
-            loss = train_step(model, images, labels, criterion, optimizer, scaler, ema, distiller)
+            loss = train_step(model, images, labels, criterion, optimizer, scaler, ema, distiller, penalty)
             if main_process:
                 loss_sum += loss
                 if i % LOSS_READ_INTERVAL == 0 or i == nb - 1:  # .item() waits for the GPU: not every step
@@ -586,13 +639,21 @@ def train(opt, device, resume_ckpt=None, source=None):
                                                      pbar=pbar)
                     if pbar.disable:  # no bar (a log file): the epoch's row as one line
                         LOGGER.info(pbar.desc)
-        if fade is not None and epoch + 1 == opt.fade_epochs:  # the faded filters output zeros now: cut them
+        lr = optimizer.param_groups[0]["lr"]  # this epoch's, before a cut brings a new optimizer
+        scheduler.step()
+        if fade is not None and epoch + 1 == stage_epochs(opt, fading)[1]:  # faded filters output zeros: cut them
             model, ema, optimizer, scheduler = cut_faded(model, ema, fading, opt, epoch, device, memory_format)
-            fade = fading = None
-        lr = optimizer.param_groups[0]["lr"]
-        with warnings.catch_warnings():  # after a cut the new optimizer has not stepped yet: intended
-            warnings.simplefilter("ignore", UserWarning)
-            scheduler.step()
+            fade = fading = fading if fading.get("steps") else None
+            if fading:  # --prune-steps: the next stage, its filters ranked on the model as it is now
+                fading = next_stage(de_parallel(model), fading["final"], rescored(model, opt, data_dir, device, bs),
+                                    fading["steps"])
+                fade = fade_hooks(de_parallel(model), fading)
+                if ema:
+                    fade.attach(ema.ema)
+            if distiller:
+                distiller.watch(de_parallel(model))
+            if penalty is not None:
+                penalty = GroupLasso(de_parallel(model), opt.sparsity)
 
         stop = False
         rngs = gather_object(rng_state())  # every rank takes part, rank 0 saves
@@ -678,6 +739,12 @@ def parse_opt(known=False, argv=None):
                              "digits: README 'Recovering accuracy')")
     parser.add_argument("--distill-t", type=float, default=DISTILL_T,
                         help="distillation temperature T (default %(default)s, measured with --distill-alpha)")
+    parser.add_argument("--distill-features", type=float, default=DISTILL_FEATURES,
+                        help="weight of similarity-preserving distillation of the features the head's Linear reads "
+                             "(0: logits only; README 'Pruning that pays')")
+    parser.add_argument("--sparsity", type=float, default=0.0,
+                        help="strength of the group-lasso penalty on the channel groups' BatchNorm scales (Network "
+                             "Slimming): train a baseline with it so that pruning removes little (0: off)")
     parser.add_argument("--cutoff", type=int, default=None, help="detector YAML --cfg: layers kept before the head")
     parser.add_argument("--dropout", type=float, default=None, help="dropout (fraction)")
     parser.add_argument("--verbose", action="store_true", help="per-layer table of the pruned model")
@@ -688,6 +755,14 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--plan", type=str, default="", choices=("", "ultralytics"),
                         help="'ultralytics': prune only widths ultralytics' YAML can say (Classify's 1280 and PSA "
                              "feed-forwards kept), so YOLO(exported file).train() keeps the pruned model")
+    parser.add_argument("--ema-tau", type=float, default=EMA_TAU,
+                        help="optimizer steps over which the weight average's decay ramps up, as 1 - exp(-steps/tau) "
+                             "(YOLOv5's %(default)g; a run of a few hundred steps barely averages with it)")
+    parser.add_argument("--restart-lr", action="store_true",
+                        help="with --fade-epochs: after the cut the lr schedule starts over from about --lr0 for the "
+                             "remaining epochs (a warm restart for the pruned model)")
+    parser.add_argument("--prune-steps", type=int, default=1,
+                        help="with --fade-epochs: fade and cut in this many stages, re-ranking the filters before each")
     parser.add_argument("--fade-epochs", type=int, default=0,
                         help="epochs over which the pruned filters fade out of the unpruned model before they are cut "
                              "(0: cut at once)")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import classify.train as train
 from models.yolo import ClassificationModel
 from utils.cli import run_cli
-from utils.distill import Distiller, distillation_loss, output_classes
+from utils.distill import Distiller, FeatureTap, distillation_loss, output_classes, similarity_loss
 
 from helpers import make_checkpoint
 
@@ -68,6 +68,50 @@ def test_bad_alpha_or_temperature():
         Distiller(nn.Identity(), alpha=1.5)
     with pytest.raises(ValueError, match="--distill-t"):
         Distiller(nn.Identity(), temperature=0)
+    with pytest.raises(ValueError, match="--distill-features"):
+        Distiller(nn.Identity(), features=-1)
+
+
+def test_similarity_loss_compares_batches_not_widths():
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.rand(8, 32, generator=g)
+    assert similarity_loss(teacher, teacher).item() == pytest.approx(0, abs=1e-7)
+    assert similarity_loss(3 * teacher, teacher).item() == pytest.approx(0, abs=1e-7)  # scale-free
+    mixed = teacher @ torch.linalg.qr(torch.randn(32, 32, generator=g))[0]  # rotated: same Gram matrix, same loss
+    assert similarity_loss(mixed, teacher).item() == pytest.approx(0, abs=1e-6)
+    narrow = torch.rand(8, 12, generator=g)  # a pruned student: fewer channels, still comparable
+    assert similarity_loss(narrow, teacher).item() > 1e-4
+    # by hand for a batch of two: Gram rows normalised, squared differences over b^2
+    s, t = torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    gs = torch.tensor([[1.0, 1.0], [1.0, 2.0]])
+    gs = gs / gs.norm(dim=1, keepdim=True)
+    expected = ((gs - torch.eye(2)) ** 2).sum() / 4
+    assert similarity_loss(s, t).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_feature_distillation_adds_the_similarity_term():
+    torch.manual_seed(0)
+    student = ClassificationModel("yolov5n-cls.yaml", nc=4, rate=0.5)
+    teacher = ClassificationModel("yolov5n-cls.yaml", nc=4)
+    images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    distiller = Distiller(teacher, alpha=0.5, temperature=4, features=100.0)
+    student.train()
+    with pytest.raises(RuntimeError, match="watch"):
+        distiller(student(images), images, labels)
+    distiller.watch(student)
+    logits = student(images)
+    features = distiller.student_tap.features
+    assert features.shape == (4, 640)  # what the head's Linear reads: pruned width
+    loss = distiller(logits, images, labels)
+    teacher_features = FeatureTap(teacher, training_only=False)
+    teacher_logits = teacher.eval()(images)
+    expected = distillation_loss(logits, teacher_logits, labels, 0.5, 4) + 100.0 * similarity_loss(
+        features, teacher_features.features)
+    torch.testing.assert_close(loss, expected)
+    loss.backward()  # the feature term reaches the student's backbone
+    assert student.model[0].conv.weight.grad.abs().sum() > 0
+    student.eval()(images)  # a validation pass does not replace what the loss reads
+    assert distiller.student_tap.features is None
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +153,9 @@ def test_distilled_training_resumes_with_its_teacher_and_hyp(data, teacher, tmp_
     seen = {}
     real_distiller = train.Distiller
 
-    def spy(teacher_model, alpha, temperature, label_smoothing):
+    def spy(teacher_model, alpha, temperature, label_smoothing, features):
         seen.update(alpha=alpha, temperature=temperature, label_smoothing=label_smoothing)
-        return real_distiller(teacher_model, alpha, temperature, label_smoothing)
+        return real_distiller(teacher_model, alpha, temperature, label_smoothing, features)
 
     monkeypatch.setattr(train, "Distiller", spy)
     resumed = train.run(resume=str(last), device="cpu", workers=0)
@@ -120,6 +164,18 @@ def test_distilled_training_resumes_with_its_teacher_and_hyp(data, teacher, tmp_
     assert b["hyp"] == expected_hyp
     for k, v in a["model"].items():  # the same augmentation and teacher as the uninterrupted run: same weights
         torch.testing.assert_close(b["model"][k], v, rtol=0, atol=0, msg=k)
+
+
+def test_feature_distillation_through_a_fade_and_cut(data, teacher, tmp_path):
+    """--distill-features follows the model across the cut (the student is replaced); it changes training."""
+    options = dict(COMMON, data=str(data), epochs=2, project=str(tmp_path), weights=str(teacher), rate=0.5,
+                   fade_epochs=1, teacher=str(teacher))
+    logits_only = train.run(name="kd", **options)
+    features = train.run(name="sp", distill_features=1000.0, **options)
+    a, b = (torch.load(r["last"], weights_only=True) for r in (logits_only, features))
+    assert b["opt"]["distill_features"] == 1000.0
+    assert a["model"].keys() == b["model"].keys()
+    assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"] if a["model"][k].is_floating_point())
 
 
 def test_distillation_changes_training(data, teacher, tmp_path):
@@ -133,6 +189,8 @@ def test_distillation_changes_training(data, teacher, tmp_path):
     (["--teacher", "missing-teacher.pt"], ["--teacher", "missing-teacher.pt", "not found"]),
     (["--teacher", "WRONG"], ["--teacher", "predicts 3 classes", "has 10"]),
     (["--teacher", "TEACHER", "--distill-alpha", "2"], ["--distill-alpha", "[0, 1]"]),
+    (["--teacher", "TEACHER", "--distill-features", "-1"], ["--distill-features", "0 or more"]),
+    (["--sparsity", "-0.1"], ["--sparsity", "0 or more"]),
     (["--hyp", "HYP:flipud: 2"], ["flipud", "[0, 1]"]),
     (["--hyp", "HYP:mosaic: 1.0"], ["unknown key", "mosaic", "known keys"]),
     (["--hyp", "missing-hyp.yaml"], ["--hyp", "missing-hyp.yaml", "not found"]),

@@ -77,15 +77,19 @@ class Killed(Exception):
     pass
 
 
-def test_resume_inside_the_fade_gives_the_same_weights(data, source, tmp_path, monkeypatch):
-    options = dict(data=str(data), weights=str(source), rate="0.5", epochs=3, fade_epochs=2, **COMMON)
+@pytest.mark.parametrize("extra,kill_epoch", [(dict(epochs=3, fade_epochs=2), 0),  # mid-fade: full width
+                                              (dict(epochs=5, fade_epochs=4, prune_steps=2), 2)])  # second stage
+def test_resume_inside_the_fade_gives_the_same_weights(data, source, tmp_path, monkeypatch, extra, kill_epoch):
+    options = dict(data=str(data), weights=str(source), rate="0.5", **extra, **COMMON)
     straight = train.run(project=str(tmp_path), name="straight", **options)
     real_save = train.save_checkpoint
 
     def save_then_die(ckpt, path):
         real_save(ckpt, path)
-        if Path(path).name == "last.pt" and ckpt["epoch"] == 0:  # mid-fade: full width, fade state saved
-            assert ckpt["fade"] is not None
+        if Path(path).name == "last.pt" and ckpt["epoch"] == kill_epoch:
+            assert ckpt["fade"] is not None  # the fade state is saved
+            if extra.get("prune_steps"):  # the last stage, from the intermediate widths
+                assert ckpt["fade"]["steps"] == 0 and "widths" in ckpt["yaml"]
             raise Killed
 
     monkeypatch.setattr(train, "save_checkpoint", save_then_die)
@@ -121,3 +125,49 @@ def test_doomed_filters_and_their_readers_get_no_gradient():
     assert model.model[1].bn.weight.grad[doomed_out].eq(0).all() and model.model[1].bn.weight.grad[~doomed_out].ne(0).all()
     linear = model.model[-1].linear.weight.grad
     assert linear[:, fade.read["model.9.linear"]].eq(0).all() and linear[:, ~fade.read["model.9.linear"]].ne(0).any()
+
+
+def test_prune_steps_cut_halfway_then_to_the_plan(data, source, tmp_path, monkeypatch):
+    """--prune-steps 2: the first stage cuts each group half way (on the 8-grid), the filters of the second stage are
+    re-ranked on the model as trained by then, and the run ends at the plan's widths."""
+    cuts, real_cut = [], train.cut_faded
+
+    def spy(model, ema, fading, *args):
+        cuts.append({g.name: g.channels for g in channel_groups(ClassificationModel(fading["yaml"], nc=10))})
+        return real_cut(model, ema, fading, *args)
+
+    monkeypatch.setattr(train, "cut_faded", spy)
+    result = train.run(data=str(data), weights=str(source), rate="0.5", epochs=3, fade_epochs=2, prune_steps=2,
+                       project=str(tmp_path), name="steps", **COMMON)
+    full = {g.name: g.channels for g in channel_groups(ClassificationModel("yolov5n-cls.yaml", nc=10))}
+    final = {g.name: g.channels for g in channel_groups(ClassificationModel("yolov5n-cls.yaml", nc=10, rate=0.5))}
+    assert len(cuts) == 2 and cuts[1] == final
+    for g, c in cuts[0].items():  # half way, rounded up to a multiple of 8
+        assert final[g] <= c <= full[g] and c % 8 == 0 and abs(c - (full[g] + final[g]) / 2) < 8
+    assert any(cuts[0][g] not in (full[g], final[g]) for g in full)
+    last = torch.load(result["last"], weights_only=True)
+    assert last["fade"] is None
+    assert result["parameters"] == sum(p.numel() for p in ClassificationModel("yolov5n-cls.yaml", nc=10,
+                                                                              rate=0.5).parameters())
+    rows = pd.read_csv(Path(result["save_dir"]) / "results.csv")
+    assert len(rows) == 3
+
+
+@pytest.mark.parametrize("steps", [0, 3])
+def test_prune_steps_out_of_range_is_one_line(data, source, tmp_path, steps):
+    with pytest.raises(ValueError, match="--prune-steps must be at least 1 and at most --fade-epochs"):
+        train.run(data=str(data), weights=str(source), rate="0.5", epochs=3, fade_epochs=2, prune_steps=steps,
+                  project=str(tmp_path), **COMMON)
+
+
+def test_restart_lr_starts_the_schedule_over_after_the_cut(data, source, tmp_path):
+    options = dict(data=str(data), weights=str(source), rate="0.5", epochs=5, fade_epochs=2, cos_lr=True,
+                   project=str(tmp_path), **COMMON)
+    lrs = {}
+    for restart in (False, True):
+        result = train.run(name=f"restart{restart}", restart_lr=restart, **options)
+        lrs[restart] = pd.read_csv(Path(result["save_dir"]) / "results.csv")["lr/0"].tolist()
+    plain, restarted = lrs[False], lrs[True]
+    assert plain == sorted(plain, reverse=True)  # one cosine over the 5 epochs
+    assert restarted[:2] == plain[:2] and restarted[2] > plain[1]  # back up after the cut at the end of epoch 2
+    assert restarted[2:] == sorted(restarted[2:], reverse=True) and restarted[2] > 0.9 * 0.001

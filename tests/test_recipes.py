@@ -1,6 +1,7 @@
 """benchmarks/recipes.py: recipe names, the summary table, and one tiny end-to-end run whose finished runs are reused."""
 
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -29,6 +30,10 @@ def test_recipe_names_map_to_train_options(tmp_path, monkeypatch):
                                                                      "plan": "ultralytics", "fade_epochs": 5}
     assert recipes.recipe_options("cut-kd-t2-ls0", 10, "b.pt") == {"teacher": "b.pt", "distill_t": 2.0,
                                                                    "label_smoothing": 0.0}
+    assert recipes.recipe_options("cut-kd-f10", 10, "b.pt") == {"teacher": "b.pt", "distill_features": 10.0}
+    assert recipes.recipe_options("fade4-steps2", 10, "b.pt") == {"prune_steps": 2, "fade_epochs": 4}
+    assert recipes.recipe_options("fade-restart-ema100", 10, "b.pt") == {"restart_lr": True, "ema_tau": 100.0,
+                                                                        "fade_epochs": 5}
     half = recipes.recipe_options("fade-aug0.5", 10, "b.pt")["hyp"]
     assert yaml.safe_load(open(half)) == {"scale": [0.54, 1.0], "fliplr": 0.25, "flipud": 0.0, "jitter": 0.2,
                                           "label_smoothing": 0.1}  # the defaults (0.08, 0.5, 0.4) scaled by half
@@ -53,11 +58,21 @@ def test_summary_gives_mean_min_max_per_dataset_and_the_mean_over_datasets():
 def test_a_tiny_benchmark_runs_every_row_and_reuses_finished_runs(tmp_path, monkeypatch):
     data = make_builtin_dataset(tmp_path / "tiny", n_train=8, n_val=4, size=32)
     argv = ["--data", str(data), "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--rates", "0.5",
-            "--recipes", "cut", "fade", "--batch-size", "16", "--project", str(tmp_path / "runs"), "--name", "b"]
+            "--recipes", "cut", "fade", "--batch-size", "16", "--project", str(tmp_path / "runs"), "--name", "b",
+            "--sparsity", "0.01"]
     table = recipes.main(recipes.parse_opt(argv))
-    assert table["row"].tolist() == ["baseline", "reference", "reference-kd", "scratch", "uniform cut", "uniform fade"]
+    assert table["row"].tolist() == ["baseline", "reference", "reference-kd", "baseline sp0.01", "scratch",
+                                     "uniform cut", "uniform fade", "sp0.01 uniform cut", "sp0.01 uniform fade"]
     pruned = table.set_index("row")
     assert pruned.loc["uniform fade", "parameters"] == pruned.loc["scratch", "parameters"]
+    assert pruned.loc["sp0.01 uniform fade", "parameters"] == pruned.loc["scratch", "parameters"]
+    folder = Path(f"{data}-seed0")  # an absolute --data path: the pair folder sits beside it
+    from utils.checkpoints import load_checkpoint
+
+    assert load_checkpoint(folder / "baseline-sp0.01" / "weights" / "last.pt")["opt"]["sparsity"] == 0.01
+    assert load_checkpoint(folder / "sp0.01-uniform-cut-0.5" / "weights" / "last.pt")["opt"]["weights"] == str(
+        folder / "baseline-sp0.01" / "weights" / "best.pt")  # pruned from the sparse baseline, ranked on it
+    assert (folder / "ranks-sp0.01-bn.pt").is_file()
     assert pruned.loc["scratch", "flops"] < 0.5 and pruned.loc["baseline", "flops"] == 1.0
     assert (tmp_path / "runs" / "b" / "recipes.md").is_file() and (tmp_path / "runs" / "b" / "recipes.csv").is_file()
 

@@ -256,6 +256,20 @@ def test_cli_errors_are_one_line(data, tmp_path, wrong_size_weights, extra, word
     assert not project.exists()  # no empty run folder left behind
 
 
+def test_ema_tau_sets_how_closely_the_average_follows(data, tmp_path):
+    """--ema-tau: YOLOv5's 2000-step ramp leaves the average at the weights after 5 steps; tau 1 averages them."""
+    gaps = {}
+    for tau in (2000.0, 1.0):
+        last = torch.load(train.run(data=str(data), epochs=1, project=str(tmp_path), name=f"tau{tau:g}",
+                                    ema_tau=tau, **COMMON)["last"], weights_only=True)
+        assert last["opt"]["ema_tau"] == tau
+        gaps[tau] = sum((last["ema"][k] - v).abs().sum().item() for k, v in last["model"].items()
+                        if k.endswith(".weight"))
+    assert gaps[1.0] > 10 * gaps[2000.0]
+    with pytest.raises(ValueError, match="--ema-tau must be positive"):
+        train.run(data=str(data), epochs=1, project=str(tmp_path), ema_tau=0, **COMMON)
+
+
 # ------------------------------------------------------------------------------------------ helper modules
 def test_ema_follows_yolov5_decay_ramp():
     from utils.ema import ModelEMA

@@ -12,10 +12,13 @@ import torch
 from utils.distributed import de_parallel
 
 
+EMA_TAU = 2000  # YOLOv5's ramp, in optimizer steps
+
+
 class ModelEMA:
     """Keeps `self.ema`, a frozen eval-mode copy of the model whose floats track the model's."""
 
-    def __init__(self, model, decay=0.9999, tau=2000, updates=0):
+    def __init__(self, model, decay=0.9999, tau=EMA_TAU, updates=0):
         self.ema = deepcopy(de_parallel(model)).eval()
         self.updates = updates  # number of update() calls, drives the decay ramp
         self.decay_max, self.tau = decay, tau
