@@ -23,10 +23,9 @@ import torch  # noqa: E402
 
 from classify import sensitivity as sensitivity_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
-from models.budget import CostModel, SensitivityDrop, allocate, uniform_plan  # noqa: E402
+from models.budget import CostModel, SensitivityDrop, allocate, planned_yaml, uniform_plan  # noqa: E402
 from models.criteria import compute_scores, get_criterion  # noqa: E402
 from models.experimental import attempt_load, cfg_of  # noqa: E402
-from models.yolo import load_yaml  # noqa: E402
 from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import check_cls_dataset  # noqa: E402
@@ -45,7 +44,7 @@ def main(opt):
     t0 = time.time()
     save_dir = increment_path(Path(opt.project) / opt.name, mkdir=True)
     model = attempt_load(opt.weights)
-    cfg = {k: v for k, v in load_yaml(cfg_of(model, opt.weights)).items() if k not in ("rate", "widths")}
+    cfg = cfg_of(model, opt.weights)
     root = check_cls_dataset(opt.data)
     if opt.ranks:  # reuse an earlier run's ranking and curves
         ranks, scores = Path(opt.ranks), load_scores(opt.ranks)[0]
@@ -71,7 +70,7 @@ def main(opt):
         plans = {"uniform": uniform_plan(costs.full, r), "allocated": allocate(costs, flops, "flops", drop)}
         for method, plan in plans.items():
             for seed in (int(s) for s in opt.seeds.split(",")):
-                run = train_cli.run(cfg={**cfg, "rate": 0.0, "widths": plan}, weights=opt.weights, ranks=str(ranks),
+                run = train_cli.run(cfg=planned_yaml(cfg, plan), weights=opt.weights, ranks=str(ranks),
                                     data=opt.data, imgsz=opt.imgsz, epochs=opt.finetune_epochs, seed=seed,
                                     optimizer=opt.optimizer, lr0=opt.lr0, workers=opt.workers, batch_size=64,
                                     project=str(save_dir), name=f"{method}-r{r:g}-s{seed}")
@@ -90,7 +89,7 @@ def main(opt):
     print(f"saved {save_dir / 'pareto.png'}")
 
 
-def parse_opt():
+def parse_opt(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", required=True, help="trained classifier to prune")
     parser.add_argument("--data", default="digits")
@@ -106,7 +105,7 @@ def parse_opt():
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--project", default=ROOT / "runs/pareto")
     parser.add_argument("--name", default="exp")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 if __name__ == "__main__":

@@ -90,3 +90,20 @@ def test_space_to_depth_stem_is_the_same_function_as_the_6x6_stride_2_stem():
         torch.testing.assert_close(stem.rewritten(fused)(x), fused(x), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="even square kernel"):
         stem.SpaceToDepthConv(torch.nn.Conv2d(3, 8, 3, 2, 1))
+
+
+def test_pareto_trains_uniform_and_allocated_plans_of_the_same_flops(data, tmp_path):
+    """benchmarks/pareto.py on a tiny dataset: one rate, one seed, one epoch; both rows land near the same FLOPs."""
+    import pandas as pd
+
+    import pareto
+    from helpers import make_checkpoint
+
+    weights = make_checkpoint(tmp_path / "base.pt", nc=10)
+    pareto.main(pareto.parse_opt(["--weights", str(weights), "--data", str(data), "--criterion", "bn", "--rates",
+                                  "0.5", "--seeds", "0", "--finetune-epochs", "1", "--workers", "0", "--project",
+                                  str(tmp_path / "runs")]))
+    rows = pd.read_csv(tmp_path / "runs" / "exp" / "pareto.csv").set_index("method")
+    assert list(rows.index) == ["uniform", "allocated"]
+    assert rows.loc["allocated", "flops"] == pytest.approx(rows.loc["uniform", "flops"], abs=0.05)
+    assert 0.2 < rows.loc["uniform", "flops"] < 0.4 and rows["top1"].between(0, 1).all()
