@@ -65,3 +65,13 @@ def counted_timing(monkeypatch):
 
     monkeypatch.setattr(latency.Runner, "callable", callable_)
     monkeypatch.setattr(latency.Runner, "fastest", staticmethod(lambda fns, *a, **k: [fn() for fn in fns]))
+
+
+TIERS = ("subprocess", "distributed", "slow")
+
+
+def pytest_collection_modifyitems(items):
+    """Every test without a tier marker is a unit test: `-m unit` selects them, `-m "not slow"` the quick tiers."""
+    for item in items:
+        if not any(item.get_closest_marker(t) for t in TIERS):
+            item.add_marker(pytest.mark.unit)

@@ -7,6 +7,7 @@ direction. Jitter is measured on a flat grey image, where only brightness change
 """
 
 import numpy as np
+import pytest
 import torch
 
 from utils.augmentations import IMAGENET_MEAN, IMAGENET_STD, ColorJitter, classify_train_transforms
@@ -101,6 +102,7 @@ def _reference_transforms(size, scale, hflip, vflip):
     return refs
 
 
+@pytest.mark.slow
 def test_ours_draws_the_same_crops_and_flips_as_its_peers():
     settings = dict(scale=(0.08, 1.0), hflip=0.5, vflip=0.2)
     ours = crop_samples(classify_train_transforms(SIZE, jitter=0, **settings))

@@ -57,6 +57,7 @@ def test_upstream_checkout_from_flag_or_environment(tmp_path, monkeypatch):
     assert train_throughput.upstream_checkout("") == checkout
 
 
+@pytest.mark.slow
 def test_comparison_alternates_both_commands_and_reads_their_results(tmp_path, capsys):
     checkout = fake_upstream(tmp_path / "yolov5")
     times = train_throughput.compare_with_upstream(checkout, str(tiny_dataset(tmp_path / "data")), "yolov5n-cls.yaml",
@@ -92,6 +93,7 @@ def test_space_to_depth_stem_is_the_same_function_as_the_6x6_stride_2_stem():
         stem.SpaceToDepthConv(torch.nn.Conv2d(3, 8, 3, 2, 1))
 
 
+@pytest.mark.slow
 def test_pareto_trains_uniform_and_allocated_plans_of_the_same_flops(data, tmp_path):
     """benchmarks/pareto.py on a tiny dataset: one rate, one seed, one epoch; both rows land near the same FLOPs."""
     import pandas as pd

@@ -174,6 +174,7 @@ def test_silencing_equals_pruning_and_sensitivity_table(tmp_path):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the model is restored
 
 
+@pytest.mark.slow
 def test_train_with_target_flops_end_to_end(tmp_path):
     import classify.train as train
 
@@ -189,6 +190,8 @@ def test_train_with_target_flops_end_to_end(tmp_path):
     assert 0.95 * 0.4 <= costs.fraction(ckpt["yaml"]["widths"], "flops") <= 0.4
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_cli_rejects_target_with_rate_in_one_line(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "classify" / "train.py"), "--cfg", CFG, "--rate", "0.5",
                           "--target-flops", "0.3"], capture_output=True, text=True, cwd=tmp_path)
@@ -209,6 +212,7 @@ def flush_denormal():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_prune_and_rank_with_a_target_end_to_end(tmp_path, monkeypatch, flush_denormal):
     """classify/prune.py --target-flops: sensitivity on the baseline, plan.yaml, a pruned best.pt that carries the
     plan; classify/rank.py --target-params writes the plan as a model YAML that train.py --cfg rebuilds."""

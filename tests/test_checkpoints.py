@@ -60,6 +60,8 @@ def _upstream_classifier_file(path):
     return _model()
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_own_checkpoint_loads_without_importing_torchvision(tmp_path):
     """torchvision's transforms join the allowlist only for files that name them (upstream's): importing torchvision
     costs seconds in every val/predict/export."""

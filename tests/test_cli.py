@@ -161,6 +161,8 @@ def test_files_written_atomically_keep_the_umask_mode(tmp_path):
     assert modes == dict.fromkeys(("last.pt", "results.csv", "plain.txt"), 0o666 & ~mask)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_ctrl_c_inside_a_constructor_leaves_no_destructor_traceback():
     """A Ctrl-C can hit a half-built object (tqdm's bar in its __init__); its failing __del__ must stay quiet."""
     code = """
@@ -221,6 +223,7 @@ def output_cases():
             ("export", ["--weights", "RO/m.pt", "--include", "onnx"])]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("entry,args", output_cases(), ids=[c[0] for c in output_cases()])
 def test_an_unwritable_output_is_one_line_before_any_work(entry, args, read_only_dir, files, capsys, monkeypatch):
     args = [a.replace("RO", str(read_only_dir)).replace("DATA", str(files["data"])) for a in args]

@@ -312,6 +312,7 @@ def test_builtin_generated_on_first_use_and_refreshed_when_stale(datasets_dir, m
     assert datasets.check_cls_dataset("builtin10") == root and not (root / "stale.txt").exists()
 
 
+@pytest.mark.slow
 def test_digits_dataset_is_real_stratified_and_generated_offline(datasets_dir):
     root = datasets.check_cls_dataset("digits")
     assert root == datasets_dir / "digits"
@@ -326,6 +327,7 @@ def test_digits_dataset_is_real_stratified_and_generated_offline(datasets_dir):
     assert datasets.check_cls_dataset("digits") == root  # second call reuses it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", [patches.TEXTURES, patches.PHOTOS], ids=lambda d: d.name)
 def test_patch_datasets_are_real_deterministic_and_generated_offline(tmp_path, datasets_dir, spec):
     root = datasets.check_cls_dataset(spec.name)

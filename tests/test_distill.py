@@ -119,6 +119,7 @@ def teacher(tmp_path_factory):
     return make_checkpoint(tmp_path_factory.mktemp("teacher") / "teacher.pt", nc=10)
 
 
+@pytest.mark.slow
 def test_distilled_training_resumes_with_its_teacher_and_hyp(data, teacher, tmp_path, monkeypatch):
     hyp = tmp_path / "hyp.yaml"
     hyp.write_text("scale: [0.5, 1.0]\nfliplr: 0.0\njitter: 0.0\n")
@@ -166,6 +167,7 @@ def test_distilled_training_resumes_with_its_teacher_and_hyp(data, teacher, tmp_
         torch.testing.assert_close(b["model"][k], v, rtol=0, atol=0, msg=k)
 
 
+@pytest.mark.slow
 def test_feature_distillation_through_a_fade_and_cut(data, teacher, tmp_path):
     """--distill-features follows the model across the cut (the student is replaced); it changes training."""
     options = dict(COMMON, data=str(data), epochs=2, project=str(tmp_path), weights=str(teacher), rate=0.5,
@@ -178,6 +180,7 @@ def test_feature_distillation_through_a_fade_and_cut(data, teacher, tmp_path):
     assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"] if a["model"][k].is_floating_point())
 
 
+@pytest.mark.slow
 def test_distillation_changes_training(data, teacher, tmp_path):
     plain = train.run(data=str(data), epochs=1, project=str(tmp_path), name="plain", **COMMON)
     kd = train.run(data=str(data), epochs=1, project=str(tmp_path), name="kd", teacher=str(teacher), **COMMON)

@@ -27,6 +27,7 @@ def reference_outputs(weights, x):
         return attempt_load(weights)(x)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_matches_pytorch_and_reports_sizes(pruned, logs):
     files = run(weights=pruned, imgsz=IMGSZ, include=["torchscript"])
@@ -74,6 +75,8 @@ def test_bad_formats_and_missing_onnx(pruned, monkeypatch):
         run(weights=pruned, imgsz=IMGSZ, include=["torchscript"], half=True, device="cpu")
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_cli_export(pruned, tmp_path):
     weights = tmp_path / "copy.pt"
     weights.write_bytes(pruned.read_bytes())

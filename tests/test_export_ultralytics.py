@@ -119,6 +119,7 @@ def test_model_level_outputs_and_plan(case):
         torch.testing.assert_close(rebuilt(x), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_yolo_predict_matches_project(case, tmp_path):
     from ultralytics import YOLO
@@ -173,6 +174,8 @@ def test_yolo_export_predicts_the_same(plan_export, fmt, tmp_path):
     assert_same_predictions(probs, project_probabilities(weights, images))
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_cli_writes_ultralytics_checkpoint(plan_export, tmp_path):
     weights = tmp_path / "best.pt"
     weights.write_bytes(plan_export[0].read_bytes())

@@ -49,6 +49,7 @@ def source(tmp_path_factory):
     return make_checkpoint(tmp_path_factory.mktemp("src") / "src.pt", nc=10)
 
 
+@pytest.mark.slow
 def test_fade_then_cut_trains_the_pruned_model(data, source, tmp_path):
     """3 epochs, the first 2 fading: the run ends pruned; best.pt is never the full-width model; the logged accuracy
     of the fade's last epoch (factor 0, full width) is what the cut model scores."""
@@ -64,6 +65,7 @@ def test_fade_then_cut_trains_the_pruned_model(data, source, tmp_path):
                                                                                "num_batches_tracked"))) == expected
 
 
+@pytest.mark.slow
 def test_a_fade_to_the_last_epoch_scores_the_cut_model_exactly(data, source, tmp_path):
     result = train.run(data=str(data), weights=str(source), rate="0.5", epochs=2, fade_epochs=2,
                        project=str(tmp_path), name="all", **COMMON)
@@ -77,6 +79,7 @@ class Killed(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,kill_epoch", [(dict(epochs=3, fade_epochs=2), 0),  # mid-fade: full width
                                               (dict(epochs=5, fade_epochs=4, prune_steps=2), 2)])  # second stage
 def test_resume_inside_the_fade_gives_the_same_weights(data, source, tmp_path, monkeypatch, extra, kill_epoch):
@@ -127,6 +130,7 @@ def test_doomed_filters_and_their_readers_get_no_gradient():
     assert linear[:, fade.read["model.9.linear"]].eq(0).all() and linear[:, ~fade.read["model.9.linear"]].ne(0).any()
 
 
+@pytest.mark.slow
 def test_prune_steps_cut_halfway_then_to_the_plan(data, source, tmp_path, monkeypatch):
     """--prune-steps 2: the first stage cuts each group half way (on the 8-grid), the filters of the second stage are
     re-ranked on the model as trained by then, and the run ends at the plan's widths."""
@@ -160,6 +164,7 @@ def test_prune_steps_out_of_range_is_one_line(data, source, tmp_path, steps):
                   project=str(tmp_path), **COMMON)
 
 
+@pytest.mark.slow
 def test_restart_lr_starts_the_schedule_over_after_the_cut(data, source, tmp_path):
     options = dict(data=str(data), weights=str(source), rate="0.5", epochs=5, fade_epochs=2, cos_lr=True,
                    project=str(tmp_path), **COMMON)

@@ -100,6 +100,7 @@ def test_latency_allocation_corrects_the_table_by_measuring_the_plan():
         allocate_latency(costs, 0.1, FakeTiming(costs, bias=1.0))  # the overhead alone is 0.2
 
 
+@pytest.mark.slow
 def test_plan_latency_measures_once_then_reads_the_cache(tmp_path, quick_timing, monkeypatch):
     costs = CostModel("yolov5n-cls.yaml", 32, nc=10)
     timing = PlanLatency("yolov5n-cls.yaml", 32, nc=10, runtime="onnxruntime", batch=2, cache_dir=tmp_path)
@@ -119,6 +120,7 @@ def test_plan_latency_measures_once_then_reads_the_cache(tmp_path, quick_timing,
     assert other_batch.key() != timing.key()  # another batch (or runtime, threads, machine) is another table
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", ["yolov5n-cls.yaml", "yolo11n-cls.yaml"])
 def test_target_latency_plan_on_both_runtimes(cfg, tmp_path, counted_timing):
     """Exported and run on each runtime, timed by a deterministic clock: the plan lands in the band."""
@@ -132,6 +134,7 @@ def test_target_latency_plan_on_both_runtimes(cfg, tmp_path, counted_timing):
     assert len(list(tmp_path.glob("latency-*.json"))) == 2
 
 
+@pytest.mark.slow
 def test_rank_writes_a_latency_plan_and_bad_latency_flags_are_one_line(tmp_path, counted_timing, capsys, monkeypatch):
     from classify import rank
     from test_cli import cli
@@ -157,6 +160,7 @@ def test_latency_plans_snap_to_the_runtimes_fast_widths():
     assert any(w % 16 for w in allocate(costs, 0.4, "flops").values())  # the default grid has odd multiples of 8
 
 
+@pytest.mark.slow
 def test_train_and_prune_with_a_latency_target_end_to_end(tmp_path, counted_timing, monkeypatch):
     """--target-latency through classify/train.py (PyTorch timing) and classify/prune.py (ONNX Runtime, the default):
     the plan is in the checkpoint, its (deterministic-clock) latency in the band, the table cached in the project."""

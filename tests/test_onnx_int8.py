@@ -23,6 +23,7 @@ def exported(tmp_path_factory):
     return {"data": data, "pt": weights, "fp32": fp32, "int8": int8}
 
 
+@pytest.mark.slow
 def test_int8_file_is_written_beside_the_fp32_one_and_keeps_its_metadata(exported):
     assert exported["int8"].endswith("m-int8.onnx") and exported["fp32"].endswith("m.onnx")
     meta = {p.key: p.value for p in onnx.load(exported["int8"]).metadata_props}
@@ -60,6 +61,7 @@ def test_a_file_named_onnx_that_is_not_one_is_one_line(tmp_path):
         val.run(weights=bad, data="builtin10", workers=0, project=tmp_path)
 
 
+@pytest.mark.slow
 def test_int8_benchmark_reports_each_file(exported, tmp_path, logs):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import int8 as bench

@@ -13,6 +13,7 @@ from utils.checkpoints import load_checkpoint
 from utils.paths import ROOT
 
 
+@pytest.mark.slow
 def test_pipeline_baseline_ranks_finetune_summary(tmp_path, logs, monkeypatch):
     import utils.device
 
@@ -73,6 +74,8 @@ def test_pipeline_baseline_ranks_finetune_summary(tmp_path, logs, monkeypatch):
     assert load_checkpoint(again["pruned"])["yaml"]["rate"] == [0.0] + [0.25] * 9
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 @pytest.mark.parametrize("rate,words", [("0", "nothing to prune"), ("[0.5]*3", "10 rates")])
 def test_pipeline_bad_rate_is_one_line_before_any_work(tmp_path, rate, words):
     res = subprocess.run([sys.executable, "classify/prune.py", "--rate", rate, "--project", str(tmp_path)],
@@ -81,6 +84,8 @@ def test_pipeline_bad_rate_is_one_line_before_any_work(tmp_path, rate, words):
     assert not any(tmp_path.iterdir())  # no run folder was made
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_pipeline_bad_fade_epochs_is_one_line_before_any_work(tmp_path):
     res = subprocess.run([sys.executable, "classify/prune.py", "--fade-epochs", "9", "--finetune-epochs", "8",
                           "--project", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)

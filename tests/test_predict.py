@@ -184,6 +184,8 @@ def cli(*args, cwd):
     return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_cli_missing_source_is_one_line_error(ckpt, tmp_path):
     out = cli(ROOT / "classify" / "predict.py", "--weights", ckpt, "--source", tmp_path / "missing.jpg",
               "--project", tmp_path / "runs", cwd=tmp_path)
@@ -194,6 +196,8 @@ def test_cli_missing_source_is_one_line_error(ckpt, tmp_path):
     assert not (tmp_path / "runs").exists()  # no empty run folder left behind
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_top_level_predict_forwards_arguments(ckpt, tmp_path):
     image = write_images(tmp_path / "images", n=1)[0]
     out = cli(ROOT / "predict.py", "--weights", ckpt, "--source", image, "--imgsz", IMGSZ, "--save-txt",
@@ -204,6 +208,7 @@ def test_top_level_predict_forwards_arguments(ckpt, tmp_path):
     assert "Results saved to" in out.stderr + out.stdout
 
 
+@pytest.mark.subprocess
 def test_run_cli_reports_user_errors_only(capsys):
     def fails(exc):
         def main(opt):

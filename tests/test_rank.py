@@ -55,6 +55,8 @@ def test_detector_source_with_cfg(tmp_path):
     assert torch.allclose(scores["model.0"], l1) and meta["cfg"] == "yolov5n-cls.yaml"
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_cli_errors_are_one_line(tmp_path):
     res = subprocess.run([sys.executable, "classify/rank.py", "--weights", str(tmp_path / "missing.pt"),
                           "--criterion", "l1"], cwd=ROOT, capture_output=True, text=True)

@@ -55,6 +55,7 @@ def test_summary_gives_mean_min_max_per_dataset_and_the_mean_over_datasets():
     assert "| 0.5 | fade | 0.300 | 0.800 (0.800–0.800) | 0.800 (0.600–1.000) | **0.800** |" in text
 
 
+@pytest.mark.slow
 def test_a_tiny_benchmark_runs_every_row_and_reuses_finished_runs(tmp_path, monkeypatch):
     data = make_builtin_dataset(tmp_path / "tiny", n_train=8, n_val=4, size=32)
     argv = ["--data", str(data), "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--rates", "0.5",
@@ -86,6 +87,7 @@ def test_a_tiny_benchmark_runs_every_row_and_reuses_finished_runs(tmp_path, monk
     pd.testing.assert_series_equal(again["top1_last"], table["top1_last"])
 
 
+@pytest.mark.slow
 def test_latency_rows_allocate_at_the_uniform_rates_measured_latency(tmp_path, counted_timing):
     """--latency adds widths allocated by the ONNX Runtime latency table for the uniform rate's measured latency, and
     every plan row carries its measured latency (a deterministic clock here: shapes and bookkeeping, not speed)."""

@@ -25,6 +25,7 @@ def a_dead_pid():
     return p.pid
 
 
+@pytest.mark.subprocess
 def test_a_live_owner_keeps_the_folder_and_a_dead_one_does_not(tmp_path):
     folder = tmp_path / "exp"
     folder.mkdir()
@@ -46,6 +47,8 @@ def test_a_live_owner_keeps_the_folder_and_a_dead_one_does_not(tmp_path):
     assert (folder / run_lock.LOCK_NAME).exists()
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_training_into_a_busy_folder_is_one_line_before_any_work(tmp_path):
     data = make_builtin_dataset(tmp_path / "tiny", n_train=2, n_val=1, size=32)
     folder = tmp_path / "runs" / "exp"
@@ -76,6 +79,7 @@ def test_a_finished_run_releases_its_folder_and_warns_about_one_class(tmp_path, 
     assert any("has one class folder (dots)" in r.getMessage() for r in logs.records)
 
 
+@pytest.mark.subprocess
 def test_temp_files_of_killed_writes_are_removed_by_the_next_write(tmp_path):
     target = tmp_path / "last.pt"
     stale = tmp_path / f".last.pt.{a_dead_pid()}.abc123.tmp"  # SIGKILL mid-write: the temp stays behind
@@ -104,6 +108,8 @@ def test_progress_bars_are_off_when_not_a_terminal(monkeypatch):
     assert not log.progress_bar(range(3), file=stream).disable
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_a_training_log_written_to_a_file_stays_small(tmp_path):
     data = make_builtin_dataset(tmp_path / "tiny", n_train=20, n_val=4, size=32)
     log_file = tmp_path / "train.log"

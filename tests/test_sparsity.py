@@ -43,6 +43,7 @@ def test_gradient_shrinks_a_tied_channel_as_a_whole():
     assert torch.isfinite(a.grad).all() and a.grad[1].abs().item() < 1e-3
 
 
+@pytest.mark.slow
 def test_sparsity_training_shrinks_batchnorm_scales(data, tmp_path):
     common = dict(data=str(data), cfg="yolov5n-cls.yaml", imgsz=32, batch_size=16, workers=0, device="cpu", seed=0,
                   epochs=2, project=str(tmp_path), lr0=0.01)

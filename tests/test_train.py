@@ -121,6 +121,7 @@ class Killed(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(two_epochs, data, tmp_path, monkeypatch, workers):
     """2 epochs straight == 1 epoch, a 'kill' right after its last.pt, then --resume for the 2nd epoch; with
@@ -151,6 +152,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(two_epochs, data,
                                   rtol=1e-4)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_sigkill_then_resume_writes_each_epoch_once(data, tmp_path):
     epochs = 5
     project = tmp_path / "runs"
@@ -175,6 +178,9 @@ def test_sigkill_then_resume_writes_each_epoch_once(data, tmp_path):
     assert again.returncode == 2 and "finished run" in again.stderr and "Traceback" not in again.stderr
 
 
+@pytest.mark.distributed
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(data, tmp_path, source_weights):
     """torchrun with 2 gloo processes; hrank scores computed on rank 0 and shared with rank 1."""
     project = tmp_path / "runs"
@@ -211,6 +217,7 @@ def test_each_rank_resumes_its_own_rng_state():
     assert rng_for_rank({"torch": "old"}, 0, 1) == {"torch": "old"}  # checkpoints holding rank 0's state alone
 
 
+@pytest.mark.slow
 def test_pruned_training_from_ranked_weights(data, tmp_path, source_weights):
     result = train.run(data=str(data), epochs=1, project=str(tmp_path), rate=0.5, weights=str(source_weights),
                        criterion="l1", **COMMON)
@@ -236,6 +243,8 @@ def wrong_size_weights(tmp_path_factory):
                            tmp_path_factory.mktemp("wrong") / "yolov5s-src.pt")
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,words", [
     (["--rate", "[0.3]*9"], ["bad rate", "got 9", "10 rates"]),
     (["--rate", "1.5"], ["bad rate", "outside [0, 1)"]),
@@ -256,6 +265,7 @@ def test_cli_errors_are_one_line(data, tmp_path, wrong_size_weights, extra, word
     assert not project.exists()  # no empty run folder left behind
 
 
+@pytest.mark.slow
 def test_ema_tau_sets_how_closely_the_average_follows(data, tmp_path):
     """--ema-tau: YOLOv5's 2000-step ramp leaves the average at the weights after 5 steps; tau 1 averages them."""
     gaps = {}
@@ -387,6 +397,8 @@ def test_get_latest_run_is_the_latest_unfinished_one(tmp_path):
     assert train.get_latest_run(tmp_path) == str(tmp_path / "unfinished" / "weights" / "last.pt")
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_and_resume_finishes_every_epoch_once(data, tmp_path, two_epochs):
     """SIGINT in epoch 1 (the case that used to leave a run with only opt.yaml): one line, exit 130, last.pt intact;
     a bare --resume then picks this run, not a newer finished one, and runs each epoch once."""
@@ -430,6 +442,7 @@ def test_plot_results_reads_ours_and_yolov5_padded_csv(tmp_path):
     assert (plot_results(padded / "results.csv")).is_file()
 
 
+@pytest.mark.slow
 def test_upstream_flags_infer_the_architecture_from_weights(data, tmp_path):
     """YOLOv5 users pass only --model: an upstream-style classifier pickle (no YAML inside) or a detector."""
     torch.manual_seed(0)
@@ -449,6 +462,7 @@ def test_upstream_flags_infer_the_architecture_from_weights(data, tmp_path):
         assert result["unpruned_parameters"] == sum(p.numel() for p in ClassificationModel("yolov5n-cls.yaml", nc=10).parameters())
 
 
+@pytest.mark.slow
 def test_fine_tuning_a_pruned_checkpoint_keeps_its_rates(data, tmp_path, source_weights):
     options = dict(COMMON, cfg="", data=str(data), epochs=1, project=str(tmp_path), criterion="l1")
     first = train.run(weights=str(source_weights), rate="[0.]+[0.5]*9", name="pruned", **options)

@@ -197,6 +197,8 @@ def trained_by_ultralytics(tmp_path_factory):
     return data, root / "runs" / "run" / "weights" / "epoch0.pt", torch.load(root / "runs" / "reference.pt")
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_training_checkpoint_of_ultralytics_trainer_loads(trained_by_ultralytics):
     data, path, reference = trained_by_ultralytics
     ckpt = load_checkpoint(path)
@@ -208,6 +210,8 @@ def test_training_checkpoint_of_ultralytics_trainer_loads(trained_by_ultralytics
         assert torch.allclose(model(reference["x"]), reference["logits"], atol=1e-4)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_train_on_ultralytics_checkpoint_then_predict(trained_by_ultralytics, tmp_path):
     data, path, _ = trained_by_ultralytics
     env = subprocess_env(tmp_path)

@@ -128,6 +128,7 @@ def test_scale_letter_and_unknown_names_are_one_line():
         ClassificationModel("yolo99n-cls.yaml")
 
 
+@pytest.mark.slow
 def test_prune_pipeline_for_a_budget_and_rank_rate(tmp_path, monkeypatch):
     """classify/prune.py --cfg yolo11n-cls.yaml --target-flops: baseline, ranks, sensitivity, allocated widths (halves
     equal), distilled fine-tunes, summary; then classify/rank.py and train.py --rate on the same baseline."""

@@ -62,6 +62,8 @@ def pruned_checkpoint(path, cfg, rate=0.5, plan="ultralytics", target_flops=None
     return attempt_load(path)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 @pytest.mark.parametrize("target_flops", [None, 0.3], ids=["rate0.5", "target-flops0.3"])
 @pytest.mark.parametrize("cfg", ["yolov8n-cls.yaml", "yolo11n-cls.yaml", "yolo26n-cls.yaml"])
 def test_ultralytics_trainer_keeps_the_pruned_model(cfg, target_flops, tmp_path):
@@ -92,6 +94,7 @@ def test_ultralytics_trainer_keeps_the_pruned_model(cfg, target_flops, tmp_path)
     assert sum(p.numel() for p in trained.parameters()) == n_ours
 
 
+@pytest.mark.slow
 def test_the_exported_yaml_says_every_width(tmp_path):
     ours = pruned_checkpoint(tmp_path / "p.pt", "yolo11n-cls.yaml")
     file = export.run(weights=tmp_path / "p.pt", include=["ultralytics"])[0]
@@ -104,6 +107,7 @@ def test_the_exported_yaml_says_every_width(tmp_path):
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_widths_ultralytics_derives_are_kept_under_the_plan_and_checked_at_export(tmp_path, logs):
     free = ClassificationModel("yolo11n-cls.yaml", nc=10, rate=0.5)
     planned = ClassificationModel(with_plan(load_yaml("yolo11n-cls.yaml"), "ultralytics"), nc=10, rate=0.5)
@@ -128,6 +132,7 @@ def test_plan_is_for_ultralytics_architectures():
     assert with_plan(load_yaml("yolov5n-cls.yaml"), "") == load_yaml("yolov5n-cls.yaml")
 
 
+@pytest.mark.slow
 def test_a_budget_is_checked_with_the_data_class_count(tmp_path):
     """Under the plan the head's 1280 x nc linear cannot shrink: reachability depends on nc, so the early check
     counts the data's classes (10 here), not the YAML's 1000."""

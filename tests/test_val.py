@@ -106,6 +106,8 @@ def test_half_on_cpu_falls_back_to_fp32(data, project_ckpt, tmp_path):
     assert half[:2] == fp32[:2]
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_fewer_model_classes_than_folders_is_one_line_error(data, tmp_path):
     small = save_checkpoint(checkpoint_dict(ClassificationModel("yolov5n-cls.yaml", nc=3)), tmp_path / "nc3.pt")
     env = dict(os.environ, OMP_NUM_THREADS="1", YOLOV5_DATASETS_DIR=str(tmp_path / "datasets"))
