@@ -33,9 +33,8 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from models.experimental import attempt_load, check_classifier  # noqa: E402
-from models.yolo import ClassificationModel  # noqa: E402
+from models.yolo import ClassificationModel, input_norm  # noqa: E402
 from utils.atomic import atomic_path  # noqa: E402
-from utils.augmentations import input_norm  # noqa: E402
 from utils.cli import (HelpFormatter, UserError, check_at_least, check_img_size, check_writable,  # noqa: E402
                        model_imgsz, print_args, run_cli)
 from utils.device import select_device  # noqa: E402

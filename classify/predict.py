@@ -29,7 +29,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from models.experimental import load_classifier  # noqa: E402
-from utils.augmentations import classify_transforms, input_norm  # noqa: E402
+from models.yolo import input_norm  # noqa: E402
+from utils.augmentations import classify_transforms  # noqa: E402
 from utils.cli import HelpFormatter, check_img_size, check_writable, model_imgsz, print_args, run_cli  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402

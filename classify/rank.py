@@ -29,12 +29,11 @@ from models.budget import (check_reachable, chosen_target, drop_predictor, plan_
 from models.experimental import cfg_of, model_from_checkpoint  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, RESIDUAL_MODES, compute_scores, get_criterion  # noqa: E402
 from models.prune import load_model  # noqa: E402
-from models.yolo import ClassificationModel, DetectionModel, classifier_yaml  # noqa: E402
+from models.yolo import ClassificationModel, DetectionModel, classifier_yaml, input_norm  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.checkpoints import load_checkpoint  # noqa: E402
 from utils.cli import (WORKERS_HELP, HelpFormatter, add_target_options, check_at_least, check_img_size,  # noqa: E402
                        check_writable, model_imgsz, print_args, run_cli)
-from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset  # noqa: E402
 from utils.device import select_device  # noqa: E402

@@ -26,8 +26,8 @@ import torch  # noqa: E402
 from models.budget import SENSITIVITY_RATES, sensitivity  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, compute_scores, get_criterion  # noqa: E402
 from models.experimental import attempt_load, check_classifier  # noqa: E402
+from models.yolo import input_norm  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
-from utils.augmentations import input_norm  # noqa: E402
 from utils.cli import (WORKERS_HELP, HelpFormatter, check_at_least, check_img_size, check_writable,  # noqa: E402
                        model_imgsz, print_args, run_cli)
 from utils.dataloaders import create_classification_dataloader  # noqa: E402

@@ -62,13 +62,12 @@ from models.decay import ChannelFade  # noqa: E402
 from models.graph import channel_groups, make_divisible  # noqa: E402
 from models.prune import load_model, needs_scores, source_architecture  # noqa: E402
 from models.sparsity import GroupLasso, check_sparsity  # noqa: E402
-from models.yolo import (ClassificationModel, classifier_yaml, resolve_rates,  # noqa: E402
+from models.yolo import (ClassificationModel, classifier_yaml, input_norm, resolve_rates,  # noqa: E402
                          with_plan)
 from utils.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
                                load_checkpoint, save_checkpoint, to_cpu)
 from utils.cli import (WORKERS_HELP, HelpFormatter, USER_ERRORS, Interrupted, UserError,  # noqa: E402
                        add_target_options, check_at_least, check_img_size, check_writable, print_args, run_cli)
-from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader, share_cpu_cores  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, class_names, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402

@@ -22,9 +22,9 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from models.experimental import load_classifier  # noqa: E402
+from models.yolo import input_norm  # noqa: E402
 from utils.cli import (WORKERS_HELP, HelpFormatter, check_at_least, check_img_size, check_writable,  # noqa: E402
                        model_imgsz, print_args, run_cli)
-from utils.augmentations import input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402

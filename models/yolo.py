@@ -17,6 +17,7 @@ from models.common import C3, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Foc
 from models.graph import ULTRALYTICS_PLAN, BlockSpec, handler_for, make_divisible  # noqa: F401 (make_divisible: public)
 from models.rates import kept_width, parse_rates
 from models.ultralytics_blocks import C2PSA, C2f, C3k2
+from utils.augmentations import IMAGENET_NORM, UNIT_NORM
 from utils.log import LOGGER
 
 MODELS_DIR = Path(__file__).resolve().parent
@@ -60,6 +61,15 @@ MODULES["Detect"] = Detect
 def is_ultralytics(d):
     """True for an ultralytics-style YAML dict (YOLOv8/YOLO11/YOLO26: compound `scales`, ultralytics' width rule)."""
     return isinstance(d, dict) and bool(d.get("scales"))
+
+
+def input_norm(model):
+    """(mean, std) a model's weights expect: ultralytics' YOLOv8/YOLO11/YOLO26 (YAML with `scales`) take raw [0, 1]
+    pixels, YOLOv5's take ImageNet-normalised ones. `model` may be a model, a YAML dict, or None (YOLOv5's)."""
+    if hasattr(model, "input_mean_std"):  # an exported model that says (utils/onnx_model.py)
+        return model.input_mean_std
+    d = model if isinstance(model, dict) else getattr(model, "yaml", None)
+    return UNIT_NORM if is_ultralytics(d) else IMAGENET_NORM
 
 
 def ultralytics_yaml(name):

@@ -10,7 +10,8 @@ import export
 from classify import predict, rank, sensitivity, val
 from data.builtin import make_builtin_dataset
 from models.experimental import attempt_load, trained_imgsz
-from utils.augmentations import classify_transforms, input_norm
+from models.yolo import input_norm
+from utils.augmentations import classify_transforms
 from utils.cli import DEFAULT_IMGSZ, model_imgsz
 from utils.ranks import load_scores
 

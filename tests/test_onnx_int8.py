@@ -8,6 +8,7 @@ import pytest
 import export
 from classify import predict, val
 from data.builtin import make_builtin_dataset
+from models.yolo import input_norm
 from utils.cli import UserError
 from utils.onnx_model import OnnxClassifier
 
@@ -90,7 +91,7 @@ def test_a_file_without_its_normalisation_warns_and_assumes_yolov5s(exported, tm
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
     onnx.save(model, str(tmp_path / "old.onnx"))
-    from utils.augmentations import IMAGENET_NORM, UNIT_NORM, input_norm
+    from utils.augmentations import IMAGENET_NORM, UNIT_NORM
 
     assert input_norm(OnnxClassifier(tmp_path / "old.onnx")) == IMAGENET_NORM
     assert any("does not say how its inputs are normalised" in r.getMessage() for r in logs.records)

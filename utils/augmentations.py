@@ -17,17 +17,6 @@ IMAGENET_NORM = (IMAGENET_MEAN, IMAGENET_STD)  # what YOLOv5's classifiers are t
 UNIT_NORM = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # ultralytics' classifiers take pixels in [0, 1], unnormalised
 
 
-def input_norm(model):
-    """(mean, std) a model's weights expect: ultralytics' YOLOv8/YOLO11/YOLO26 (YAML with `scales`) take raw [0, 1]
-    pixels, YOLOv5's take ImageNet-normalised ones. `model` may be a model, a YAML dict, or None (YOLOv5's)."""
-    from models.yolo import is_ultralytics
-
-    if hasattr(model, "input_mean_std"):  # an exported model that says (utils/onnx_model.py)
-        return model.input_mean_std
-    d = model if isinstance(model, dict) else getattr(model, "yaml", None)
-    return UNIT_NORM if is_ultralytics(d) else IMAGENET_NORM
-
-
 class Compose:
     """Apply `transforms` in order: torchvision's Compose, written here because importing torchvision loads
     torch._dynamo (~2 s at start, ~0.7 s at exit), which val and predict otherwise never load."""

@@ -71,7 +71,7 @@ class ClassificationDataset(Dataset):
     this process, so forked DataLoader workers share the arrays) or 'disk' (decode once to `<image>.npy`).
     transform: optional override of the default train/eval transform for `augment`. hyp: the augmentation
     settings of utils.hyp (None: the defaults of data/hyps/hyp.cls.yaml). norm: (mean, std) of the model's inputs
-    (utils.augmentations.input_norm; None: ImageNet's, as YOLOv5's).
+    (models.yolo.input_norm; None: ImageNet's, as YOLOv5's).
     """
 
     def __init__(self, root, augment, imgsz, cache=False, transform=None, hyp=None, norm=None):

@@ -8,7 +8,7 @@ share with theirs (C2f.c, Attention.key_dim, ...). The file is saved as ultralyt
 a dict with 'train_args', 'date', 'version', ...).
 
 Preprocessing: ultralytics feeds its classifiers RGB in [0, 1], in prediction, validation and its exported formats
-alike, and so does this project for ultralytics' architectures (utils/augmentations.py input_norm). A YOLOv5-family
+alike, and so does this project for ultralytics' architectures (models/yolo.py input_norm). A YOLOv5-family
 model expects ImageNet-normalised RGB: its exported model starts with a fixed per-channel 1x1 convolution that does
 the normalisation, so every ultralytics path sees the inputs the model was trained on (the YAML's
 `input_normalization` says so; project_state_dict leaves it out when the file is read back here). Resizing differs a little: ultralytics scales the short side with PIL (antialiased bilinear) then crops
@@ -24,7 +24,8 @@ import torch.nn as nn
 
 from models import common
 from models import ultralytics_blocks as blocks
-from utils.augmentations import IMAGENET_MEAN, IMAGENET_STD, UNIT_NORM, input_norm
+from models.yolo import input_norm
+from utils.augmentations import IMAGENET_MEAN, IMAGENET_STD, UNIT_NORM
 from utils.checkpoints import save_checkpoint
 
 # Per-layer notes of this project's pruning plan: left out, the YAML carries the plan. ultralytics' layer loop and
