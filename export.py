@@ -9,7 +9,7 @@ unpruned (rate 0), exported the same way. ONNX needs `pip install onnx` (onnxrun
 onnxslim or onnxsim for --simplify).
 
 `best_ultralytics.pt` is the model for ultralytics' own tools: `YOLO("best_ultralytics.pt").predict(...)`, `.val(...)`,
-`.export(...)` (utils/ultralytics_export.py; it needs `pip install ultralytics`). It takes ultralytics' inputs (RGB in
+`.export(...)` (models/io/ultralytics_export.py; it needs `pip install ultralytics`). It takes ultralytics' inputs (RGB in
 [0, 1]), as YOLOv8/YOLO11/YOLO26 models do here too; a YOLOv5-family model, trained on ImageNet-normalised inputs,
 gets that normalisation as its first layer. Its weights are float32 (float16 with --half, as ultralytics' own files).
 """
@@ -132,7 +132,7 @@ def simplify_onnx(model_onnx):
 
 def export_ultralytics(model, im, file, half=False):
     """The unfused float32 model as an ultralytics checkpoint, for im's image size (float16 weights with half)."""
-    from utils.ultralytics_export import export_ultralytics as write
+    from models.io.ultralytics_export import export_ultralytics as write
 
     return write(model, file, imgsz=list(im.shape[2:]), half=half)
 
@@ -185,7 +185,7 @@ def run_onnx(file, im):
 
 def run_ultralytics(file, im):
     """Logits of the ultralytics checkpoint, loaded and run by ultralytics itself."""
-    from utils.ultralytics_export import ultralytics_logits
+    from models.io.ultralytics_export import ultralytics_logits
 
     return ultralytics_logits(file, im)
 
@@ -297,7 +297,7 @@ def run(
     reference = check_classifier(attempt_load(file, device=device), file, "export.py")  # unfused FP32: the truth
     imgsz = height_width(model_imgsz(imgsz, reference))
     if "ultralytics" in include:  # before any file is written: a model ultralytics cannot hold is refused first
-        from utils.ultralytics_export import ultralytics_model
+        from models.io.ultralytics_export import ultralytics_model
 
         ultralytics_model(reference)
     model = deepcopy(reference).fuse().eval()  # BN folded into convs, as deployed

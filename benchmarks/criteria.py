@@ -28,11 +28,11 @@ from classify import val as val_cli  # noqa: E402
 from classify.rank import tied_fraction  # noqa: E402
 from models.criteria import CRITERIA, HRank, get_criterion, recalibrate_bn, register, scoring_points  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
+from models.io.ranks import load_scores  # noqa: E402
 from models.prune import channel_groups, load_model  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import check_cls_dataset, eval_split  # noqa: E402
-from utils.ranks import load_scores  # noqa: E402
 
 
 @register

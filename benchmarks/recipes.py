@@ -110,7 +110,7 @@ def _finished_run(folder, options):
     """The row values of a run in `folder` that finished with the same options (its last.pt says), else None."""
     from models.experimental import attempt_load
     from models.yolo import ClassificationModel
-    from utils.checkpoints import CheckpointError, load_checkpoint
+    from models.io.checkpoints import CheckpointError, load_checkpoint
     from utils.model_info import count_params, model_gflops
 
     try:
@@ -157,7 +157,7 @@ def allocation_drop(baseline, ranks, data, opt, seed, folder):
     from models.budget import drop_predictor
     from models.experimental import attempt_load
     from utils.datasets import check_cls_dataset
-    from utils.ranks import load_scores
+    from models.io.ranks import load_scores
 
     table = sensitivity_cli.group_sensitivity(attempt_load(baseline), check_cls_dataset(data),
                                               load_scores(ranks)[0], opt["imgsz"], opt["batch_size"], images=512,

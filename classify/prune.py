@@ -31,11 +31,12 @@ from classify import rank as rank_cli  # noqa: E402
 from classify import sensitivity as sensitivity_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
 from classify import val as val_cli  # noqa: E402
-from models.latency import check_latency_options  # noqa: E402
 from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
                            planned_yaml, read_sensitivity)
-from models.experimental import attempt_load, cfg_of, check_classifier  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, recalibrate_bn  # noqa: E402
+from models.experimental import attempt_load, cfg_of, check_classifier  # noqa: E402
+from models.io.ranks import load_scores  # noqa: E402
+from models.latency import check_latency_options  # noqa: E402
 from models.prune import load_model, needs_scores  # noqa: E402
 from models.yolo import ClassificationModel, input_norm, load_yaml, with_plan  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
@@ -51,7 +52,6 @@ from utils.model_info import count_params, model_gflops  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
 from utils.plots import plot_sensitivity  # noqa: E402
 from utils.profiling import median_latency  # noqa: E402
-from utils.ranks import load_scores  # noqa: E402
 
 
 def _accuracy(model, loader):

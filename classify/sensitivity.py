@@ -26,6 +26,7 @@ import torch  # noqa: E402
 from models.budget import SENSITIVITY_RATES, sensitivity  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, compute_scores, get_criterion  # noqa: E402
 from models.experimental import attempt_load, check_classifier  # noqa: E402
+from models.io.ranks import load_scores  # noqa: E402
 from models.yolo import input_norm  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import (WORKERS_HELP, HelpFormatter, check_at_least, check_img_size, check_writable,  # noqa: E402
@@ -36,7 +37,6 @@ from utils.device import select_device  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
 from utils.plots import plot_sensitivity  # noqa: E402
-from utils.ranks import load_scores  # noqa: E402
 
 
 def parse_rate_list(text):

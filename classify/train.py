@@ -53,39 +53,39 @@ from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
 from classify import val as validate  # noqa: E402
 from classify.rank import score_filters, score_model  # noqa: E402
-from models.latency import check_latency_options  # noqa: E402
 from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
                            planned_yaml, read_sensitivity)
 from models.criteria import CRITERIA, DEFAULT_CRITERION, check_criterion  # noqa: E402
-from models.experimental import attempt_load, cfg_of  # noqa: E402
 from models.decay import ChannelFade  # noqa: E402
+from models.experimental import attempt_load, cfg_of  # noqa: E402
 from models.graph import channel_groups, make_divisible  # noqa: E402
+from models.io.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
+                               load_checkpoint, save_checkpoint, to_cpu)
+from models.io.ranks import load_scores, save_scores  # noqa: E402
+from models.latency import check_latency_options  # noqa: E402
 from models.prune import load_model, needs_scores, source_architecture  # noqa: E402
 from models.sparsity import GroupLasso, check_sparsity  # noqa: E402
 from models.yolo import (ClassificationModel, classifier_yaml, input_norm, resolve_rates,  # noqa: E402
                          with_plan)
-from utils.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
-                               load_checkpoint, save_checkpoint, to_cpu)
+from utils import run_lock  # noqa: E402
 from utils.cli import (WORKERS_HELP, HelpFormatter, USER_ERRORS, Interrupted, UserError,  # noqa: E402
                        add_target_options, check_at_least, check_img_size, check_writable, print_args, run_cli)
 from utils.dataloaders import create_classification_dataloader, share_cpu_cores  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, class_names, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.distill import DISTILL_ALPHA, DISTILL_FEATURES, DISTILL_T, Distiller, check_distillation, output_classes  # noqa: E402
-from utils.downloads import attempt_download  # noqa: E402
 from utils.distributed import (LOCAL_RANK, RANK, WORLD_SIZE, broadcast_object, cleanup, de_parallel,  # noqa: E402
                                gather_object, init_distributed, is_main_process, torch_distributed_zero_first)
+from utils.downloads import attempt_download  # noqa: E402
 from utils.ema import EMA_TAU, ModelEMA  # noqa: E402
 from utils.hyp import DEFAULT_HYP, load_hyp, save_hyp  # noqa: E402
 from utils.log import LOGGER, colorstr, is_nested, progress_bar  # noqa: E402
 from utils.metrics import EarlyStopping  # noqa: E402
 from utils.model_info import model_info  # noqa: E402
 from utils.optim import OPTIMIZERS, lr_scheduler, multi_tensor, smart_optimizer  # noqa: E402
-from utils import run_lock  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
 from utils.plots import plot_results  # noqa: E402
 from utils.profiling import median_latency  # noqa: E402
-from utils.ranks import load_scores, save_scores  # noqa: E402
 from utils.results import results_row, write_results  # noqa: E402
 from utils.seeds import init_seeds, restore_rng_state, rng_for_rank, rng_state  # noqa: E402
 

@@ -3,10 +3,10 @@
 import torch
 import torch.nn as nn
 
+from models.io.checkpoints import CheckpointError, is_project_checkpoint, load_checkpoint
+from models.io.ultralytics_export import NORMALIZATION_KEY, project_state_dict
 from models.yolo import ClassificationModel, is_ultralytics
-from utils.checkpoints import CheckpointError, is_project_checkpoint, load_checkpoint
 from utils.downloads import attempt_download
-from utils.ultralytics_export import NORMALIZATION_KEY, project_state_dict
 
 TORCH_BN_EPS = 1e-5  # BatchNorm2d's default, which ultralytics' classifiers keep
 

@@ -52,7 +52,7 @@ def _source_weights(source):
         state = source
     else:
         from models.experimental import model_from_checkpoint
-        from utils.checkpoints import load_checkpoint
+        from models.io.checkpoints import load_checkpoint
         from utils.downloads import attempt_download
 
         ckpt = load_checkpoint(attempt_download(source)) if not isinstance(source, dict) else source

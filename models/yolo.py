@@ -2,7 +2,7 @@
 
 `ClassificationModel` and `DetectionModel` keep upstream's names and attributes so upstream checkpoints,
 which pickle whole models, unpickle onto these classes (through the restricted loader in
-utils/checkpoints.py; nothing is evaluated from a file or a YAML).
+models/io/checkpoints.py; nothing is evaluated from a file or a YAML).
 """
 
 import contextlib

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
+from models.io.checkpoints import checkpoint_dict, save_checkpoint
 from models.yolo import ClassificationModel
-from utils.checkpoints import checkpoint_dict, save_checkpoint
 from utils.paths import ROOT  # repository root
 
 __all__ = ["ROOT", "Payload", "http_server", "lively", "make_checkpoint"]

@@ -13,10 +13,10 @@ from models.budget import (CostModel, ScoreDrop, SensitivityDrop, allocate, chos
                            plan_cost, sensitivity, silence, top1, uniform_plan)
 from models.criteria import compute_scores
 from models.experimental import attempt_load
+from models.io.checkpoints import checkpoint_dict, load_checkpoint, save_checkpoint
+from models.io.ranks import load_scores
 from models.prune import channel_groups, load_model, needs_scores, select_channels
 from models.yolo import ClassificationModel
-from utils.checkpoints import checkpoint_dict, load_checkpoint, save_checkpoint
-from utils.ranks import load_scores
 
 from helpers import ROOT, lively
 from test_prune import X, _silence_filters_pruning_drops, _source

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from models.experimental import attempt_load
-from models.yolo import ClassificationModel, DetectionModel
-from utils.checkpoints import (CheckpointError, UnsafeCheckpointError, checkpoint_dict, load_checkpoint,
+from models.io.checkpoints import (CheckpointError, UnsafeCheckpointError, checkpoint_dict, load_checkpoint,
                                save_checkpoint)
+from models.yolo import ClassificationModel, DetectionModel
 
 from helpers import Payload, upstream_transforms
 
@@ -71,7 +71,7 @@ def test_own_checkpoint_loads_without_importing_torchvision(tmp_path):
     from helpers import ROOT, make_checkpoint
 
     path = make_checkpoint(tmp_path / "ours.pt")
-    code = ("import sys; from utils.checkpoints import load_checkpoint; "
+    code = ("import sys; from models.io.checkpoints import load_checkpoint; "
             f"ckpt = load_checkpoint({str(path)!r}); print(sorted(ckpt)[:2], 'torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("False"), out

@@ -150,7 +150,7 @@ def test_files_written_atomically_keep_the_umask_mode(tmp_path):
     import os
 
     from utils.atomic import write_text_atomic
-    from utils.checkpoints import save_checkpoint
+    from models.io.checkpoints import save_checkpoint
 
     save_checkpoint({"a": 1}, tmp_path / "last.pt")
     write_text_atomic(tmp_path / "results.csv", "epoch\n")

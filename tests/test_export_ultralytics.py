@@ -15,12 +15,12 @@ os.environ.setdefault("YOLO_OFFLINE", "1")  # before ultralytics is imported: no
 
 from export import main, parse_opt, run  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
+from models.io.checkpoints import checkpoint_dict, save_checkpoint  # noqa: E402
+from models.io.ultralytics_export import (UnsupportedModelError, export_ultralytics, project_state_dict,  # noqa: E402
+                                      ultralytics_logits, ultralytics_model)
 from models.yolo import ClassificationModel, classifier_yaml, input_norm, load_yaml  # noqa: E402
 from utils.augmentations import classify_transforms  # noqa: E402
-from utils.checkpoints import checkpoint_dict, save_checkpoint  # noqa: E402
 from utils.cli import UserError, run_cli  # noqa: E402
-from utils.ultralytics_export import (UnsupportedModelError, export_ultralytics, project_state_dict,  # noqa: E402
-                                      ultralytics_logits, ultralytics_model)
 
 from helpers import ROOT, lively  # noqa: E402
 

@@ -10,10 +10,10 @@ import export
 from classify import predict, rank, sensitivity, val
 from data.builtin import make_builtin_dataset
 from models.experimental import attempt_load, trained_imgsz
+from models.io.ranks import load_scores
 from models.yolo import input_norm
 from utils.augmentations import classify_transforms
 from utils.cli import DEFAULT_IMGSZ, model_imgsz
-from utils.ranks import load_scores
 
 from helpers import make_checkpoint
 

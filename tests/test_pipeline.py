@@ -9,7 +9,7 @@ import pytest
 from classify import prune as pipeline
 from data.builtin import make_builtin_dataset
 from models.experimental import attempt_load
-from utils.checkpoints import load_checkpoint
+from models.io.checkpoints import load_checkpoint
 from utils.paths import ROOT
 
 

@@ -8,10 +8,10 @@ import torch
 
 from classify import rank
 from data.builtin import make_builtin_dataset
+from models.io.checkpoints import checkpoint_dict, save_checkpoint
+from models.io.ranks import load_scores
 from models.prune import channel_groups, load_model
 from models.yolo import ClassificationModel, DetectionModel
-from utils.checkpoints import checkpoint_dict, save_checkpoint
-from utils.ranks import load_scores
 
 from helpers import ROOT
 

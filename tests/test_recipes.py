@@ -68,7 +68,7 @@ def test_a_tiny_benchmark_runs_every_row_and_reuses_finished_runs(tmp_path, monk
     assert pruned.loc["uniform fade", "parameters"] == pruned.loc["scratch", "parameters"]
     assert pruned.loc["sp0.01 uniform fade", "parameters"] == pruned.loc["scratch", "parameters"]
     folder = Path(f"{data}-seed0")  # an absolute --data path: the pair folder sits beside it
-    from utils.checkpoints import load_checkpoint
+    from models.io.checkpoints import load_checkpoint
 
     assert load_checkpoint(folder / "baseline-sp0.01" / "weights" / "last.pt")["opt"]["sparsity"] == 0.01
     assert load_checkpoint(folder / "sp0.01-uniform-cut-0.5" / "weights" / "last.pt")["opt"]["weights"] == str(

@@ -11,9 +11,9 @@ import pytest
 
 from classify import train
 from data.builtin import make_builtin_dataset
+from models.io.checkpoints import save_checkpoint
 from utils import run_lock
 from utils.atomic import atomic_path
-from utils.checkpoints import save_checkpoint
 
 from helpers import ROOT
 

@@ -16,9 +16,9 @@ import torch
 import classify.train as train
 from classify import val
 from models.experimental import attempt_load
+from models.io.checkpoints import checkpoint_dict, save_checkpoint
+from models.io.ranks import load_scores
 from models.yolo import ClassificationModel
-from utils.checkpoints import checkpoint_dict, save_checkpoint
-from utils.ranks import load_scores
 from utils.results import COLUMNS
 
 from helpers import ROOT

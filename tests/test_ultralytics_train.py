@@ -16,11 +16,11 @@ from data.builtin import make_builtin_dataset
 from models.budget import ScoreDrop, plan_for_target
 from models.criteria import compute_scores
 from models.experimental import attempt_load
+from models.io.checkpoints import checkpoint_dict, load_checkpoint, save_checkpoint
+from models.io.ultralytics_export import ultralytics_model
+from models.io.ultralytics_yaml import explicit_yaml, rebuild_mismatch
 from models.yolo import ClassificationModel, load_yaml, with_plan
-from utils.checkpoints import checkpoint_dict, load_checkpoint, save_checkpoint
 from utils.model_info import count_flops
-from utils.ultralytics_export import ultralytics_model
-from utils.ultralytics_yaml import explicit_yaml, rebuild_mismatch
 
 from helpers import lively
 

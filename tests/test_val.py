@@ -10,9 +10,9 @@ import torch.nn as nn
 
 from classify import val
 from data.builtin import make_builtin_dataset
+from models.io.checkpoints import checkpoint_dict, save_checkpoint
 from models.yolo import ClassificationModel
 from utils.augmentations import classify_transforms
-from utils.checkpoints import checkpoint_dict, save_checkpoint
 from utils.dataloaders import ClassificationDataset, create_classification_dataloader
 
 from helpers import ROOT

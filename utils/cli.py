@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-from utils.checkpoints import CheckpointError
 from utils.log import LOGGER, colorstr, is_nested
 from utils.paths import ROOT
 
@@ -21,7 +20,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 # Errors that mean "the input was wrong", reported as one line. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, CheckpointError, ConnectionError, PermissionError)
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, ConnectionError, PermissionError)  # with CheckpointError
 
 
 def run_cli(main, opt, prog=None):

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 
-from utils.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from models.io.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 
 SCORES_FORMAT = "yolov5-prune-scores/1"
 

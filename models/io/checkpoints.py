@@ -16,12 +16,13 @@ import torch
 import torch.nn as nn
 
 from utils.atomic import atomic_path
+from utils.cli import UserError
 
 FORMAT = "yolov5-prune/1"  # marks this project's checkpoint dicts
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, corrupt or of an unexpected kind."""
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint that is missing, corrupt or of an unexpected kind (a user error: reported as one line)."""
 
 
 class UnsafeCheckpointError(CheckpointError):

@@ -24,9 +24,9 @@ import torch.nn as nn
 
 from models import common
 from models import ultralytics_blocks as blocks
+from models.io.checkpoints import save_checkpoint
 from models.yolo import input_norm
 from utils.augmentations import IMAGENET_MEAN, IMAGENET_STD, UNIT_NORM
-from utils.checkpoints import save_checkpoint
 
 # Per-layer notes of this project's pruning plan: left out, the YAML carries the plan. ultralytics' layer loop and
 # summaries read the others (f, i, np, type).
@@ -131,9 +131,9 @@ def project_state_dict(ul_model):
 def trainable_yaml(model, d, layers):
     """(YAML, problem): the YAML to write into the exported file, and why ultralytics' trainer could not keep the
     model's widths (None when it can). ultralytics' Model.train() rebuilds the model from its YAML: for an
-    ultralytics architecture that is a YAML with every width written out (utils/ultralytics_yaml.py), when
+    ultralytics architecture that is a YAML with every width written out (models/io/ultralytics_yaml.py), when
     ultralytics rebuilds it exactly from that; otherwise `d` as it is."""
-    from utils.ultralytics_yaml import explicit_yaml, rebuild_mismatch
+    from models.io.ultralytics_yaml import explicit_yaml, rebuild_mismatch
 
     if NORMALIZATION_KEY in d:
         return d, "a YOLOv5-family model starts with an input normalisation layer that ultralytics' YAML cannot say"

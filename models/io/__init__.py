@@ -1,0 +1,1 @@
+"""Reading and writing models: checkpoints (restricted unpickling), scores files, and ultralytics interop."""
