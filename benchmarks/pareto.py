@@ -23,11 +23,12 @@ import torch  # noqa: E402
 
 from classify import sensitivity as sensitivity_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
-from models.budget import CostModel, SensitivityDrop, allocate, planned_yaml, uniform_plan  # noqa: E402
+from models.budget import SensitivityDrop, allocate, planned_yaml  # noqa: E402
+from models.costs import CostModel, uniform_plan  # noqa: E402
 from models.criteria import compute_scores, get_criterion  # noqa: E402
-from models.experimental import attempt_load, cfg_of  # noqa: E402
+from models.experimental import attempt_load  # noqa: E402
 from models.io.ranks import load_scores, save_scores  # noqa: E402
-from models.yolo import input_norm  # noqa: E402
+from models.yolo import cfg_of, input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import check_cls_dataset  # noqa: E402
 from utils.paths import increment_path  # noqa: E402

@@ -177,7 +177,8 @@ def allocated_cfg(opt, flops, drop, floor, nc):
 def latency_plans(opt, drop, nc, rate, save_dir):
     """(ONNX Runtime timing at --imgsz, batch 1; the model YAML with widths allocated by the latency table for the
     uniform rate's measured latency)."""
-    from models.budget import plan_for_target, planned_yaml, uniform_plan
+    from models.budget import plan_for_target, planned_yaml
+    from models.costs import uniform_plan
     from models.latency import PlanLatency
 
     timing = PlanLatency(opt["cfg"], opt["imgsz"], nc, "onnxruntime", 1, cache_dir=save_dir)  # one table for all
@@ -276,7 +277,7 @@ def pruned_rows(task, common, baseline, prefix, reference, scratch_flops):
 
 def plan_widths(arch, full):
     """{group: width} of a plan row's architecture: the YAML's widths, or its uniform rate's (`full`: unpruned widths)."""
-    from models.budget import uniform_plan
+    from models.costs import uniform_plan
 
     if isinstance(arch["cfg"], dict):
         return arch["cfg"]["widths"]

@@ -34,11 +34,11 @@ from classify import val as val_cli  # noqa: E402
 from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
                            planned_yaml, read_sensitivity)
 from models.criteria import CRITERIA, DEFAULT_CRITERION, recalibrate_bn  # noqa: E402
-from models.experimental import attempt_load, cfg_of, check_classifier  # noqa: E402
+from models.experimental import attempt_load, check_classifier  # noqa: E402
 from models.io.ranks import load_scores  # noqa: E402
 from models.latency import check_latency_options  # noqa: E402
 from models.prune import load_model, needs_scores  # noqa: E402
-from models.yolo import ClassificationModel, input_norm, load_yaml, with_plan  # noqa: E402
+from models.yolo import ClassificationModel, cfg_of, input_norm, load_yaml, with_plan  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import (WORKERS_HELP, HelpFormatter, add_target_options, check_at_least, check_img_size,  # noqa: E402
                        check_writable, model_imgsz, print_args, run_cli)

@@ -26,12 +26,12 @@ import yaml  # noqa: E402
 from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
                            planned_yaml, read_sensitivity)
 from models.criteria import CRITERIA, DEFAULT_CRITERION, RESIDUAL_MODES, compute_scores, get_criterion  # noqa: E402
-from models.experimental import cfg_of, model_from_checkpoint  # noqa: E402
+from models.experimental import model_from_checkpoint  # noqa: E402
 from models.io.checkpoints import load_checkpoint  # noqa: E402
 from models.io.ranks import save_scores  # noqa: E402
 from models.latency import check_latency_options  # noqa: E402
 from models.prune import load_model  # noqa: E402
-from models.yolo import ClassificationModel, DetectionModel, classifier_yaml, input_norm  # noqa: E402
+from models.yolo import ClassificationModel, DetectionModel, cfg_of, classifier_yaml, input_norm  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import (WORKERS_HELP, HelpFormatter, add_target_options, check_at_least, check_img_size,  # noqa: E402
                        check_writable, model_imgsz, print_args, run_cli)

@@ -57,7 +57,7 @@ from models.budget import (check_reachable, chosen_target, drop_predictor, plan_
                            planned_yaml, read_sensitivity)
 from models.criteria import CRITERIA, DEFAULT_CRITERION, check_criterion  # noqa: E402
 from models.decay import ChannelFade  # noqa: E402
-from models.experimental import attempt_load, cfg_of  # noqa: E402
+from models.experimental import attempt_load  # noqa: E402
 from models.graph import channel_groups, make_divisible  # noqa: E402
 from models.io.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
                                load_checkpoint, save_checkpoint, to_cpu)
@@ -65,7 +65,7 @@ from models.io.ranks import load_scores, save_scores  # noqa: E402
 from models.latency import check_latency_options  # noqa: E402
 from models.prune import load_model, needs_scores, source_architecture  # noqa: E402
 from models.sparsity import GroupLasso, check_sparsity  # noqa: E402
-from models.yolo import (ClassificationModel, classifier_yaml, input_norm, resolve_rates,  # noqa: E402
+from models.yolo import (ClassificationModel, cfg_of, classifier_yaml, input_norm, resolve_rates,  # noqa: E402
                          with_plan)
 from utils import run_lock  # noqa: E402
 from utils.cli import (WORKERS_HELP, HelpFormatter, USER_ERRORS, Interrupted, UserError,  # noqa: E402

@@ -1,6 +1,5 @@
 """Loading models from checkpoints: this project's files, upstream YOLOv5 and ultralytics `.pt` files alike."""
 
-import torch
 import torch.nn as nn
 
 from models.io.checkpoints import CheckpointError, is_project_checkpoint, load_checkpoint
@@ -117,30 +116,3 @@ def load_classifier(weights, device=None, command="this command"):
             raise FileNotFoundError(f"ONNX file '{weights}' not found")
         return OnnxClassifier(weights)
     return check_classifier(attempt_load(weights, device=device), weights, command)
-
-
-def builtin_cfg_for(state_dict):
-    """The built-in `*-cls.yaml` whose unpruned backbone has exactly these tensor shapes, or None.
-
-    Upstream YOLOv5 classifier checkpoints carry no YAML; their architecture is recognised from the weights.
-    """
-    from models.yolo import MODELS_DIR
-
-    for path in sorted(MODELS_DIR.glob("yolov5*-cls.yaml")):
-        with torch.device("meta"):
-            shapes = {k: v.shape for k, v in ClassificationModel(path.name).state_dict().items()}
-        backbone = [k for k in shapes if ".linear." not in k]
-        if all(k in state_dict and state_dict[k].shape == shapes[k] for k in backbone):
-            return path.name
-    return None
-
-
-def cfg_of(model, weights="the model"):
-    """The model YAML (a dict with its rates, or a built-in name) that rebuilds `model`'s architecture."""
-    yaml_dict = getattr(model, "yaml", None)
-    if isinstance(yaml_dict, dict) and "backbone" in yaml_dict:
-        return yaml_dict
-    name = builtin_cfg_for(model.state_dict())
-    if name is None:
-        raise ValueError(f"cannot tell the architecture of {weights}: pass --cfg with its model YAML")
-    return name

@@ -246,7 +246,7 @@ class PlanLatency:
 
     def __init__(self, cfg, imgsz=224, nc=None, runtime="onnxruntime", batch=1, device="cpu", cache_dir=None,
                  costs=None):
-        from models.budget import CostModel, meta_model
+        from models.costs import CostModel, meta_model
 
         self.cfg, self.imgsz, self.nc = cfg, imgsz, nc
         self.runner = Runner(runtime, batch, device)
@@ -314,7 +314,7 @@ class PlanLatency:
     def measure(self, log=None):
         """Time every conv layer alone at the FIT_POINTS widths (interleaved per layer), fit each, and calibrate
         their sum on the CALIBRATION_SCALES uniform plans, each timed whole against the unpruned model."""
-        from models.budget import uniform_plan
+        from models.costs import uniform_plan
         from models.graph import trace_model
 
         t0 = time.time()

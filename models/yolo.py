@@ -72,6 +72,31 @@ def input_norm(model):
     return UNIT_NORM if is_ultralytics(d) else IMAGENET_NORM
 
 
+def builtin_cfg_for(state_dict):
+    """The built-in `*-cls.yaml` whose unpruned backbone has exactly these tensor shapes, or None.
+
+    Upstream YOLOv5 classifier checkpoints carry no YAML; their architecture is recognised from the weights.
+    """
+    for path in sorted(MODELS_DIR.glob("yolov5*-cls.yaml")):
+        with torch.device("meta"):
+            shapes = {k: v.shape for k, v in ClassificationModel(path.name).state_dict().items()}
+        backbone = [k for k in shapes if ".linear." not in k]
+        if all(k in state_dict and state_dict[k].shape == shapes[k] for k in backbone):
+            return path.name
+    return None
+
+
+def cfg_of(model, weights="the model"):
+    """The model YAML (a dict with its rates, or a built-in name) that rebuilds `model`'s architecture."""
+    yaml_dict = getattr(model, "yaml", None)
+    if isinstance(yaml_dict, dict) and "backbone" in yaml_dict:
+        return yaml_dict
+    name = builtin_cfg_for(model.state_dict())
+    if name is None:
+        raise ValueError(f"cannot tell the architecture of {weights}: pass --cfg with its model YAML")
+    return name
+
+
 def ultralytics_yaml(name):
     """The YAML dict of an ultralytics model name such as 'yolo11n-cls.yaml', from the installed ultralytics package
     (the scale letter selects a row of its `scales`, as ultralytics resolves it), or None when it has none."""

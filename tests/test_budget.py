@@ -9,8 +9,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from data.builtin import make_builtin_dataset
-from models.budget import (CostModel, ScoreDrop, SensitivityDrop, allocate, chosen_target,
-                           plan_cost, sensitivity, silence, top1, uniform_plan)
+from models.budget import ScoreDrop, SensitivityDrop, allocate, chosen_target, sensitivity, silence, top1
+from models.costs import CostModel, plan_cost, uniform_plan
 from models.criteria import compute_scores
 from models.experimental import attempt_load
 from models.io.checkpoints import checkpoint_dict, load_checkpoint, save_checkpoint

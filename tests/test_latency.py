@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import models.latency as latency
-from models.budget import CostModel, allocate_latency, plan_for_target, uniform_plan
+from models.budget import allocate_latency, plan_for_target
+from models.costs import CostModel, uniform_plan
 from models.graph import trace_model
 from models.latency import LatencyTable, PlanLatency, conv_specs, fit_layer, layer_module
 from models.yolo import ClassificationModel

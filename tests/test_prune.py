@@ -256,7 +256,8 @@ def _v5_0_yaml():
 
 
 def test_yolov5_v5_0_detector_checkpoint_gives_identical_backbone_features(tmp_path):
-    from models.experimental import attempt_load, cfg_of
+    from models.experimental import attempt_load
+    from models.yolo import cfg_of
     from models.yolo import classifier_yaml
 
     torch.manual_seed(0)

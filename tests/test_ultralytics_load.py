@@ -13,10 +13,10 @@ import torch
 
 from data.builtin import make_builtin_dataset
 from models.criteria import compute_scores
-from models.experimental import attempt_load, cfg_of
+from models.experimental import attempt_load
 from models.io.checkpoints import UnsafeCheckpointError, load_checkpoint
 from models.prune import load_model
-from models.yolo import ClassificationModel, DetectionModel, classifier_yaml
+from models.yolo import ClassificationModel, DetectionModel, cfg_of, classifier_yaml
 
 from helpers import ROOT, Payload, lively
 

@@ -6,7 +6,8 @@ import torch
 from helpers import lively
 
 from data.builtin import make_builtin_dataset
-from models.budget import CostModel, allocate, silence
+from models.budget import allocate, silence
+from models.costs import CostModel
 from utils.model_info import count_flops
 from models.criteria import CRITERIA, compute_scores
 from models.prune import channel_groups, load_model, select_channels

@@ -25,7 +25,7 @@ import torch.nn as nn
 from models import common
 from models import ultralytics_blocks as blocks
 from models.io.checkpoints import save_checkpoint
-from models.yolo import input_norm
+from models.yolo import cfg_of, input_norm, load_yaml
 from utils.augmentations import IMAGENET_MEAN, IMAGENET_STD, UNIT_NORM
 
 # Per-layer notes of this project's pruning plan: left out, the YAML carries the plan. ultralytics' layer loop and
@@ -106,9 +106,6 @@ def ultralytics_yaml(model):
     """The model YAML as ultralytics reads it ('channels' for the input channels), keeping this project's pruning
     plan (rate, widths) so the file rebuilds here, and the normalisation the model now starts with; ultralytics
     ignores keys it does not know."""
-    from models.experimental import cfg_of
-    from models.yolo import load_yaml
-
     d = load_yaml(cfg_of(model))  # the model's own YAML, or the built-in one its weights match (upstream files)
     d["nc"], d["channels"] = len(model.names), d.get("ch", 3)
     mean, std = input_norm(model)
