@@ -109,8 +109,8 @@ def last_top1(results_csv):
 def _finished_run(folder, options):
     """The row values of a run in `folder` that finished with the same options (its last.pt says), else None."""
     from models.experimental import attempt_load
-    from models.yolo import ClassificationModel
     from models.io.checkpoints import CheckpointError, load_checkpoint
+    from models.yolo import ClassificationModel
     from utils.model_info import count_params, model_gflops
 
     try:
@@ -150,19 +150,19 @@ def _classes(data):
     return class_names(check_cls_dataset(data))
 
 
-def allocation_drop(baseline, ranks, data, opt, seed, folder):
+def allocation_drop(baseline, ranks, data, opt, seed, output):
     """classify/prune.py's accuracy-drop predictor for allocation: sensitivity curves of the baseline measured on
-    512 training images (saved as sensitivity.csv)."""
+    512 training images (saved as `output`, a CSV)."""
     from classify import sensitivity as sensitivity_cli
     from models.budget import drop_predictor
     from models.experimental import attempt_load
-    from utils.datasets import check_cls_dataset
     from models.io.ranks import load_scores
+    from utils.datasets import check_cls_dataset
 
     table = sensitivity_cli.group_sensitivity(attempt_load(baseline), check_cls_dataset(data),
                                               load_scores(ranks)[0], opt["imgsz"], opt["batch_size"], images=512,
                                               calib_batches=5, workers=0, seed=seed, split="train")
-    table.to_csv(folder / "sensitivity.csv", index=False)
+    table.to_csv(output, index=False)
     return drop_predictor(sensitivity=table)
 
 
@@ -249,7 +249,9 @@ def pruned_rows(task, common, baseline, prefix, reference, scratch_flops):
                                    imgsz=opt["imgsz"], workers=0, output=folder / f"ranks-{stem}{opt['criterion']}.pt",
                                    seed=seed)
     criterion = "" if opt["criterion"] == "bn" else f"-{opt['criterion']}"  # in run names, unless the default
-    drop = allocation_drop(baseline, ranks, data, opt, seed, folder) if opt["floors"] or opt["latency"] else None
+    drop = None
+    if opt["floors"] or opt["latency"]:  # one sensitivity table per baseline (a sparse one has its own)
+        drop = allocation_drop(baseline, ranks, data, opt, seed, folder / f"{stem}sensitivity.csv")
     rows = []
     for rate in opt["rates"]:
         plans = [("uniform", dict(cfg=opt["cfg"], rate=str(rate)))] if opt["uniform"] else []

@@ -620,9 +620,9 @@ def train(opt, device, resume_ckpt=None, source=None):
         pbar = enumerate(trainloader)
         if main_process:
             pbar = progress_bar(pbar, total=nb, bar_format=validate.TQDM_BAR_FORMAT)
+        first, end = stage_epochs(opt, fading) if fade is not None else (0, 0)  # this fade stage's epochs
         for i, (images, labels) in pbar:
             if fade is not None:  # linear from 1 to 0 over the stage's steps: 0 at its last step
-                first, end = stage_epochs(opt, fading)
                 fade.factor = max(0.0, 1.0 - ((epoch - first) * nb + i + 1) / ((end - first) * nb))
             images = images.to(device, non_blocking=True, memory_format=memory_format)
             labels = labels.to(device, non_blocking=True)
@@ -640,15 +640,16 @@ def train(opt, device, resume_ckpt=None, source=None):
                         LOGGER.info(pbar.desc)
         lr = optimizer.param_groups[0]["lr"]  # this epoch's, before a cut brings a new optimizer
         scheduler.step()
-        if fade is not None and epoch + 1 == stage_epochs(opt, fading)[1]:  # faded filters output zeros: cut them
+        if fade is not None and epoch + 1 == end:  # the faded filters output zeros now: cut them
             model, ema, optimizer, scheduler = cut_faded(model, ema, fading, opt, epoch, device, memory_format)
-            fade = fading = fading if fading.get("steps") else None
-            if fading:  # --prune-steps: the next stage, its filters ranked on the model as it is now
+            if fading.get("steps"):  # --prune-steps: the next stage, its filters ranked on the model as it is now
                 fading = next_stage(de_parallel(model), fading["final"], rescored(model, opt, data_dir, device, bs),
                                     fading["steps"])
                 fade = fade_hooks(de_parallel(model), fading)
                 if ema:
                     fade.attach(ema.ema)
+            else:
+                fade = fading = None
             if distiller:
                 distiller.watch(de_parallel(model))
             if penalty is not None:

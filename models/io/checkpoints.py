@@ -15,6 +15,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from models import common, yolo
+from models import ultralytics_blocks as ub
+from utils import augmentations
 from utils.atomic import atomic_path
 from utils.cli import UserError
 
@@ -53,9 +56,6 @@ def allowed_globals(torchvision=True):
     importing torchvision costs ~3 s, and this project's own checkpoints never name it."""
     import pathlib
 
-    from models import common, yolo
-    from utils import augmentations
-
     project = [common.Conv, common.Focus, common.Bottleneck, common.C3, common.SPP, common.SPPF, common.Concat,
                common.Classify,
                yolo.ClassificationModel, yolo.DetectionModel, yolo.Detect, (yolo.DetectionModel, "models.yolo.Model"),
@@ -83,9 +83,6 @@ def ultralytics_globals():
     IterableSimpleNamespace (in ultralytics.yolo.utils before 8.1): a plain SimpleNamespace holds them.
     """
     from types import SimpleNamespace
-
-    from models import common, yolo
-    from models import ultralytics_blocks as ub
 
     head = ub.DetectionHead
     modules = {
