@@ -40,6 +40,7 @@ from utils.cli import (HelpFormatter, UserError, check_at_least, check_img_size,
 from utils.device import select_device  # noqa: E402
 from utils.downloads import attempt_download  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.options import add_batch_size, add_data, add_device, add_half, add_imgsz, add_weights  # noqa: E402
 
 # name → (title, file name ending): best.pt → best.torchscript, best.onnx, best_ultralytics.pt
 FORMATS = {"torchscript": ("TorchScript", ".torchscript"), "onnx": ("ONNX", ".onnx"),
@@ -250,23 +251,8 @@ def parse_include(include):
     return list(dict.fromkeys(include))  # keep order, drop repeats
 
 
-@torch.inference_mode()
-def run(
-    weights="yolov5s-cls.pt",  # weights path
-    imgsz=None,  # image (height, width); None: the model's training size (from its checkpoint), else 224
-    batch_size=1,  # batch size
-    device="cpu",  # cuda device, i.e. 0 or 0,1,2,3 or cpu
-    include=("torchscript",),  # formats: torchscript, onnx, ultralytics
-    half=False,  # FP16 half-precision export (CUDA only)
-    opset=17,  # ONNX: opset version
-    dynamic=False,  # ONNX: dynamic batch and image size
-    simplify=False,  # ONNX: simplify the graph (onnxslim or onnxsim)
-    int8=False,  # ONNX: also an INT8 file, <name>-int8.onnx (ONNX Runtime static quantization), calibrated on --data
-    data="",  # INT8 calibration images: a dataset name or ImageFolder root (its train/ split)
-):
-    """Export weights to each format in include; returns the list of exported file paths."""
-    t0 = time.time()
-    include = parse_include(include)
+def check_formats(include, opset, int8, data, dynamic, half):
+    """Fail before any work on a format whose package is missing or on --int8/--opset settings that cannot work."""
     if "onnx" in include:
         try:
             import onnx  # noqa: F401
@@ -284,22 +270,18 @@ def run(
             import ultralytics  # noqa: F401
         except ImportError:
             raise UserError("--include ultralytics needs the ultralytics package: pip install ultralytics") from None
-    imgsz = None if imgsz is None else height_width(imgsz)
-    check_at_least("--batch-size", batch_size, 1)
-    device = select_device(device)
+
+
+def check_half(half, dynamic, device):
     if half and device.type != "cuda":
         raise ValueError("--half only works for GPU export, i.e. use --device 0")
     if half and dynamic:
         raise ValueError("--half is not compatible with --dynamic, i.e. use either --half or --dynamic")
 
-    file = Path(attempt_download(weights))
-    check_writable(file.parent, "export folder (beside --weights)")
-    reference = check_classifier(attempt_load(file, device=device), file, "export.py")  # unfused FP32: the truth
-    imgsz = height_width(model_imgsz(imgsz, reference))
-    if "ultralytics" in include:  # before any file is written: a model ultralytics cannot hold is refused first
-        from models.io.ultralytics_export import ultralytics_model
 
-        ultralytics_model(reference)
+def deployed_model(reference, imgsz, batch_size, device, half):
+    """(model, im, expected, tol): the fused model as deployed (FP16 with half), a fixed random input batch, the
+    unfused FP32 reference's outputs on it and how close each export must come to them."""
     model = deepcopy(reference).fuse().eval()  # BN folded into convs, as deployed
     for p in model.parameters():
         p.requires_grad = False
@@ -311,11 +293,14 @@ def run(
         im, model = im.half(), model.half()
         tol = 1e-2 * max(1.0, expected.abs().max().item())
     model(im)  # dry run, as upstream, so lazily built state exists before tracing
-    LOGGER.info(f"\n{colorstr('PyTorch:')} starting from {file} with output shape {tuple(expected.shape)} "
-                f"({file_size_mb(file):.1f} MB)")
+    return model, im, expected, tol
 
+
+def export_formats(file, include, models, im, expected, tol, options, int8=False, data=""):
+    """Write, time and check each format of include (and the INT8 file after the ONNX one with int8); returns
+    (the files written, their sizes in MB by format, 'int8' included). models: (unfused reference, fused model)."""
+    reference, model = models
     exported, sizes = [], {}
-    options = {"onnx": dict(opset=opset, dynamic=dynamic, simplify=simplify), "ultralytics": dict(half=half)}
     for fmt in include:
         title = FORMATS[fmt][0]
         t = time.time()
@@ -330,10 +315,11 @@ def run(
         if fmt == "onnx" and int8:
             exported.append(str(export_int8(f, model, im, data)))
             sizes["int8"] = file_size_mb(exported[-1])
+    return exported, sizes
 
-    unpruned = unpruned_sizes(model, im, include, options)
-    LOGGER.info(f"\nExport complete ({time.time() - t0:.1f}s)"
-                f"\nResults saved to {colorstr('bold', file.parent.resolve())}")
+
+def log_sizes(include, sizes, unpruned):
+    """The size of each file, beside that of the same architecture unpruned and, for INT8, of the FP32 file."""
     for fmt in include:
         size = f"{FORMATS[fmt][0]:<12} {sizes[fmt]:8.2f} MB"
         if fmt in unpruned:
@@ -341,6 +327,49 @@ def run(
         LOGGER.info(size)
     if "int8" in sizes:
         LOGGER.info(f"{'ONNX INT8':<12} {sizes['int8']:8.2f} MB   ({sizes['int8'] / sizes['onnx']:.1%} of the FP32 file)")
+
+
+@torch.inference_mode()
+def run(
+    weights="yolov5s-cls.pt",  # weights path
+    imgsz=None,  # image (height, width); None: the model's training size (from its checkpoint), else 224
+    batch_size=1,  # batch size
+    device="cpu",  # cuda device, i.e. 0 or 0,1,2,3 or cpu
+    include=("torchscript",),  # formats: torchscript, onnx, ultralytics
+    half=False,  # FP16 half-precision export (CUDA only)
+    opset=17,  # ONNX: opset version
+    dynamic=False,  # ONNX: dynamic batch and image size
+    simplify=False,  # ONNX: simplify the graph (onnxslim or onnxsim)
+    int8=False,  # ONNX: also an INT8 file, <name>-int8.onnx (ONNX Runtime static quantization), calibrated on --data
+    data="",  # INT8 calibration images: a dataset name or ImageFolder root (its train/ split)
+):
+    """Export weights to each format in include; returns the list of exported file paths."""
+    t0 = time.time()
+    include = parse_include(include)
+    check_formats(include, opset, int8, data, dynamic, half)
+    imgsz = None if imgsz is None else height_width(imgsz)
+    check_at_least("--batch-size", batch_size, 1)
+    device = select_device(device)
+    check_half(half, dynamic, device)
+
+    file = Path(attempt_download(weights))
+    check_writable(file.parent, "export folder (beside --weights)")
+    reference = check_classifier(attempt_load(file, device=device), file, "export.py")  # unfused FP32: the truth
+    imgsz = height_width(model_imgsz(imgsz, reference))
+    if "ultralytics" in include:  # before any file is written: a model ultralytics cannot hold is refused first
+        from models.io.ultralytics_export import ultralytics_model
+
+        ultralytics_model(reference)
+    model, im, expected, tol = deployed_model(reference, imgsz, batch_size, device, half)
+    LOGGER.info(f"\n{colorstr('PyTorch:')} starting from {file} with output shape {tuple(expected.shape)} "
+                f"({file_size_mb(file):.1f} MB)")
+
+    options = {"onnx": dict(opset=opset, dynamic=dynamic, simplify=simplify), "ultralytics": dict(half=half)}
+    exported, sizes = export_formats(file, include, (reference, model), im, expected, tol, options, int8, data)
+    unpruned = unpruned_sizes(model, im, include, options)
+    LOGGER.info(f"\nExport complete ({time.time() - t0:.1f}s)"
+                f"\nResults saved to {colorstr('bold', file.parent.resolve())}")
+    log_sizes(include, sizes, unpruned)
     LOGGER.info("Visualize:   https://netron.app")
     return exported
 
@@ -348,19 +377,17 @@ def run(
 def parse_opt(argv=None):
     parser = argparse.ArgumentParser(description="Export a YOLO classifier to TorchScript / ONNX / ultralytics",
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--weights", nargs="+", type=str, default="yolov5s-cls.pt", help="model.pt path(s)")
-    parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=None,
-                        help="image (h, w); default: the model's training size, else 224")
-    parser.add_argument("--batch-size", type=int, default=1, help="batch size")
-    parser.add_argument("--device", default="cpu", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    parser.add_argument("--half", action="store_true",
-                        help="FP16 half-precision export (CUDA only); ultralytics: float16 weights")
+    add_weights(parser, "model.pt path(s), each exported", several=True)
+    add_imgsz(parser, hw=True)
+    add_batch_size(parser, "export")
+    add_device(parser, default="cpu")
+    add_half(parser, "FP16 half-precision export (CUDA only); ultralytics: float16 weights")
     parser.add_argument("--dynamic", action="store_true", help="ONNX: dynamic axes")
     parser.add_argument("--simplify", action="store_true", help="ONNX: simplify model (onnxslim or onnxsim)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX: opset version")
     parser.add_argument("--int8", action="store_true",
                         help="ONNX: also <name>-int8.onnx, ONNX Runtime static quantization calibrated on --data")
-    parser.add_argument("--data", type=str, default="", help="--int8 calibration: dataset name or ImageFolder root")
+    add_data(parser, "--int8 calibration: dataset name or ImageFolder root", default="")
     parser.add_argument("--include", nargs="+", default=["torchscript"], help=f"formats: {', '.join(FORMATS)}")
     opt = parser.parse_args(argv)
     print_args(vars(opt))

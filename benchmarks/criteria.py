@@ -24,15 +24,15 @@ import torch  # noqa: E402
 
 from classify import rank as rank_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
-from classify import val as val_cli  # noqa: E402
-from classify.rank import tied_fraction  # noqa: E402
 from models.criteria import CRITERIA, HRank, get_criterion, recalibrate_bn, register, scoring_points  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from models.io.ranks import load_scores  # noqa: E402
 from models.prune import channel_groups, load_model  # noqa: E402
+from models.ranking import tied_fraction  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import check_cls_dataset, eval_split  # noqa: E402
+from utils.evaluate import validate  # noqa: E402
 
 
 @register
@@ -117,7 +117,7 @@ def main():
             pruned = load_model(ClassificationModel(opt.cfg, nc=base_model.nc, rate=opt.rate), base_model,
                                 load_scores(ranks)[0])
             recalibrated = recalibrate_bn(deepcopy(pruned), train_images, batches=10)
-            before = val_cli.run(model=recalibrated, dataloader=val_loader)[0]
+            before = validate(recalibrated, val_loader)[0]
             run = train_cli.run(cfg=opt.cfg, rate=opt.rate, weights=str(baseline), ranks=str(ranks),
                                 epochs=opt.finetune_epochs, name=name, seed=seed, **common)
             rows.append({"seed": seed, "criterion": label, "pruned + BN recalibrated": before,

@@ -21,13 +21,14 @@ if str(ROOT) not in sys.path:
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from classify import sensitivity as sensitivity_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
-from models.budget import SensitivityDrop, allocate, planned_yaml  # noqa: E402
+from models.allocation import SensitivityDrop, allocate  # noqa: E402
+from models.budget import planned_yaml  # noqa: E402
 from models.costs import CostModel, uniform_plan  # noqa: E402
 from models.criteria import compute_scores, get_criterion  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from models.io.ranks import load_scores, save_scores  # noqa: E402
+from models.sensitivity import group_sensitivity  # noqa: E402
 from models.yolo import cfg_of, input_norm  # noqa: E402
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import check_cls_dataset  # noqa: E402
@@ -59,8 +60,8 @@ def main(opt):
     if opt.sensitivity:
         table = pd.read_csv(opt.sensitivity)
     else:
-        table = sensitivity_cli.group_sensitivity(model, root, scores, opt.imgsz, 64, images=512, calib_batches=5,
-                                                  workers=opt.workers, split="train")
+        table = group_sensitivity(model, root, scores, opt.imgsz, 64, images=512, calib_batches=5,
+                                  workers=opt.workers, split="train")
     table.to_csv(save_dir / "sensitivity.csv", index=False)
     drop = SensitivityDrop(table, float(table["base_top1"].iloc[0]))
     costs = CostModel(cfg, opt.imgsz, nc=model.nc)

@@ -153,15 +153,14 @@ def _classes(data):
 def allocation_drop(baseline, ranks, data, opt, seed, output):
     """classify/prune.py's accuracy-drop predictor for allocation: sensitivity curves of the baseline measured on
     512 training images (saved as `output`, a CSV)."""
-    from classify import sensitivity as sensitivity_cli
-    from models.budget import drop_predictor
+    from models.allocation import drop_predictor
     from models.experimental import attempt_load
     from models.io.ranks import load_scores
+    from models.sensitivity import group_sensitivity
     from utils.datasets import check_cls_dataset
 
-    table = sensitivity_cli.group_sensitivity(attempt_load(baseline), check_cls_dataset(data),
-                                              load_scores(ranks)[0], opt["imgsz"], opt["batch_size"], images=512,
-                                              calib_batches=5, workers=0, seed=seed, split="train")
+    table = group_sensitivity(attempt_load(baseline), check_cls_dataset(data), load_scores(ranks)[0], opt["imgsz"],
+                              opt["batch_size"], images=512, calib_batches=5, workers=0, seed=seed, split="train")
     table.to_csv(output, index=False)
     return drop_predictor(sensitivity=table)
 
@@ -239,15 +238,14 @@ def unit_rows(task):
 
 def pruned_rows(task, common, baseline, prefix, reference, scratch_flops):
     """Per rate, plan and recipe: `baseline` pruned (ranked by --criterion) and fine-tuned; names start `prefix`."""
-    from classify import prune as prune_cli
+    from classify import rank as rank_cli
 
     opt, data, seed = task["opt"], task["data"], task["seed"]
     folder = Path(common["project"])
     tag, ft = dict(data=data, seed=seed), opt["finetune_epochs"]
     label, stem = (f"{prefix} ", f"{prefix}-") if prefix else ("", "")
-    ranks = prune_cli.rank_cli.run(weights=baseline, data=data, criterion=opt["criterion"], batch_size=32,
-                                   imgsz=opt["imgsz"], workers=0, output=folder / f"ranks-{stem}{opt['criterion']}.pt",
-                                   seed=seed)
+    ranks = rank_cli.run(weights=baseline, data=data, criterion=opt["criterion"], batch_size=32, imgsz=opt["imgsz"],
+                         workers=0, output=folder / f"ranks-{stem}{opt['criterion']}.pt", seed=seed)
     criterion = "" if opt["criterion"] == "bn" else f"-{opt['criterion']}"  # in run names, unless the default
     drop = None
     if opt["floors"] or opt["latency"]:  # one sensitivity table per baseline (a sparse one has its own)
@@ -345,7 +343,7 @@ def parse_opt(argv=None):
                              "fine-tuned by every recipe (rows 'spX ...')")
     parser.add_argument("--floors", nargs="*", type=float, default=[],
                         help="also widths allocated (sensitivity, as classify/prune.py) for each rate's FLOPs, one plan "
-                             "per floor (models.budget.allocate's min_share; 0 = unbounded)")
+                             "per floor (models.allocation.allocate's min_share; 0 = unbounded)")
     parser.add_argument("--no-uniform", dest="uniform", action="store_false", help="skip the uniform-rate plans")
     parser.add_argument("--latency", action="store_true",
                         help="also widths allocated by ONNX Runtime latency (models/latency.py) at each uniform rate's "

@@ -37,7 +37,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from classify.train import train_step, training_memory_format  # noqa: E402
+from models.trainer import train_step, training_memory_format  # noqa: E402
 from models.yolo import ClassificationModel  # noqa: E402
 from utils.dataloaders import (PIN_MEMORY, ClassificationDataset, create_classification_dataloader,  # noqa: E402
                                seed_worker)

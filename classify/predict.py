@@ -34,6 +34,8 @@ from utils.augmentations import classify_transforms  # noqa: E402
 from utils.cli import HelpFormatter, check_img_size, check_writable, model_imgsz, print_args, run_cli  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.options import (add_data, add_device, add_dnn, add_half, add_imgsz, add_run_folder,  # noqa: E402
+                           add_weights)
 from utils.paths import increment_path  # noqa: E402
 from utils.profiling import Timer  # noqa: E402
 from utils.sources import load_source  # noqa: E402
@@ -118,6 +120,97 @@ def show(window, im0, state):
         state["ok"] = False
 
 
+def checked_weights(weights):
+    """The one weights file run() classifies with (the first of a list): a .pt checkpoint or an .onnx file."""
+    weights = str(weights[0] if isinstance(weights, (list, tuple)) else weights)
+    if Path(weights).suffix.lower() in {".torchscript", ".engine", ".tflite"}:
+        raise ValueError(f"--weights {weights}: predict.py runs PyTorch .pt checkpoints and .onnx files "
+                         f"(export.py makes the other formats)")
+    return weights
+
+
+def log_ignored(**flags):
+    """One line naming the YOLOv5 options given that do nothing for classification."""
+    unused = [f"--{k}" for k, v in flags.items() if v]
+    if unused:
+        LOGGER.info(f"{', '.join(unused)}: no effect for PyTorch classification, ignored")
+
+
+def prepared_model(weights, device, imgsz, half):
+    """(model, imgsz, names): the classifier on device (FP16 with half), the size to run it at (requested, else its
+    training size) and a name for every class."""
+    model = load_classifier(weights, device, "classify/predict.py")
+    imgsz = model_imgsz(imgsz, model)
+    if hasattr(model, "check_size"):  # an ONNX file exported at one size: refuse another before any work
+        model.check_size(imgsz)
+    model = model.half() if half else model
+    nc = getattr(model, "nc", len(model.names))
+    names = list(model.names)[:nc] + [str(j) for j in range(len(model.names), nc)]
+    return model, imgsz, names
+
+
+class Outputs:
+    """Where each prediction goes: labels/<stem>.txt (save_txt), an annotated image or video (save_img), a window
+    (view_img)."""
+
+    def __init__(self, save_dir, names, save_txt=False, save_img=True, view_img=False):
+        self.save_dir, self.names = save_dir, names
+        self.save_txt, self.save_img, self.view_img = save_txt, save_img, view_img
+        self.saver, self.display = VideoSaver(), {}
+
+    def write(self, dataset, path, frame, im0, vid_cap, lines):
+        p = Path(path)
+        if self.save_txt:
+            txt_name = f"{p.stem}.txt" if dataset.mode == "image" else f"{p.stem}_{frame}.txt"
+            (self.save_dir / "labels" / txt_name).write_text("\n".join(lines) + "\n")
+        if self.save_img or self.view_img:
+            annotated = annotate(im0, lines, self.names)
+            if self.view_img:
+                show(str(p), annotated, self.display)
+            if self.save_img and dataset.mode == "image":
+                cv2.imwrite(str(self.save_dir / p.name), annotated)
+            elif self.save_img:
+                fps = video_fps(dataset, vid_cap, path)
+                self.saver.write(self.save_dir / p.name, annotated, fps, interleaved=dataset.mode == "stream")
+
+    def close(self):
+        self.saver.release()
+
+
+def classify_frames(model, dataset, names, device, half, outputs):
+    """(a Prediction per image/frame of dataset, the pre-process/inference/post-process timers); each one is logged
+    and written to outputs."""
+    results = []
+    dt = (Timer(device), Timer(device), Timer(device))
+    for path, im, im0, vid_cap, s in dataset:
+        with dt[0]:
+            im = im.to(device)
+            im = (im.half() if half else im.float())[None]
+        with dt[1]:
+            logits = model(im)
+        with dt[2]:
+            prob = F.softmax(logits.float(), dim=1)[0]
+        top5 = prob.argsort(0, descending=True)[:5].tolist()
+        frame = dataset.frame if dataset.mode != "image" else 0
+        results.append(Prediction(path, frame, top5, prob.cpu(), logits[0].float().cpu()))
+
+        s += f"{im.shape[2]}x{im.shape[3]} {', '.join(f'{names[j]} {prob[j]:.2f}' for j in top5)}, "
+        outputs.write(dataset, path, frame, im0, vid_cap, [f"{prob[j]:.2f} {names[j]}" for j in top5])
+        LOGGER.info(f"{s}{dt[1].last * 1e3:.1f}ms")
+    return results, dt
+
+
+def log_summary(results, dt, imgsz, save_dir, save_txt, save_img):
+    """Mean times per image and where the results went."""
+    t = tuple(x.total / len(results) * 1e3 for x in dt)
+    LOGGER.info(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms postprocess per image "
+                f"at shape {(1, 3, imgsz, imgsz)}")
+    if save_txt or save_img:
+        n = len(list(save_dir.glob("labels/*.txt")))
+        labels = f"\n{n} labels saved to {save_dir / 'labels'}" if save_txt else ""
+        LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}{labels}")
+
+
 @torch.inference_mode()
 def run(
     weights="yolov5s-cls.pt",  # model path (this project's checkpoint, an upstream YOLOv5 or ultralytics -cls.pt)
@@ -139,15 +232,10 @@ def run(
     vid_stride=1,  # video frame-rate stride
 ):
     """Classify every image/frame of `source`; returns a list of Prediction (path, frame, top5, probs, logits)."""
-    weights = str(weights[0] if isinstance(weights, (list, tuple)) else weights)
     source = str(source if source is not None else default_source())
     imgsz = None if imgsz is None else square_size(imgsz)
-    if Path(weights).suffix.lower() in {".torchscript", ".engine", ".tflite"}:
-        raise ValueError(f"--weights {weights}: predict.py runs PyTorch .pt checkpoints and .onnx files "
-                         f"(export.py makes the other formats)")
-    unused = [f"--{k}" for k, v in dict(augment=augment, visualize=visualize, update=update, dnn=dnn).items() if v]
-    if unused:
-        LOGGER.info(f"{', '.join(unused)}: no effect for PyTorch classification, ignored")
+    weights = checked_weights(weights)
+    log_ignored(augment=augment, visualize=visualize, update=update, dnn=dnn)
     save_img = not nosave
     check_writable(Path(project) / name)
 
@@ -155,13 +243,7 @@ def run(
     if half and device.type != "cuda":
         LOGGER.info("--half is CUDA only: running in FP32 on the CPU")
     half = half and device.type == "cuda"
-    model = load_classifier(weights, device, "classify/predict.py")
-    imgsz = model_imgsz(imgsz, model)
-    if hasattr(model, "check_size"):  # an ONNX file exported at one size: refuse another before any work
-        model.check_size(imgsz)
-    model = model.half() if half else model
-    nc = getattr(model, "nc", len(model.names))
-    names = list(model.names)[:nc] + [str(j) for j in range(len(model.names), nc)]  # a name for every class
+    model, imgsz, names = prepared_model(weights, device, imgsz, half)
     dataset = load_source(source, img_size=imgsz, transforms=classify_transforms(imgsz, input_norm(model)), vid_stride=vid_stride)
 
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
@@ -169,76 +251,39 @@ def run(
     if device.type == "cuda":  # warm up so the first image's time is not CUDA start-up
         model(torch.zeros(1, 3, imgsz, imgsz, device=device, dtype=torch.half if half else torch.float))
 
-    results, saver, display = [], VideoSaver(), {}
-    dt = (Timer(device), Timer(device), Timer(device))
+    outputs = Outputs(save_dir, names, save_txt, save_img, view_img)
     try:
-        for path, im, im0, vid_cap, s in dataset:
-            with dt[0]:
-                im = im.to(device)
-                im = (im.half() if half else im.float())[None]
-            with dt[1]:
-                logits = model(im)
-            with dt[2]:
-                prob = F.softmax(logits.float(), dim=1)[0]
-            top5 = prob.argsort(0, descending=True)[:5].tolist()
-            frame = dataset.frame if dataset.mode != "image" else 0
-            results.append(Prediction(path, frame, top5, prob.cpu(), logits[0].float().cpu()))
-
-            p = Path(path)
-            s += f"{im.shape[2]}x{im.shape[3]} {', '.join(f'{names[j]} {prob[j]:.2f}' for j in top5)}, "
-            lines = [f"{prob[j]:.2f} {names[j]}" for j in top5]
-            if save_txt:
-                txt_name = f"{p.stem}.txt" if dataset.mode == "image" else f"{p.stem}_{frame}.txt"
-                (save_dir / "labels" / txt_name).write_text("\n".join(lines) + "\n")
-            if save_img or view_img:
-                annotated = annotate(im0, lines, names)
-                if view_img:
-                    show(str(p), annotated, display)
-                if save_img and dataset.mode == "image":
-                    cv2.imwrite(str(save_dir / p.name), annotated)
-                elif save_img:
-                    fps = video_fps(dataset, vid_cap, path)
-                    saver.write(save_dir / p.name, annotated, fps, interleaved=dataset.mode == "stream")
-            LOGGER.info(f"{s}{dt[1].last * 1e3:.1f}ms")
+        results, dt = classify_frames(model, dataset, names, device, half, outputs)
     finally:
-        saver.release()
+        outputs.close()
         if hasattr(dataset, "close"):
             dataset.close()
 
     if not results:
         LOGGER.warning(f"WARNING ⚠️ no readable images or video frames in {source}")
         return results
-    t = tuple(x.total / len(results) * 1e3 for x in dt)
-    LOGGER.info(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms postprocess per image "
-                f"at shape {(1, 3, imgsz, imgsz)}")
-    if save_txt or save_img:
-        n = len(list(save_dir.glob("labels/*.txt")))
-        labels = f"\n{n} labels saved to {save_dir / 'labels'}" if save_txt else ""
-        LOGGER.info(f"Results saved to {colorstr('bold', save_dir)}{labels}")
+    log_summary(results, dt, imgsz, save_dir, save_txt, save_img)
     return results
 
 
 def parse_opt(argv=None):
     parser = argparse.ArgumentParser(description="Classify images and videos with a YOLOv5 classifier",
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--weights", nargs="+", type=str, default="yolov5s-cls.pt", help="model path(s)")
+    add_weights(parser, "model path(s): .pt or .onnx; the first is used", several=True)
     parser.add_argument("--source", type=str, default=None,
                         help="file/dir/glob/URL/list.txt, 0 for webcam (default: ultralytics' bus.jpg)")
-    parser.add_argument("--data", type=str, default=None, help="(optional) dataset.yaml path, for compatibility")
-    parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=None,
-                        help="inference size h,w; default: the model's training size, else 224")
-    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    add_data(parser, "accepted for YOLOv5 compatibility, no effect (class names come from the model)", default=None)
+    add_imgsz(parser, what="inference size (pixels)", hw=True)
+    add_device(parser)
     parser.add_argument("--view-img", action="store_true", help="show results")
     parser.add_argument("--save-txt", action="store_true", help="save results to *.txt")
     parser.add_argument("--nosave", action="store_true", help="do not save images/videos")
     parser.add_argument("--augment", action="store_true", help="augmented inference (no effect, compatibility)")
     parser.add_argument("--visualize", action="store_true", help="visualize features (no effect, compatibility)")
     parser.add_argument("--update", action="store_true", help="update all models (no effect, compatibility)")
-    parser.add_argument("--project", default=ROOT / "runs/predict-cls", help="save results to project/name")
-    parser.add_argument("--name", default="exp", help="save results to project/name")
-    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
-    parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
-    parser.add_argument("--dnn", action="store_true", help="OpenCV DNN for ONNX (no effect, compatibility)")
+    add_run_folder(parser, "runs/predict-cls")
+    add_half(parser)
+    add_dnn(parser)
     parser.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
     opt = parser.parse_args(argv)
     if opt.imgsz:

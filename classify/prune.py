@@ -27,35 +27,37 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from classify import rank as rank_cli  # noqa: E402
-from classify import sensitivity as sensitivity_cli  # noqa: E402
 from classify import train as train_cli  # noqa: E402
-from classify import val as val_cli  # noqa: E402
-from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
-                           planned_yaml, read_sensitivity)
+from models.allocation import drop_predictor  # noqa: E402
+from models.budget import check_reachable, chosen_target, plan_for_target, planned_yaml  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, recalibrate_bn  # noqa: E402
 from models.experimental import attempt_load, check_classifier  # noqa: E402
-from models.io.ranks import load_scores  # noqa: E402
 from models.latency import check_latency_options  # noqa: E402
 from models.prune import load_model, needs_scores  # noqa: E402
+from models.ranking import rank_and_save, ranking_model  # noqa: E402
+from models.sensitivity import group_sensitivity, read_sensitivity  # noqa: E402
 from models.yolo import ClassificationModel, cfg_of, input_norm, load_yaml, with_plan  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import (WORKERS_HELP, HelpFormatter, add_target_options, check_at_least, check_img_size,  # noqa: E402
-                       check_writable, model_imgsz, print_args, run_cli)
+from utils.cli import (HelpFormatter, check_at_least, check_img_size, check_writable, model_imgsz,  # noqa: E402
+                       print_args, run_cli)
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, class_names, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
+from utils.evaluate import validate  # noqa: E402
 from utils.distill import DISTILL_ALPHA, DISTILL_T, check_distillation  # noqa: E402
 from utils.hyp import load_hyp  # noqa: E402
 from utils.log import LOGGER, colorstr, nested  # noqa: E402
 from utils.model_info import count_params, model_gflops  # noqa: E402
+from utils.options import (add_batch_size, add_cache, add_cfg, add_criterion, add_data, add_device,  # noqa: E402
+                           add_distillation, add_hyp, add_imgsz, add_plan, add_rank_batches, add_run_folder, add_seed,
+                           add_target_options, add_weights, add_workers)
 from utils.paths import increment_path  # noqa: E402
 from utils.plots import plot_sensitivity  # noqa: E402
 from utils.profiling import median_latency  # noqa: E402
 
 
 def _accuracy(model, loader):
-    top1, top5, _ = val_cli.run(model=model, dataloader=loader)
+    top1, top5, _ = validate(model, loader)
     return top1, top5
 
 
@@ -67,10 +69,11 @@ RULES = ("last: the weights (EMA) of the final epoch", "best: best.pt, the epoch
          "val split (picked on the numbers it reports: optimistic)")
 
 
-def trained_stage(result, loader, dev, distilled):
-    """A summary stage for a training run (train.run's result): best.pt and the last epoch's weights, each
-    validated on `loader`."""
-    best, last = (attempt_load(result[k], device=dev) for k in ("best", "last"))
+def trained_stage(result, loader, dev, distilled, best=None):
+    """A summary stage for a training run (train.run's result): best.pt (`best` when already read) and the last
+    epoch's weights, each validated on `loader`."""
+    best = attempt_load(result["best"], device=dev) if best is None else best
+    last = attempt_load(result["last"], device=dev)
     return best, _accuracy(best, loader), _accuracy(last, loader), distilled
 
 
@@ -149,7 +152,7 @@ def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, work
     else:
         LOGGER.info("sensitivity: top-1 with each channel group pruned alone, at several rates, on 512 training "
                     "images (BatchNorm re-estimated); the widths are allocated by it")
-        table = sensitivity_cli.group_sensitivity(base_model, data_root, scores, imgsz, batch_size, images=512,
+        table = group_sensitivity(base_model, data_root, scores, imgsz, batch_size, images=512,
                                                   calib_batches=5, workers=workers, seed=seed, split="train")
         write_text_atomic(save_dir / "sensitivity.csv", table.to_csv(index=False))
         plot_sensitivity(table, save_dir / "sensitivity.png")
@@ -161,7 +164,120 @@ def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, work
     return plan_cfg
 
 
-@nested()  # the train and rank commands it runs stay quiet: no option dumps or next-step hints of their own
+def check_run(o):
+    """Resolve run()'s options `o` in place and fail on any that cannot work, before any work (one-line errors).
+    Returns the --weights model, read here: the only read of that file in the run."""
+    o.fade_epochs = default_fade_epochs(o.finetune_epochs) if o.fade_epochs is None else o.fade_epochs
+    if not 0 <= o.fade_epochs <= o.finetune_epochs:
+        raise ValueError(f"--fade-epochs must be between 0 and --finetune-epochs ({o.finetune_epochs}), not "
+                         f"{o.fade_epochs}")
+    for flag, value, minimum in (("--epochs", o.epochs, 1), ("--finetune-epochs", o.finetune_epochs, 1),
+                                 ("--rank-batches", o.rank_batches, 1), ("--batch-size", o.batch_size, 1),
+                                 ("--workers", o.workers, 0)):
+        check_at_least(flag, value, minimum)
+    o.imgsz = None if o.imgsz is None else check_img_size(o.imgsz)
+    o.target = chosen_target(o.target_flops, o.target_params, o.target_latency, o.rate)
+    o.latency_runtime, o.latency_batch = check_latency_options(o.latency_runtime, o.latency_batch)
+    o.rate = None if o.target else (o.rate if o.rate is not None else DEFAULT_RATE)
+    if o.sensitivity:  # a missing file or one that is not a sensitivity table fails before any work
+        read_sensitivity(o.sensitivity)
+    source = check_classifier(attempt_load(o.weights), o.weights, "classify/prune.py") if o.weights else None
+    o.imgsz = model_imgsz(o.imgsz, source) if source is not None else o.imgsz or DEMO_IMGSZ
+    o.cfg = o.cfg or (cfg_of(source, o.weights) if source is not None else DEMO_CFG)
+    if o.plan:  # the rule travels in the YAML: every model built from it (and every checkpoint) keeps it
+        o.cfg = with_plan(load_yaml(o.cfg), o.plan)
+    if not o.target and not needs_scores(ClassificationModel(o.cfg, rate=o.rate)):  # a bad --cfg or --rate fails here
+        raise ValueError("--rate is 0 everywhere: nothing to prune; give a rate such as 0.5 or '[0.]+[0.3]*8+[0.]'")
+    if o.target:  # a budget no plan reaches fails now, not after training, ranking and sensitivity
+        check_reachable(o.cfg, *o.target, o.imgsz, len(class_names(check_cls_dataset(o.data))))
+    load_hyp(o.hyp)  # a bad --hyp or distillation setting fails here too, before any work
+    check_distillation(o.distill_alpha, o.distill_t)
+    return source
+
+
+def baseline_stage(o, source, common):
+    """(baseline path, baseline model, its training run's result or None): --weights, else a baseline trained now."""
+    if o.weights:
+        LOGGER.info(f"\n{colorstr(f'1/{o.steps} baseline:')} {o.weights}")
+        return o.weights, source, None
+    cfg_name = o.cfg.get("yaml_file", "the model") if isinstance(o.cfg, dict) else o.cfg
+    LOGGER.info(f"\n{colorstr(f'1/{o.steps} baseline:')} training {cfg_name} for {o.epochs} epochs")
+    trained = train_cli.run(cfg=o.cfg, epochs=o.epochs, name="baseline", **common)
+    return trained["best"], attempt_load(trained["best"]), trained
+
+
+def rank_stage(o, model, weights, device):
+    """(scores, ranks.pt): the filters of the baseline `model` (read from `weights`) ranked by --criterion."""
+    LOGGER.info(f"\n{colorstr(f'2/{o.steps} ranks:')} {o.criterion} on {o.data}")
+    output = o.save_dir / "ranks.pt"
+    torch.manual_seed(o.seed)  # as classify/rank.py
+    scores = rank_and_save(ranking_model(deepcopy(model)).to(device), weights, output, data=o.data, criterion=o.criterion,
+                           batches=o.rank_batches, batch_size=min(o.batch_size, 32), imgsz=o.imgsz, device=device,
+                           workers=o.workers, seed=o.seed)
+    return scores, output
+
+
+def prune_stage(o, base_model, scores, trained_baseline, device):
+    """(summary stages before any fine-tune, the evaluation loader): the baseline, the pruned model with the
+    top-ranked filters copied in, and the same with BatchNorm re-estimated. With --target-* o.cfg becomes the plan."""
+    what = f"widths for --target-{o.target[0]} {o.target[1]:g}" if o.target else f"rate {o.rate}"
+    LOGGER.info(f"\n{colorstr(f'3/{o.steps} prune:')} {what}")
+    base = deepcopy(base_model).to(device)  # the summary's copy: base_model stays the fine-tunes' source, on the CPU
+    root = check_cls_dataset(o.data)
+    if o.target:
+        latency = {"runtime": o.latency_runtime, "batch": o.latency_batch, "cache_dir": o.project}
+        o.cfg = allocate(o.cfg, base, scores, o.target, root, o.imgsz, o.batch_size, o.workers, o.seed, o.save_dir,
+                         o.sensitivity, latency)
+    pruned = load_model(ClassificationModel(o.cfg, nc=base.nc, rate=o.rate).to(device), base, scores)
+    norm = input_norm(base)
+    loader = create_classification_dataloader(eval_split(root), imgsz=o.imgsz, batch_size=o.batch_size,
+                                              augment=False, workers=o.workers, shuffle=False, norm=norm)
+    before = {"baseline": (trained_stage(trained_baseline, loader, device, "no", best=base) if trained_baseline
+                           else untrained_stage(base, loader)),
+              f"pruned ({what})": untrained_stage(pruned, loader)}
+    train_images = create_classification_dataloader(root / "train", imgsz=o.imgsz, batch_size=o.batch_size,
+                                                    augment=False, workers=o.workers, shuffle=True, seed=o.seed,
+                                                    norm=norm)
+    recalibrated = recalibrate_bn(deepcopy(pruned), train_images, batches=10)
+    before["pruned + BN recalibrated"] = untrained_stage(recalibrated, loader)
+    return before, loader
+
+
+def finetune_stages(o, baseline, base_model, ranks, common, loader, device):
+    """({reference row: stage, pruned row: stage}, (reference row, pruned row)): the pruned model fine-tuned, and the
+    unpruned baseline trained the same extra epochs the same way, so that the summary's difference is what pruning
+    costs, not what more epochs gain. Both start from base_model in memory (and distil from it by default)."""
+    teacher = str(baseline) if o.teacher is None else o.teacher
+    teacher_model = base_model if teacher == str(baseline) else None
+    # both fine-tunes alike: distilled, and a cosine schedule (benchmarks/recipes.py: +0.3 for the pruned model)
+    finetune = dict(teacher=teacher, distill_alpha=o.distill_alpha, distill_t=o.distill_t, cos_lr=True,
+                    source=base_model, teacher_model=teacher_model, weights=str(baseline), epochs=o.finetune_epochs)
+    distilled = "yes" if teacher else "no"
+    how = f"distilling from {teacher}" if teacher else "plain cross-entropy"
+    fading = f", the pruned filters fading out over the first {o.fade_epochs}" if o.fade_epochs else ""
+    LOGGER.info(f"\n{colorstr(f'4/{o.steps} fine-tune:')} pruned model, {o.finetune_epochs} epochs{fading}, {how}")
+    result = train_cli.run(cfg=o.cfg, rate=o.rate, ranks=str(ranks), name="pruned", fade_epochs=o.fade_epochs,
+                           **finetune, **common)
+    LOGGER.info(f"\n{colorstr(f'5/{o.steps} reference:')} unpruned baseline, the same {o.finetune_epochs} epochs, "
+                f"{how}")
+    control = train_cli.run(cfg="", name="baseline-ft", **finetune, **common)  # the baseline's architecture
+    more = f"+ {o.finetune_epochs} epoch{'s' if o.finetune_epochs != 1 else ''}"
+    reference, final = f"baseline {more}", f"pruned {more}"
+    stages = {reference: trained_stage(control, loader, device, distilled),
+              final: trained_stage(result, loader, device, distilled)}
+    return stages, (reference, final), (result, control)
+
+
+def scratch_stage(o, pruned_yaml, common, loader, device):
+    """(row name, stage, run result): what a user gets without pruning, the same small architecture trained from
+    scratch as long as baseline + fine-tune, without a teacher."""
+    total = o.epochs + o.finetune_epochs  # with --weights, --epochs stands for the baseline's
+    LOGGER.info(f"\n{colorstr('6/6 scratch:')} the pruned architecture from scratch, {total} epochs")
+    scratch = train_cli.run(cfg=pruned_yaml, epochs=total, name="scratch", **common)
+    return f"pruned architecture from scratch ({total} epochs)", trained_stage(scratch, loader, device, "no"), scratch
+
+
+@nested()  # the train runs it makes stay quiet: no option dumps or next-step hints of their own
 def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRITERION, rank_batches=5,
         epochs=8, finetune_epochs=8, batch_size=64, imgsz=None, device="", workers=2, cache="ram",
         project=ROOT / "runs/prune-cls", name="exp", exist_ok=False, seed=0, target_flops=None, target_params=None,
@@ -173,142 +289,59 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     fade_epochs: None fades the pruned filters out over FADE_SHARE of the fine-tune; 0 cuts them at once.
     no_scratch: skip the scratch row (the pruned architecture trained from scratch as long as baseline + fine-tune).
     plan: 'ultralytics' prunes only widths ultralytics' YAML can say (see classify/train.py --plan).
+    The baseline checkpoint is read once; every step gets the model in memory.
     """
-    fade_epochs = default_fade_epochs(finetune_epochs) if fade_epochs is None else fade_epochs
-    if not 0 <= fade_epochs <= finetune_epochs:
-        raise ValueError(f"--fade-epochs must be between 0 and --finetune-epochs ({finetune_epochs}), not {fade_epochs}")
-    for flag, value, minimum in (("--epochs", epochs, 1), ("--finetune-epochs", finetune_epochs, 1),
-                                 ("--rank-batches", rank_batches, 1), ("--batch-size", batch_size, 1),
-                                 ("--workers", workers, 0)):
-        check_at_least(flag, value, minimum)
-    imgsz = None if imgsz is None else check_img_size(imgsz)
-    target = chosen_target(target_flops, target_params, target_latency, rate)
-    latency_runtime, latency_batch = check_latency_options(latency_runtime, latency_batch)
-    latency = {"runtime": latency_runtime, "batch": latency_batch, "cache_dir": project}
-    rate = None if target else (rate if rate is not None else DEFAULT_RATE)
-    if sensitivity:  # a missing file or one that is not a sensitivity table fails before any work
-        read_sensitivity(sensitivity)
-    source = check_classifier(attempt_load(weights), weights, "classify/prune.py") if weights else None
-    imgsz = model_imgsz(imgsz, source) if source is not None else imgsz or DEMO_IMGSZ
-    cfg = cfg or (cfg_of(source, weights) if source is not None else DEMO_CFG)
-    if plan:  # the rule travels in the YAML: every model built from it (and every checkpoint) keeps it
-        cfg = with_plan(load_yaml(cfg), plan)
-    if not target and not needs_scores(ClassificationModel(cfg, rate=rate)):  # a bad --cfg or --rate fails here
-        raise ValueError("--rate is 0 everywhere: nothing to prune; give a rate such as 0.5 or '[0.]+[0.3]*8+[0.]'")
-    if target:  # a budget no plan reaches fails now, not after training, ranking and sensitivity
-        check_reachable(cfg, *target, imgsz, len(class_names(check_cls_dataset(data))))
-    load_hyp(hyp)  # a bad --hyp or distillation setting fails here too, before any work
-    check_distillation(distill_alpha, distill_t)
-    save_dir = increment_path(Path(check_writable(Path(project) / name)), exist_ok=exist_ok, mkdir=True)
-    steps = 5 if no_scratch else 6
-    common = dict(data=data, batch_size=batch_size, imgsz=imgsz, device=device, workers=workers, cache=cache,
-                  seed=seed, project=save_dir, exist_ok=True, hyp=hyp)
-
-    trained_baseline = None
-    if weights:
-        baseline = weights
-        LOGGER.info(f"\n{colorstr(f'1/{steps} baseline:')} {weights}")
-    else:
-        cfg_name = cfg.get("yaml_file", "the model") if isinstance(cfg, dict) else cfg
-        LOGGER.info(f"\n{colorstr(f'1/{steps} baseline:')} training {cfg_name} for {epochs} epochs")
-        trained_baseline = train_cli.run(cfg=cfg, epochs=epochs, name="baseline", **common)
-        baseline = trained_baseline["best"]
-
-    LOGGER.info(f"\n{colorstr(f'2/{steps} ranks:')} {criterion} on {data}")
-    ranks = rank_cli.run(weights=baseline, data=data, criterion=criterion, batches=rank_batches,
-                         batch_size=min(batch_size, 32), imgsz=imgsz, device=device, workers=workers,
-                         output=save_dir / "ranks.pt", seed=seed)
-
-    plan = f"widths for --target-{target[0]} {target[1]:g}" if target else f"rate {rate}"
-    LOGGER.info(f"\n{colorstr(f'3/{steps} prune:')} {plan}")
+    o = argparse.Namespace(**locals())  # the options, resolved once (check_run) and passed down together
+    source = check_run(o)
+    o.save_dir = increment_path(Path(check_writable(Path(project) / name)), exist_ok=exist_ok, mkdir=True)
+    o.steps = 5 if no_scratch else 6
+    common = dict(data=data, batch_size=batch_size, imgsz=o.imgsz, device=device, workers=workers, cache=cache,
+                  seed=seed, project=o.save_dir, exist_ok=True, hyp=hyp)
+    baseline, base_model, trained_baseline = baseline_stage(o, source, common)
     dev = select_device(device, batch_size=batch_size)
-    base_model = attempt_load(baseline, device=dev)
-    scores = load_scores(ranks)[0]
-    root = check_cls_dataset(data)
-    if target:
-        cfg = allocate(cfg, base_model, scores, target, root, imgsz, batch_size, workers, seed, save_dir, sensitivity,
-                       latency)
-    pruned = load_model(ClassificationModel(cfg, nc=base_model.nc, rate=rate).to(dev), base_model, scores)
-    norm = input_norm(base_model)
-    loader = create_classification_dataloader(eval_split(root), imgsz=imgsz, batch_size=batch_size, augment=False,
-                                              workers=workers, shuffle=False, norm=norm)
-    before = {"baseline": (trained_stage(trained_baseline, loader, dev, "no") if trained_baseline
-                           else untrained_stage(base_model, loader)),
-              f"pruned ({plan})": untrained_stage(pruned, loader)}
-    train_images = create_classification_dataloader(root / "train", imgsz=imgsz, batch_size=batch_size,
-                                                    augment=False, workers=workers, shuffle=True, seed=seed, norm=norm)
-    recalibrated = recalibrate_bn(deepcopy(pruned), train_images, batches=10)
-    before["pruned + BN recalibrated"] = untrained_stage(recalibrated, loader)
-
-    teacher = str(baseline) if teacher is None else teacher
-    # both fine-tunes alike: distilled, and a cosine schedule (benchmarks/recipes.py: +0.3 for the pruned model)
-    finetune = dict(teacher=teacher, distill_alpha=distill_alpha, distill_t=distill_t, cos_lr=True)
-    distilled = "yes" if teacher else "no"
-    how = f"distilling from {teacher}" if teacher else "plain cross-entropy"
-    fading = f", the pruned filters fading out over the first {fade_epochs}" if fade_epochs else ""
-    LOGGER.info(f"\n{colorstr(f'4/{steps} fine-tune:')} pruned model, {finetune_epochs} epochs{fading}, {how}")
-    result = train_cli.run(cfg=cfg, rate=rate, weights=str(baseline), ranks=str(ranks), epochs=finetune_epochs,
-                           name="pruned", fade_epochs=fade_epochs, **finetune, **common)
-    # The reference: the unpruned baseline trained the same extra epochs the same way, so that the summary's
-    # difference is what pruning costs, not what more epochs gain.
-    LOGGER.info(f"\n{colorstr(f'5/{steps} reference:')} unpruned baseline, the same {finetune_epochs} epochs, {how}")
-    control = train_cli.run(cfg="", weights=str(baseline), epochs=finetune_epochs,  # the baseline's architecture
-                            name="baseline-ft", **finetune, **common)
-    more = f"+ {finetune_epochs} epoch{'s' if finetune_epochs != 1 else ''}"
-    reference, final = f"baseline {more}", f"pruned {more}"
-    stages = {**before, reference: trained_stage(control, loader, dev, distilled),
-              final: trained_stage(result, loader, dev, distilled)}
+    scores, ranks = rank_stage(o, base_model, baseline, dev)
+    stages, loader = prune_stage(o, base_model, scores, trained_baseline, dev)
+    tuned, (reference, final), (result, control) = finetune_stages(o, baseline, base_model, ranks, common, loader, dev)
+    stages.update(tuned)
     scratch = scratch_row = None
-    if not no_scratch:  # what a user gets without pruning: the same small architecture, trained as long, no teacher
-        total = epochs + finetune_epochs  # with --weights, --epochs stands for the baseline's
-        LOGGER.info(f"\n{colorstr('6/6 scratch:')} the pruned architecture from scratch, {total} epochs")
-        scratch = train_cli.run(cfg=stages[final][0].yaml, epochs=total, name="scratch", **common)
-        scratch_row = f"pruned architecture from scratch ({total} epochs)"
-        stages[scratch_row] = trained_stage(scratch, loader, dev, "no")
-    rows = summary_rows(stages, imgsz)
-    log_summary(rows, save_dir, reference, final, scratch_row, split=eval_split(root).name)
-    return {"save_dir": save_dir, "baseline": baseline, "ranks": ranks, "pruned": result["best"],
+    if not no_scratch:
+        scratch_row, stages[scratch_row], scratch = scratch_stage(o, stages[final][0].yaml, common, loader, dev)
+    rows = summary_rows(stages, o.imgsz)
+    log_summary(rows, o.save_dir, reference, final, scratch_row, split=eval_split(check_cls_dataset(data)).name)
+    return {"save_dir": o.save_dir, "baseline": baseline, "ranks": ranks, "pruned": result["best"],
             "baseline_ft": control["best"], "scratch": scratch["best"] if scratch else None, "summary": rows}
 
 
 def parse_opt(known=False):
     parser = argparse.ArgumentParser(description="Prune a YOLO classifier (YOLOv5, YOLOv8, YOLO11, YOLO26) end to end",
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--cfg", type=str, default="", help=f"model YAML (default: that of --weights, else {DEMO_CFG})")
-    parser.add_argument("--weights", "--model", type=str, default="", help="trained classifier/detector; '' trains a baseline first")
-    parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
+    add_cfg(parser, f"model YAML (default: that of --weights, else {DEMO_CFG})")
+    add_weights(parser, "trained classifier/detector; '' trains a baseline first", default="")
+    add_data(parser)
     parser.add_argument("--rate", type=str, default=None,
                         help=f"compress rate(s): 0.5, a list, or '[0.]+[0.3]*8+[0.]' (default {DEFAULT_RATE})")
     add_target_options(parser, "instead of --rate: allocate widths to this fraction of the unpruned FLOPs (0-1]",
                        "sensitivity.csv to allocate by (default: measured on the baseline in this run)")
-    parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA,
-                        help="filter ranking criterion (see classify/rank.py --help)")
-    parser.add_argument("--rank-batches", type=int, default=5, help="training batches scored by data criteria")
+    add_criterion(parser, CRITERIA, DEFAULT_CRITERION)
+    add_rank_batches(parser)
     parser.add_argument("--epochs", type=int, default=8,
                         help="baseline epochs (without --weights; with them, the baseline's epochs for the scratch row)")
     parser.add_argument("--finetune-epochs", type=int, default=8, help="fine-tune epochs of the pruned model")
-    parser.add_argument("--batch-size", type=int, default=64, help="total batch size")
-    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=None,
-                        help=f"image size (pixels); default: that --weights was trained at, else {DEMO_IMGSZ}")
-    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
-    parser.add_argument("--workers", type=int, default=2, help=WORKERS_HELP)
-    parser.add_argument("--cache", type=str, nargs="?", const="ram", default="ram", choices=("ram", "disk"),
-                        help="cache decoded images in 'ram' or on 'disk' (as <image>.npy)")
-    parser.add_argument("--project", default=ROOT / "runs/prune-cls", help="save to project/name")
-    parser.add_argument("--name", default="exp", help="save to project/name")
-    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
-    parser.add_argument("--seed", type=int, default=0, help="global seed")
+    add_batch_size(parser, "prune")
+    add_imgsz(parser, when_omitted=f"that --weights was trained at, else {DEMO_IMGSZ}")
+    add_device(parser)
+    add_workers(parser, default=2)  # sized for its 2-core demo
+    add_cache(parser, default="ram")  # several trainings read the same images
+    add_run_folder(parser, "runs/prune-cls")
+    add_seed(parser)
     parser.add_argument("--teacher", type=str, default=None,
                         help="distil the fine-tunes from this classifier; default: the baseline; '' = plain cross-entropy")
-    parser.add_argument("--distill-alpha", type=float, default=DISTILL_ALPHA, help="weight of the teacher term")
-    parser.add_argument("--distill-t", type=float, default=DISTILL_T, help="distillation temperature")
-    parser.add_argument("--hyp", type=str, default="", help="augmentation and loss settings YAML (classify/train.py --hyp)")
+    add_distillation(parser)
+    add_hyp(parser)
     parser.add_argument("--fade-epochs", type=int, default=None,
                         help="fine-tune epochs over which the pruned filters fade out before they are cut "
                              f"(default: {FADE_SHARE:g} of --finetune-epochs, at least 1; 0 cuts them at once)")
-    parser.add_argument("--plan", type=str, default="", choices=("", "ultralytics"),
-                        help="'ultralytics': prune only widths ultralytics' YAML can say, so that "
-                             "YOLO(exported file).train() keeps the pruned model (see classify/train.py)")
+    add_plan(parser)
     parser.add_argument("--no-scratch", action="store_true",
                         help="skip the scratch row (the pruned architecture trained from scratch as long)")
     return parser.parse_known_args()[0] if known else parser.parse_args()

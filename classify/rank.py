@@ -20,93 +20,28 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
 import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
 import yaml  # noqa: E402
 
-from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
-                           planned_yaml, read_sensitivity)
-from models.criteria import CRITERIA, DEFAULT_CRITERION, RESIDUAL_MODES, compute_scores, get_criterion  # noqa: E402
-from models.experimental import model_from_checkpoint  # noqa: E402
-from models.io.checkpoints import load_checkpoint  # noqa: E402
-from models.io.ranks import save_scores  # noqa: E402
+from models.allocation import drop_predictor  # noqa: E402
+from models.budget import check_reachable, chosen_target, plan_for_target, planned_yaml  # noqa: E402
+from models.criteria import CRITERIA, DEFAULT_CRITERION, RESIDUAL_MODES, get_criterion  # noqa: E402
 from models.latency import check_latency_options  # noqa: E402
-from models.prune import load_model  # noqa: E402
-from models.yolo import ClassificationModel, DetectionModel, cfg_of, classifier_yaml, input_norm  # noqa: E402
+from models.ranking import rank_and_save, ranking_model  # noqa: E402
+from models.sensitivity import read_sensitivity  # noqa: E402
+from models.yolo import cfg_of  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import (WORKERS_HELP, HelpFormatter, add_target_options, check_at_least, check_img_size,  # noqa: E402
-                       check_writable, model_imgsz, print_args, run_cli)
-from utils.dataloaders import create_classification_dataloader  # noqa: E402
-from utils.datasets import DEFAULT_DATA, check_cls_dataset  # noqa: E402
+from utils.cli import (HelpFormatter, check_at_least, check_img_size, check_writable, model_imgsz,  # noqa: E402
+                       print_args, run_cli)
+from utils.datasets import DEFAULT_DATA  # noqa: E402
 from utils.device import select_device  # noqa: E402
-from utils.downloads import attempt_download  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.options import (add_batch_size, add_cfg, add_criterion, add_data, add_device, add_imgsz,  # noqa: E402
+                           add_seed, add_target_options, add_weights, add_workers)
 from utils.paths import WEIGHTS_DIR  # noqa: E402
-
-
-def ranking_model(weights, cfg=None):
-    """The classifier whose filters are ranked: a classifier source itself (pruned or not), or, for a detector
-    source, cfg (a classifier YAML, default YOLOv5's cut at layer 10) filled with the detector's backbone.
-    `weights` is a checkpoint path, or a model already read from one (so a command reads its --weights once)."""
-    if isinstance(weights, nn.Module):
-        source = weights
-    else:
-        source = model_from_checkpoint(load_checkpoint(attempt_download(weights)))
-    if not isinstance(source, DetectionModel):
-        return source.float()
-    LOGGER.warning("rank: the source is a detector; the Classify head has no trained weights, so its ranks "
-                   "reflect its initialisation")
-    if cfg:
-        return load_model(ClassificationModel(classifier_yaml(cfg), rate=0.0), source).float()
-    return ClassificationModel(model=source, nc=1000, cutoff=10).float()
 
 
 def default_output(weights, criterion):
     return WEIGHTS_DIR / "ranks" / f"{Path(weights).stem}-{criterion}.pt"
-
-
-def score_filters(weights, cfg="", data=DEFAULT_DATA, criterion=DEFAULT_CRITERION, batches=5, batch_size=16,
-                  imgsz=224, device="cpu", workers=8, seed=0, residual="members"):
-    """(scores, meta): rank the filters of the unpruned model of `weights` on un-augmented training images."""
-    get_criterion(criterion)  # an unknown criterion fails before loading weights or data
-    if batches < 1:
-        raise ValueError(f"--batches must be at least 1, not {batches}")
-    return score_model(ranking_model(weights, cfg).to(device), weights, cfg, data, criterion, batches, batch_size,
-                       imgsz, device, workers, seed, residual)
-
-
-def score_model(model, weights, cfg="", data=DEFAULT_DATA, criterion=DEFAULT_CRITERION, batches=5, batch_size=16,
-                imgsz=224, device="cpu", workers=8, seed=0, residual="members"):
-    """(scores, meta) of an already loaded ranking model (see score_filters)."""
-    needs_data = get_criterion(criterion).needs_data
-    if batches < 1:
-        raise ValueError(f"--batches must be at least 1, not {batches}")
-    loader, data_root = None, ""
-    if needs_data:
-        data_root = check_cls_dataset(data)
-        loader = create_classification_dataloader(Path(data_root) / "train", imgsz=imgsz, batch_size=batch_size,
-                                                  augment=False, workers=workers, shuffle=True, seed=seed,
-                                                  norm=input_norm(model))
-    scores = compute_scores(model, criterion, loader, batches=batches, device=device, seed=seed, residual=residual)
-    meta = {"criterion": criterion, "source": str(weights), "cfg": str(cfg.get("yaml_file", "") if isinstance(cfg, dict) else cfg or ""),
-            "data": str(data_root or data), "imgsz": imgsz if needs_data else None,
-            "batches": batches if needs_data else None, "batch_size": batch_size, "seed": seed,
-            "residual": residual if needs_data else None}
-    return scores, meta
-
-
-def tied_fraction(s):
-    """Fraction of a group's channels whose score equals another channel's (those fall back to index order)."""
-    _, counts = torch.unique(s, return_counts=True)
-    return counts[counts > 1].sum().item() / len(s)
-
-
-def log_scores(scores, criterion):
-    """A table per group: channels, the spread of scores over them, and how many tie."""
-    LOGGER.info(f"\n{criterion} scores per channel group (over its channels: lowest, mean, highest; tied = share of "
-                f"channels whose score equals another's)")
-    LOGGER.info(f"{'group':<22}{'channels':>9}{'lowest':>11}{'mean':>11}{'highest':>11}{'tied':>7}")
-    for name, s in scores.items():
-        LOGGER.info(f"{name:<22}{len(s):>9}{s.min():>11.4g}{s.mean():>11.4g}{s.max():>11.4g}{tied_fraction(s):>7.0%}")
 
 
 def write_plan(model, scores, output, target, imgsz, sensitivity="", latency_runtime=None, latency_batch=1):
@@ -143,11 +78,8 @@ def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion=DEFAULT_C
     imgsz = model_imgsz(imgsz, model)
     if target:  # a budget no plan reaches fails now, not after ranking
         check_reachable(cfg_of(model), *target, imgsz, model.nc)
-    scores, meta = score_model(model, weights, cfg, data, criterion, batches, batch_size, imgsz, device, workers, seed,
-                               residual)
-    log_scores(scores, criterion)
-    save_scores(output, scores, meta)
-    LOGGER.info(f"\n{len(scores)} channel groups ranked by {criterion}; scores saved to {colorstr('bold', output)}")
+    scores = rank_and_save(model, weights, output, cfg, data, criterion, batches, batch_size, imgsz, device, workers,
+                           seed, residual)
     if target:
         write_plan(model, scores, output, target, imgsz, sensitivity, latency_runtime, latency_batch)
     return output
@@ -156,19 +88,18 @@ def run(weights="yolov5s-cls.pt", cfg="", data=DEFAULT_DATA, criterion=DEFAULT_C
 def parse_opt(known=False):
     parser = argparse.ArgumentParser(description="Rank the filters of a YOLO classifier or detector backbone",
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--weights", type=str, default="yolov5s-cls.pt", help="classifier or detector checkpoint")
-    parser.add_argument("--cfg", type=str, default="", help="classifier YAML (for a detector source), e.g. yolov5s-cls.yaml")
-    parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset for data criteria: name or ImageFolder root")
-    parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA,
-                        help="ranking criterion: " + "; ".join(f"{k}: {c.help}" for k, c in CRITERIA.items()))
+    add_weights(parser, "classifier or detector checkpoint")
+    add_cfg(parser, "classifier YAML (for a detector source), e.g. yolov5s-cls.yaml")
+    add_data(parser, "dataset for data criteria: name or ImageFolder root")
+    add_criterion(parser, CRITERIA, DEFAULT_CRITERION,
+                  "ranking criterion: " + "; ".join(f"{k}: {c.help}" for k, c in CRITERIA.items()))
     parser.add_argument("--batches", type=int, default=5, help="training batches scored by data criteria")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
-    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=None,
-                        help="image size (pixels); default: the model's training size, else 224")
-    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
-    parser.add_argument("--workers", type=int, default=8, help=WORKERS_HELP)
+    add_batch_size(parser, "rank")
+    add_imgsz(parser)
+    add_device(parser)
+    add_workers(parser)
     parser.add_argument("--output", type=str, default="", help="scores file (default weights/ranks/<weights>-<criterion>.pt)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for data order and the random criterion")
+    add_seed(parser)
     add_target_options(parser, "also allocate widths to this fraction of the unpruned FLOPs (0-1]; writes <output>.yaml",
                        "sensitivity.csv to allocate by (default: the scores)")
     parser.add_argument("--residual", default="members", choices=RESIDUAL_MODES,

@@ -13,7 +13,6 @@ per group) to runs/sensitivity/exp*; the csv feeds allocation: classify/train.py
 import argparse
 import sys
 import time
-from itertools import islice
 from pathlib import Path
 
 FILE = Path(__file__).resolve()
@@ -23,18 +22,20 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from models.budget import SENSITIVITY_RATES, sensitivity  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, compute_scores, get_criterion  # noqa: E402
 from models.experimental import attempt_load, check_classifier  # noqa: E402
 from models.io.ranks import load_scores  # noqa: E402
+from models.sensitivity import SENSITIVITY_RATES, group_sensitivity  # noqa: E402
 from models.yolo import input_norm  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import (WORKERS_HELP, HelpFormatter, check_at_least, check_img_size, check_writable,  # noqa: E402
+from utils.cli import (HelpFormatter, check_at_least, check_img_size, check_writable,  # noqa: E402
                        model_imgsz, print_args, run_cli)
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
-from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
+from utils.datasets import DEFAULT_DATA, check_cls_dataset  # noqa: E402
 from utils.device import select_device  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.options import (add_batch_size, add_criterion, add_data, add_device, add_imgsz,  # noqa: E402
+                           add_rank_batches, add_ranks, add_run_folder, add_seed, add_weights, add_workers)
 from utils.paths import increment_path  # noqa: E402
 from utils.plots import plot_sensitivity  # noqa: E402
 
@@ -48,28 +49,6 @@ def parse_rate_list(text):
     if not rates or not all(0 < r < 1 for r in rates):
         raise ValueError(f"--rates must be a comma list of rates in (0, 1), e.g. 0.1,0.3,0.5, not '{text}'")
     return rates
-
-
-def preload(path, imgsz, batch_size, count, workers, seed, device, norm=None):
-    """The first `count` images (in a seeded shuffled order, so every class shows) as a list of tensor batches."""
-    loader = create_classification_dataloader(path, imgsz=imgsz, batch_size=batch_size, augment=False,
-                                              workers=workers, shuffle=True, seed=seed, norm=norm)
-    batches = list(islice(loader, -(-count // loader.batch_size)))
-    x, y = torch.cat([b[0] for b in batches])[:count], torch.cat([b[1] for b in batches])[:count]
-    return [(xs.to(device).float(), ys.to(device)) for xs, ys in zip(x.split(batch_size), y.split(batch_size))]
-
-
-def group_sensitivity(model, data_root, scores, imgsz=224, batch_size=64, images=512, calib_batches=5,
-                      rates=SENSITIVITY_RATES, workers=8, seed=0, split="val"):
-    """The sensitivity table of `model` on `images` images of `split` (val or train), with BN recalibrated on
-    `calib_batches` training batches; see models.budget.sensitivity."""
-    device = next(model.parameters()).device
-    root = Path(data_root)
-    eval_dir = eval_split(root) if split == "val" else root / "train"
-    norm = input_norm(model)
-    evaluate = preload(eval_dir, imgsz, batch_size, images, workers, seed, device, norm)
-    calibrate = preload(root / "train", imgsz, batch_size, calib_batches * batch_size, workers, seed + 1, device, norm)
-    return sensitivity(model, scores, evaluate, calibrate, rates)
 
 
 def run(weights="yolov5s-cls.pt", data=DEFAULT_DATA, imgsz=None, batch_size=64, device="", workers=8,
@@ -119,23 +98,20 @@ def run(weights="yolov5s-cls.pt", data=DEFAULT_DATA, imgsz=None, batch_size=64, 
 def parse_opt(known=False):
     parser = argparse.ArgumentParser(description="Accuracy after pruning one channel group at a time",
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--weights", "--model", type=str, default="yolov5s-cls.pt", help="trained classifier")
-    parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
-    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=None,
-                        help="image size (pixels); default: the model's training size, else 224")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per batch")
-    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
-    parser.add_argument("--workers", type=int, default=8, help=WORKERS_HELP)
-    parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA, help="filter ranking")
-    parser.add_argument("--ranks", type=str, default="", help="scores file from classify/rank.py (skips ranking)")
-    parser.add_argument("--rank-batches", type=int, default=5, help="training batches scored by data criteria")
+    add_weights(parser, "trained classifier")
+    add_data(parser)
+    add_imgsz(parser)
+    add_batch_size(parser, "sensitivity")
+    add_device(parser)
+    add_workers(parser)
+    add_criterion(parser, CRITERIA, DEFAULT_CRITERION)
+    add_ranks(parser)
+    add_rank_batches(parser)
     parser.add_argument("--images", type=int, default=512, help="validation images per measurement (a subset: fast)")
     parser.add_argument("--calib-batches", type=int, default=5, help="training batches that re-estimate BatchNorm")
     parser.add_argument("--rates", type=str, default=",".join(map(str, SENSITIVITY_RATES)), help="rates to try")
-    parser.add_argument("--project", default=ROOT / "runs/sensitivity", help="save to project/name")
-    parser.add_argument("--name", default="exp", help="save to project/name")
-    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
-    parser.add_argument("--seed", type=int, default=0, help="seed for ranking data and the image subsets")
+    add_run_folder(parser, "runs/sensitivity")
+    add_seed(parser)
     return parser.parse_known_args()[0] if known else parser.parse_args()
 
 

@@ -37,7 +37,6 @@ import argparse
 import os
 import sys
 import time
-import warnings
 from copy import deepcopy
 from pathlib import Path
 
@@ -49,58 +48,49 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import yaml  # noqa: E402
-from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
-from classify import val as validate  # noqa: E402
-from classify.rank import score_filters, score_model  # noqa: E402
-from models.budget import (check_reachable, chosen_target, drop_predictor, plan_for_target,  # noqa: E402
-                           planned_yaml, read_sensitivity)
+from models.allocation import drop_predictor  # noqa: E402
+from models.budget import check_reachable, chosen_target, plan_for_target  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, check_criterion  # noqa: E402
-from models.decay import ChannelFade  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
-from models.graph import channel_groups, make_divisible  # noqa: E402
-from models.io.checkpoints import (CheckpointError, checkpoint_dict, float_state_dict, is_project_checkpoint,  # noqa: E402
-                               load_checkpoint, save_checkpoint, to_cpu)
+from models.io.checkpoints import CheckpointError, is_project_checkpoint, load_checkpoint  # noqa: E402
 from models.io.ranks import load_scores, save_scores  # noqa: E402
 from models.latency import check_latency_options  # noqa: E402
-from models.prune import load_model, needs_scores, source_architecture  # noqa: E402
-from models.sparsity import GroupLasso, check_sparsity  # noqa: E402
+from models.prune import load_model, needs_scores  # noqa: E402
+from models.ranking import score_filters, score_model  # noqa: E402
+from models.recipes import Distillation, Fade, Sparsity, fade_start  # noqa: E402
+from models.sensitivity import read_sensitivity  # noqa: E402
+from models.sparsity import check_sparsity  # noqa: E402
+from models.trainer import Trainer, plain_options, training_memory_format  # noqa: E402
 from models.yolo import (ClassificationModel, cfg_of, classifier_yaml, input_norm, resolve_rates,  # noqa: E402
                          with_plan)
 from utils import run_lock  # noqa: E402
-from utils.cli import (WORKERS_HELP, HelpFormatter, USER_ERRORS, Interrupted, UserError,  # noqa: E402
-                       add_target_options, check_at_least, check_img_size, check_writable, print_args, run_cli)
+from utils.cli import (DEFAULT_IMGSZ, USER_ERRORS, HelpFormatter, Interrupted, UserError, check_at_least,  # noqa: E402
+                       check_img_size, check_writable, print_args, run_cli)
 from utils.dataloaders import create_classification_dataloader, share_cpu_cores  # noqa: E402
-from utils.datasets import DEFAULT_DATA, check_cls_dataset, class_names, eval_split  # noqa: E402
+from utils.datasets import check_cls_dataset, class_names, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
-from utils.distill import DISTILL_ALPHA, DISTILL_FEATURES, DISTILL_T, Distiller, check_distillation, output_classes  # noqa: E402
+from utils.distill import DISTILL_FEATURES, Distiller, check_distillation, output_classes  # noqa: E402
 from utils.distributed import (LOCAL_RANK, RANK, WORLD_SIZE, broadcast_object, cleanup, de_parallel,  # noqa: E402
-                               gather_object, init_distributed, is_main_process, torch_distributed_zero_first)
+                               init_distributed, is_main_process, torch_distributed_zero_first)
 from utils.downloads import attempt_download  # noqa: E402
-from utils.ema import EMA_TAU, ModelEMA  # noqa: E402
-from utils.hyp import DEFAULT_HYP, load_hyp, save_hyp  # noqa: E402
-from utils.log import LOGGER, colorstr, is_nested, progress_bar  # noqa: E402
-from utils.metrics import EarlyStopping  # noqa: E402
+from utils.ema import EMA_TAU  # noqa: E402
+from utils.hyp import load_hyp, save_hyp  # noqa: E402
+from utils.log import LOGGER, colorstr, is_nested  # noqa: E402
 from utils.model_info import model_info  # noqa: E402
-from utils.optim import OPTIMIZERS, lr_scheduler, multi_tensor, smart_optimizer  # noqa: E402
+from utils.options import (add_batch_size, add_cache, add_cfg, add_criterion, add_data, add_device,  # noqa: E402
+                           add_distillation, add_hyp, add_imgsz, add_plan, add_rank_batches, add_ranks, add_run_folder,
+                           add_seed, add_target_options, add_weights, add_workers)
+from utils.optim import OPTIMIZERS  # noqa: E402
 from utils.paths import increment_path  # noqa: E402
 from utils.plots import plot_results  # noqa: E402
 from utils.profiling import median_latency  # noqa: E402
-from utils.results import results_row, write_results  # noqa: E402
-from utils.seeds import init_seeds, restore_rng_state, rng_for_rank, rng_state  # noqa: E402
+from utils.seeds import init_seeds  # noqa: E402
 
-LRF = 0.01  # final lr = lr0 * LRF (YOLOv5 classify)
-MAX_GRAD_NORM = 10.0  # gradient clipping, as upstream
-LOSS_READ_INTERVAL = 10  # steps between reads of the running loss for the progress bar (each read syncs CUDA)
 RESUME_OVERRIDES = ("device", "workers")  # the only options a resumed run takes from the new command line
 
 
 # ----------------------------------------------------------------------------------------------- options
-def plain_options(opt):
-    """vars(opt) with Paths as str, so a checkpoint holding it loads with weights_only=True."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(opt).items()}
-
-
 def is_finished(ckpt):
     """True for a training checkpoint whose run completed (or stopped early): nothing left to resume."""
     return bool(ckpt.get("finished")) or ckpt["epoch"] + 1 >= ckpt["opt"]["epochs"]
@@ -157,9 +147,10 @@ def model_cfg(opt):
     return with_plan(classifier_yaml(opt.cfg, opt.cutoff), opt.plan)
 
 
-def check_options(opt):
+def check_options(opt, source=None):
     """Fail fast, before any folder or file is made, on options that cannot work. Returns the --weights model (read
-    from disk here, once: the architecture, the ranks and the copied filters all come from it), or None."""
+    from disk here, once: the architecture, the ranks and the copied filters all come from it; `source` when the
+    caller read it already), or None."""
     check_at_least("--epochs", opt.epochs, 1)
     check_at_least("--batch-size", opt.batch_size, 1)
     check_at_least("--workers", opt.workers, 0)
@@ -170,7 +161,10 @@ def check_options(opt):
     check_criterion(opt.criterion)
     if opt.rank_batches < 1:
         raise ValueError(f"--rank-batches must be at least 1, not {opt.rank_batches}")
-    source = attempt_load(opt.weights) if opt.weights and opt.pretrained else None  # missing/bad file: one line
+    if not (opt.weights and opt.pretrained):
+        source = None
+    elif source is None:
+        source = attempt_load(opt.weights)  # missing/bad file: one line
     if not opt.cfg:  # YOLOv5 users pass only --model/--weights: rebuild that architecture
         opt.cfg = cfg_of(source, opt.weights) if source is not None else DEFAULT_CFG
     cfg = model_cfg(opt)  # bad --cfg or --plan: one-line ValueError
@@ -288,9 +282,12 @@ def teacher_path(weights):
         raise FileNotFoundError(f"--teacher: {e}") from None
 
 
-def load_teacher(opt, names, device, memory_format):
-    """The --teacher classifier, frozen, on this process's device, wrapped with the distillation loss settings."""
-    teacher = attempt_load(teacher_path(opt.teacher), device=device)  # safe loader: weights-only unpickling
+def load_teacher(opt, names, device, memory_format, teacher=None):
+    """The --teacher classifier (`teacher` when the caller read it already) on this process's device."""
+    if teacher is None:
+        teacher = attempt_load(teacher_path(opt.teacher), device=device)  # safe loader: weights-only unpickling
+    else:  # a copy: the distiller freezes and hooks its teacher
+        teacher = deepcopy(teacher).to(device)
     nc = output_classes(teacher)
     if nc != len(names):
         raise ValueError(f"--teacher {opt.teacher} predicts {nc} classes but the data has {len(names)}: the teacher "
@@ -340,20 +337,6 @@ def summarize(model, imgsz, best_row, files):
             "unpruned_latency": base["latency"]}
 
 
-# --------------------------------------------------------------------------------------------- training
-def training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, hyp, rows, finished, rngs,
-                        fade=None):
-    """Everything --resume needs, on the CPU and weights-only loadable. epoch -1: saved before the first epoch.
-    rngs: every process's RNG state (gather_rng_states), so each DDP rank resumes its own dropout stream.
-    fade: while filters are fading (--fade-epochs), the pruned YAML and the scores that pick its filters."""
-    ema.update_attr(model, include=("names", "nc", "yaml"))
-    return to_cpu(checkpoint_dict(de_parallel(model), names=de_parallel(model).names, ema=float_state_dict(ema.ema),
-                                  updates=ema.updates, optimizer=optimizer.state_dict(),
-                                  scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), epoch=epoch,
-                                  best_fitness=best_fitness, opt=plain_options(opt), hyp=hyp, results=rows,
-                                  rng=rngs, finished=finished, fade=fade))
-
-
 def interruption(opt):
     """The one line a Ctrl-C in training ends with: where it stopped and how to go on."""
     last = Path(opt.save_dir) / "weights" / "last.pt"
@@ -368,166 +351,39 @@ def interruption(opt):
                        f"with: python classify/train.py --resume {last}")
 
 
-def training_memory_format(device):
-    """channels_last (NHWC) where convolutions run faster in it: CUDA (tensor cores under AMP) and CPU (oneDNN,
-    about 15% faster training here); MPS keeps NCHW."""
-    return torch.channels_last if device.type in {"cuda", "cpu"} else torch.contiguous_format
-
-
-def train_step(model, images, labels, criterion, optimizer, scaler, ema=None, distiller=None, penalty=None):
-    """One optimisation step: forward under AMP when the scaler is enabled (CUDA), backward, clip, step, EMA.
-
-    With a distiller the loss is its distillation loss, the teacher seeing the same augmented images under AMP; with a
-    penalty (--sparsity) its value is added. Returns the (detached) loss.
-    """
-    with torch.amp.autocast(device_type=images.device.type, enabled=scaler.is_enabled()):
-        logits = model(images)
-        loss = distiller(logits, images, labels) if distiller else criterion(logits, labels)
-    if penalty is not None:  # outside autocast: summed over every channel, in float32
-        loss = loss + penalty()
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=MAX_GRAD_NORM, foreach=multi_tensor(images.device))
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad()
-    if ema:
-        ema.update(model)
-    return loss.detach()
-
-
-# ------------------------------------------------------------------------------------------ soft pruning
-def fade_start(opt, model, scores, source):
-    """(model to train, fade state): with --fade-epochs, the source's own architecture with its weights, and the
-    first stage of the fade (see next_stage); otherwise (model, None)."""
-    if not opt.fade_epochs:
-        return model, None
-    if scores is None:
-        LOGGER.warning("WARNING ⚠️ --fade-epochs ignored: no filters are pruned from --weights here")
-        return model, None
-    full = load_model(source_architecture(model, getattr(source, "yaml", None)), source)
-    steps = f" in {opt.prune_steps} steps" if opt.prune_steps > 1 else ""
-    LOGGER.info(f"{colorstr('fade:')} the pruned filters fade out over {opt.fade_epochs} epochs{steps}, then are cut")
-    return full, next_stage(full, model.yaml, scores, opt.prune_steps)
-
-
-def next_stage(model, final_yaml, scores, steps):
-    """The fade state of one of `steps` remaining stages from `model` (ranked by `scores`) towards `final_yaml`: 'yaml'
-    the widths this stage cuts to (1/steps of the way, on the 8-grid; the final YAML at the last stage), 'scores',
-    'final' and 'steps' left after it. Stage by stage the filters are re-ranked (--prune-steps, as HRank and
-    Torch-Pruning's iterative_steps prune in steps)."""
-    stage_yaml = final_yaml
-    if steps > 1:
-        with torch.device("meta"):
-            final = {g.name: g.channels for g in channel_groups(ClassificationModel(final_yaml, nc=model.nc))}
-        now = {g.name: g.channels for g in channel_groups(model) if not g.fixed}
-        widths = {g: min(c, max(final[g], make_divisible(final[g] + (c - final[g]) * (steps - 1) / steps)))
-                  for g, c in now.items()}
-        stage_yaml = planned_yaml(final_yaml, widths)
-    return {"yaml": stage_yaml, "scores": scores, "final": final_yaml, "steps": steps - 1}
-
-
-def stage_epochs(opt, fading):
-    """(first, end) epoch of the fade stage `fading`: --fade-epochs split evenly between --prune-steps stages."""
-    k = opt.prune_steps - fading.get("steps", 0)  # 1-based stage number (a fade state without 'steps': one stage)
-    return round(opt.fade_epochs * (k - 1) / opt.prune_steps), round(opt.fade_epochs * k / opt.prune_steps)
-
-
-def rescored(model, opt, data_dir, device, batch_size):
-    """Scores of the filters of the model being trained (a copy in eval mode), on rank 0 and sent to every rank."""
-    result = None
-    if is_main_process():
-        ranking = deepcopy(de_parallel(model)).eval()
-        result = score_model(ranking, "the model being pruned", ranking.yaml, data_dir, opt.criterion,
-                             opt.rank_batches, batch_size, opt.imgsz, device, opt.workers, opt.seed)[0]
-    return broadcast_object(result)
-
-
-def fade_hooks(model, fading):
-    """The ChannelFade hooked onto `model` for a fade state, or None."""
-    if fading is None:
-        return None
-    with torch.device("meta"):
-        pruned = ClassificationModel(fading["yaml"], nc=model.nc)
-    fade = ChannelFade(model, {g.name: g.channels for g in channel_groups(pruned)}, fading["scores"])
-    return fade.attach(model).freeze(model)
-
-
-def optimizer_and_schedule(model, opt, epoch=0, epochs=None):
-    """The optimizer and lr schedule for `model` over `epochs` (default --epochs), the schedule advanced to `epoch`."""
-    optimizer = smart_optimizer(model, opt.optimizer, opt.lr0, momentum=0.9, decay=opt.decay)
-    scheduler = lr_scheduler(optimizer, epochs or opt.epochs, lrf=LRF, cos_lr=opt.cos_lr)
-    with warnings.catch_warnings():  # stepping before any optimizer step is intended here
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(epoch):
-            scheduler.step()
-    return optimizer, scheduler
-
-
-def cut_faded(model, ema, fading, opt, epoch, device, memory_format):
-    """(model, ema, optimizer, scheduler) once the fade reached 0 at the end of `epoch`: the faded filters cut out
-    (same outputs), a new optimizer whose schedule stands at the next epoch (--restart-lr: at the start of a schedule
-    over the epochs left)."""
-    def cut(m):
-        pruned = ClassificationModel(fading["yaml"], nc=m.nc)
-        pruned = load_model(pruned, m, fading["scores"]).to(device, memory_format=memory_format)
-        pruned.names = m.names
-        return pruned
-
-    new = cut(de_parallel(model))
-    if ema is not None:
-        ema = ModelEMA(cut(ema.ema), tau=ema.tau, updates=ema.updates)
-    if opt.restart_lr:
-        optimizer, scheduler = optimizer_and_schedule(new, opt, epochs=opt.epochs - epoch - 1)
-    else:
-        optimizer, scheduler = optimizer_and_schedule(new, opt, epoch + 1)
-    if RANK != -1:
-        new = DDP(new, device_ids=[LOCAL_RANK] if device.type == "cuda" else None,
-                  output_device=LOCAL_RANK if device.type == "cuda" else None)
-    LOGGER.info(f"{colorstr('fade:')} faded filters cut: {sum(p.numel() for p in new.parameters()):,} parameters")
-    return new, ema, optimizer, scheduler
-
-
-def train(opt, device, resume_ckpt=None, source=None):
-    save_dir = Path(opt.save_dir)
-    wdir = save_dir / "weights"
-    last, best, csv = wdir / "last.pt", wdir / "best.pt", save_dir / "results.csv"
-    main_process = is_main_process()
-    cuda = device.type == "cuda"
-    bs = opt.batch_size // WORLD_SIZE  # per process
-    epochs = opt.epochs
-    init_seeds(opt.seed + 1 + RANK, deterministic=True)
-    hyp = training_hyp(opt, resume_ckpt)
-
-    # Data: local rank 0 of each node downloads/generates the dataset first
+# --------------------------------------------------------------------------------------------- training
+def training_data(opt, device, hyp, resume_ckpt=None):
+    """(data_dir, trainloader, testloader): the augmented training split and, on rank 0, the un-augmented evaluation
+    split (None on other ranks). Local rank 0 of each node downloads/generates the dataset first."""
     with torch_distributed_zero_first(LOCAL_RANK):
         data_dir = check_cls_dataset(opt.data)
     norm = input_norm(resume_ckpt["yaml"] if resume_ckpt is not None else classifier_yaml(opt.cfg, opt.cutoff))
-    workers = opt.workers
+    workers, bs = opt.workers, opt.batch_size // WORLD_SIZE  # per process
     if device.type == "cpu":  # loader workers and torch's threads share the cores
         workers = share_cpu_cores(opt.workers, processes=int(os.getenv("LOCAL_WORLD_SIZE", 1)))
     trainloader = create_classification_dataloader(data_dir / "train", imgsz=opt.imgsz, batch_size=bs, augment=True,
                                                    cache=opt.cache or False, rank=LOCAL_RANK, workers=workers,
                                                    seed=opt.seed, hyp=hyp, norm=norm)
     names = trainloader.dataset.classes
-    nc = len(names)
-    if nc == 1 and main_process:
+    if len(names) == 1 and is_main_process():
         LOGGER.warning(f"WARNING ⚠️ {data_dir / 'train'} has one class folder ({names[0]}): every image gets it, so "
                        f"top-1 is 1.0 whatever the model learns; a classifier needs two classes or more")
     testloader = None
-    if main_process:
+    if is_main_process():
         testloader = create_classification_dataloader(eval_split(data_dir), imgsz=opt.imgsz, batch_size=bs * 2,
                                                       augment=False, cache=opt.cache or False, rank=-1,
                                                       workers=workers, shuffle=False, norm=norm)
         if testloader.dataset.classes != names:  # ImageFolder numbers classes by folder: they must line up
             raise ValueError(f"{eval_split(data_dir)} has class folders {testloader.dataset.classes[:5]}... but "
                              f"{data_dir / 'train'} has {names[:5]}...: both splits need the same class folders")
+    return data_dir, trainloader, testloader
 
-    # Teacher first: a wrong one fails before any ranking work; every DDP rank holds its own copy
-    teacher = load_teacher(opt, names, device, training_memory_format(device)) if opt.teacher else None
 
-    # Model
-    scores = meta = None
+def training_model(opt, nc, data_dir, device, resume_ckpt=None, source=None):
+    """(model, scores, meta, fade): the model to train (a resumed run's, else built by build_model; with
+    --fade-epochs the source's full width) and its Fade hook, or None."""
+    scores = meta = fading = None
+    bs = opt.batch_size // WORLD_SIZE
     if resume_ckpt is not None:
         if resume_ckpt["nc"] != nc:
             raise ValueError(f"--resume: the run was trained on {resume_ckpt['nc']} classes but {data_dir} now has "
@@ -537,208 +393,130 @@ def train(opt, device, resume_ckpt=None, source=None):
         fading = resume_ckpt.get("fade")
     else:
         model, scores, meta = build_model(opt, nc, data_dir, device, bs, source)
-        model, fading = fade_start(opt, model, scores, source)
-    fade = fade_hooks(model, fading)
+        if opt.fade_epochs:
+            model, fading = fade_start(model, scores, source, opt.prune_steps)
+            if fading is not None:
+                steps = f" in {opt.prune_steps} steps" if opt.prune_steps > 1 else ""
+                LOGGER.info(f"{colorstr('fade:')} the pruned filters fade out over {opt.fade_epochs} epochs{steps}, "
+                            f"then are cut")
+    if fading is None:
+        return model, scores, meta, None
+
+    def score(m):  # --prune-steps: the next stage's filters, ranked on the model as trained by then
+        return score_model(m, "the model being pruned", m.yaml, data_dir, opt.criterion, opt.rank_batches, bs,
+                           opt.imgsz, device, opt.workers, opt.seed)[0]
+
+    return model, scores, meta, Fade(model, fading, opt.fade_epochs, opt.prune_steps, opt.restart_lr, score)
+
+
+def recipe_hooks(opt, hyp, fade=None, teacher=None):
+    """The training hooks of the options: the fade, distillation from --teacher, the --sparsity penalty."""
+    hooks = [fade] if fade is not None else []
+    if teacher is not None:
+        distiller = Distiller(teacher, opt.distill_alpha, opt.distill_t, hyp["label_smoothing"], opt.distill_features)
+        hooks.append(Distillation(distiller))
+    if opt.sparsity:
+        hooks.append(Sparsity(opt.sparsity))
+    return hooks
+
+
+def make_run_folder(opt, hyp, model, scores=None, meta=None, resumed=False):
+    """The run folder, claimed for this run (rank 0 writes for every rank), with opt.yaml, hyp.yaml and ranks.pt."""
+    save_dir = Path(opt.save_dir)
+    run_lock.acquire(save_dir)
+    (save_dir / "weights").mkdir(parents=True, exist_ok=True)
+    if not resumed:
+        with open(save_dir / "opt.yaml", "w") as f:
+            yaml.safe_dump(plain_options(opt), f, sort_keys=False)
+        save_hyp(hyp, save_dir / "hyp.yaml")
+    if scores is not None and meta is not None:
+        save_scores(save_dir / "ranks.pt", scores, meta)
+    if opt.verbose:
+        model_info(model, opt.imgsz, verbose=True, name="pruned")
+
+
+def train(opt, device, resume_ckpt=None, source=None, teacher=None):
+    """Set up the data, the model and the recipe's hooks, fit, and summarise; returns run()'s dict."""
+    init_seeds(opt.seed + 1 + RANK, deterministic=True)
+    hyp = training_hyp(opt, resume_ckpt)
+    data_dir, trainloader, testloader = training_data(opt, device, hyp, resume_ckpt)
+    names = trainloader.dataset.classes
+    memory_format = training_memory_format(device)
+    # Teacher first: a wrong one fails before any ranking work; every DDP rank holds its own copy
+    teacher = load_teacher(opt, names, device, memory_format, teacher) if opt.teacher else None
+    model, scores, meta, fade = training_model(opt, len(names), data_dir, device, resume_ckpt, source)
     model.names = names
     set_dropout(model, opt.dropout)
-    memory_format = training_memory_format(device)
     model = model.to(device, memory_format=memory_format)
-
-    # Run folder (only now: bad options and incompatible weights have failed before anything was written)
-    if main_process:
-        run_lock.acquire(save_dir)  # this run's alone while it trains (rank 0 writes for every rank)
-        wdir.mkdir(parents=True, exist_ok=True)
-        if resume_ckpt is None:
-            with open(save_dir / "opt.yaml", "w") as f:
-                yaml.safe_dump(plain_options(opt), f, sort_keys=False)
-            save_hyp(hyp, save_dir / "hyp.yaml")
-        if scores is not None and meta is not None:
-            save_scores(save_dir / "ranks.pt", scores, meta)
-        if opt.verbose:
-            model_info(model, opt.imgsz, verbose=True, name="pruned")
-
-    # Optimizer, schedule, EMA (a deep copy: it carries the fade's hooks too), AMP
-    optimizer, scheduler = optimizer_and_schedule(model, opt)
-    ema = ModelEMA(model, tau=opt.ema_tau) if main_process else None
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
-    criterion = nn.CrossEntropyLoss(label_smoothing=hyp["label_smoothing"])
-    distiller = None
-    if teacher:
-        distiller = Distiller(teacher, opt.distill_alpha, opt.distill_t, hyp["label_smoothing"], opt.distill_features)
-        distiller.watch(model)
-    penalty = GroupLasso(model, opt.sparsity) if opt.sparsity else None
-    stopper = EarlyStopping(patience=opt.patience)
-    start_epoch, best_fitness, rows = 0, 0.0, []
-
+    if is_main_process():  # only now: bad options and incompatible weights have failed before anything was written
+        make_run_folder(opt, hyp, model, scores, meta, resumed=resume_ckpt is not None)
+    trainer = Trainer(opt, model, trainloader, testloader, hyp, device, recipe_hooks(opt, hyp, fade, teacher))
     if resume_ckpt is not None:
-        optimizer.load_state_dict(resume_ckpt["optimizer"])  # after the scheduler: keeps its lr, not lf(0)
-        scheduler.load_state_dict(resume_ckpt["scheduler"])
-        if resume_ckpt.get("scaler"):
-            scaler.load_state_dict(resume_ckpt["scaler"])
-        if ema:
-            ema.ema.load_state_dict(resume_ckpt["ema"])
-            ema.updates = resume_ckpt["updates"]
-        start_epoch, best_fitness = resume_ckpt["epoch"] + 1, resume_ckpt["best_fitness"]
-        rows = [list(r) for r in resume_ckpt["results"]]
-        for r in rows:  # replay so patience counts from the true best epoch
-            stopper(r[0], r[3])
-        if main_process:
-            write_results(csv, rows)  # drops any row of the epoch the kill interrupted
-        rng = rng_for_rank(resume_ckpt["rng"], RANK, WORLD_SIZE)
-        if rng is not None:
-            restore_rng_state(rng)
-        elif RANK == 1:
-            LOGGER.warning("WARNING ⚠️ the run had another number of processes: ranks other than 0 start new random "
-                           "streams (dropout) instead of resuming theirs")
-        LOGGER.info(f"{colorstr('resume:')} {opt.resume} from epoch {start_epoch + 1}/{epochs}")
-    else:  # training draws the same random numbers however the model was built (ranked here, --ranks, scratch)
-        init_seeds(opt.seed + 1 + RANK)
-        rngs = gather_object(rng_state())  # every rank takes part, rank 0 saves
-        if main_process and not opt.nosave:  # a Ctrl-C or kill in the first epoch still leaves a run to resume
-            save_checkpoint(training_checkpoint(model, ema, optimizer, scheduler, scaler, -1, best_fitness, opt, hyp,
-                                                rows, False, rngs, fading), last)
+        trainer.restore(resume_ckpt)
+    else:
+        trainer.start()
+    epochs = trainer.fit()
+    return finish(opt, trainer, data_dir, epochs)
 
-    if RANK != -1:
-        model = DDP(model, device_ids=[LOCAL_RANK] if cuda else None, output_device=LOCAL_RANK if cuda else None)
 
-    t0 = time.time()
-    if main_process:
-        LOGGER.info(f"Image sizes {opt.imgsz} train, {opt.imgsz} test\n"
-                    f"Using {trainloader.num_workers * WORLD_SIZE} dataloader workers"
-                    f"{f', {torch.get_num_threads()} torch threads' if device.type == 'cpu' else ''}\n"
-                    f"Logging results to {colorstr('bold', save_dir)}\n"
-                    f"Starting {Path(str(de_parallel(model).yaml.get('yaml_file', 'model'))).stem} training on {data_dir} dataset with {nc} classes for "
-                    f"{epochs} epochs...\n\n"
-                    f"{'Epoch':>10}{'GPU_mem':>10}{'train_loss':>12}{'val_loss':>12}{'top1_acc':>12}{'top5_acc':>12}")
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, epochs):
-        tloss, vloss, top1, top5 = 0.0, 0.0, 0.0, 0.0
-        loss_sum = torch.zeros((), device=device)
-        model.train()
-        trainloader.sampler.set_epoch(epoch)  # order and augmentation follow (seed, epoch): exact resume
-        nb = len(trainloader)
-        pbar = enumerate(trainloader)
-        if main_process:
-            pbar = progress_bar(pbar, total=nb, bar_format=validate.TQDM_BAR_FORMAT)
-        first, end = stage_epochs(opt, fading) if fade is not None else (0, 0)  # this fade stage's epochs
-        for i, (images, labels) in pbar:
-            if fade is not None:  # linear from 1 to 0 over the stage's steps: 0 at its last step
-                fade.factor = max(0.0, 1.0 - ((epoch - first) * nb + i + 1) / ((end - first) * nb))
-            images = images.to(device, non_blocking=True, memory_format=memory_format)
-            labels = labels.to(device, non_blocking=True)
-            loss = train_step(model, images, labels, criterion, optimizer, scaler, ema, distiller, penalty)
-            if main_process:
-                loss_sum += loss
-                if i % LOSS_READ_INTERVAL == 0 or i == nb - 1:  # .item() waits for the GPU: not every step
-                    tloss = loss_sum.item() / (i + 1)
-                    mem = f"{torch.cuda.memory_reserved(device) / 1e9 if cuda else 0:.3g}G"
-                    pbar.desc = f"{f'{epoch + 1}/{epochs}':>10}{mem:>10}{tloss:>12.3g}" + " " * validate.VAL_COLUMNS
-                if i == nb - 1:  # validate the EMA on the same progress line
-                    top1, top5, vloss = validate.run(model=ema.ema, dataloader=testloader, criterion=criterion,
-                                                     pbar=pbar)
-                    if pbar.disable:  # no bar (a log file): the epoch's row as one line
-                        LOGGER.info(pbar.desc)
-        lr = optimizer.param_groups[0]["lr"]  # this epoch's, before a cut brings a new optimizer
-        scheduler.step()
-        if fade is not None and epoch + 1 == end:  # the faded filters output zeros now: cut them
-            model, ema, optimizer, scheduler = cut_faded(model, ema, fading, opt, epoch, device, memory_format)
-            if fading.get("steps"):  # --prune-steps: the next stage, its filters ranked on the model as it is now
-                fading = next_stage(de_parallel(model), fading["final"], rescored(model, opt, data_dir, device, bs),
-                                    fading["steps"])
-                fade = fade_hooks(de_parallel(model), fading)
-                if ema:
-                    fade.attach(ema.ema)
-            else:
-                fade = fading = None
-            if distiller:
-                distiller.watch(de_parallel(model))
-            if penalty is not None:
-                penalty = GroupLasso(de_parallel(model), opt.sparsity)
-
-        stop = False
-        rngs = gather_object(rng_state())  # every rank takes part, rank 0 saves
-        if main_process:
-            fitness = top1 if fade is None else 0.0  # while fading, the full-width weights are not the pruned model
-            improved = fade is None and fitness >= best_fitness
-            best_fitness = max(best_fitness, fitness)
-            rows.append(results_row(epoch, tloss, vloss, top1, top5, lr))
-            write_results(csv, rows)
-            stop = stopper(epoch, fitness) if fade is None else False  # patience counts from the cut
-            final = stop or epoch + 1 == epochs
-            if not opt.nosave or final:
-                ckpt = training_checkpoint(model, ema, optimizer, scheduler, scaler, epoch, best_fitness, opt, hyp, rows,
-                                           final, rngs, fading)
-                save_checkpoint(ckpt, last)
-                if improved:  # best.pt is for use, not for resuming: the EMA weights only, no training state
-                    save_checkpoint(dict(ckpt, model=ckpt["ema"], ema=None, optimizer=None, scheduler=None,
-                                         scaler=None, rng=None), best)
-                del ckpt
-        if broadcast_object(stop):  # every rank stops together
-            break
-
-    result = {"save_dir": save_dir, "best": best, "last": last, "results": csv, "epochs": epoch + 1}
-    if main_process:
-        try:
-            plot_results(csv)
-        except Exception as e:  # a plotting problem must not fail a finished training
-            LOGGER.warning(f"WARNING ⚠️ could not plot {csv}: {e}")
-        best_row = max(reversed(rows), key=lambda r: r[3])  # best.pt is rewritten on ties: the last of them
-        LOGGER.info(f"\nTraining complete ({(time.time() - t0) / 3600:.3f} hours)")
-        files = {"Results:": save_dir, "Best:": best, "Last:": last, "Curves:": save_dir / "results.png",
-                 "Ranks:": save_dir / "ranks.pt"}
-        files = {k: v for k, v in files.items() if v.exists()}  # --nosave may skip best.pt; ranks only when pruned
-        result.update(summarize(ema.ema, opt.imgsz, best_row, files))
-        result.update(top1=best_row[3], top5=best_row[4])
-        weights = best if best.exists() else last
-        if not is_nested():  # inside another command (classify/prune.py), that command says what comes next
-            LOGGER.info(f"Validate:    python classify/val.py --weights {weights} --data {data_dir} --img {opt.imgsz}\n"
-                        f"Predict:     python classify/predict.py --weights {weights} --source im.jpg --img {opt.imgsz}")
+def finish(opt, trainer, data_dir, epochs):
+    """run()'s dict: the run's files and epochs and, from rank 0, the best epoch's accuracy and the model's costs."""
+    save_dir = Path(opt.save_dir)
+    best, last, csv = trainer.best, trainer.last, trainer.csv
+    result = {"save_dir": save_dir, "best": best, "last": last, "results": csv, "epochs": epochs}
+    if not is_main_process():
+        return result
+    try:
+        plot_results(csv)
+    except Exception as e:  # a plotting problem must not fail a finished training
+        LOGGER.warning(f"WARNING ⚠️ could not plot {csv}: {e}")
+    best_row = max(reversed(trainer.rows), key=lambda r: r[3])  # best.pt is rewritten on ties: the last of them
+    LOGGER.info(f"\nTraining complete ({(time.time() - trainer.t0) / 3600:.3f} hours)")
+    files = {"Results:": save_dir, "Best:": best, "Last:": last, "Curves:": save_dir / "results.png",
+             "Ranks:": save_dir / "ranks.pt"}
+    files = {k: v for k, v in files.items() if v.exists()}  # --nosave may skip best.pt; ranks only when pruned
+    result.update(summarize(trainer.ema.ema, opt.imgsz, best_row, files))
+    result.update(top1=best_row[3], top5=best_row[4])
+    weights = best if best.exists() else last
+    if not is_nested():  # inside another command (classify/prune.py), that command says what comes next
+        LOGGER.info(f"Validate:    python classify/val.py --weights {weights} --data {data_dir} --img {opt.imgsz}\n"
+                    f"Predict:     python classify/predict.py --weights {weights} --source im.jpg --img {opt.imgsz}")
     return result
 
 
 def parse_opt(known=False, argv=None):
     parser = argparse.ArgumentParser(description="Train a (pruned) YOLOv5 classifier",
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--cfg", type=str, default="",
-                        help="model YAML (detector: cut at --cutoff); default: the architecture of --weights, else yolov5s-cls.yaml")
+    add_cfg(parser, "model YAML (detector: cut at --cutoff); default: the architecture of --weights, else "
+                    "yolov5s-cls.yaml")
     parser.add_argument("--rate", type=str, default=None,
                         help="compress rate(s): 0.3, a comma list, or '[0.]+[0.3]*8+[0.]' (one per YAML layer)")
     add_target_options(parser, "instead of --rate: allocate widths to this fraction of the unpruned FLOPs (0-1]",
                        "sensitivity.csv (classify/sensitivity.py) that --target-* allocates by; default: filter scores")
-    parser.add_argument("--weights", "--model", type=str, default="", help="source classifier/detector .pt, '' = scratch")
-    parser.add_argument("--criterion", type=str, default=DEFAULT_CRITERION, choices=CRITERIA,
-                        help="filter ranking criterion (see classify/rank.py --help)")
-    parser.add_argument("--ranks", type=str, default="", help="scores file from classify/rank.py (skips ranking)")
-    parser.add_argument("--rank-batches", type=int, default=5, help="training batches scored by data criteria")
-    parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
+    add_weights(parser, "source classifier/detector .pt, '' = scratch", default="")
+    add_criterion(parser, CRITERIA, DEFAULT_CRITERION)
+    add_ranks(parser)
+    add_rank_batches(parser)
+    add_data(parser)
     parser.add_argument("--epochs", type=int, default=10, help="total training epochs")
-    parser.add_argument("--batch-size", type=int, default=64, help="total batch size for all processes")
-    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=224, help="train, val image size (pixels)")
+    add_batch_size(parser, "train")
+    add_imgsz(parser, when_omitted=f"{DEFAULT_IMGSZ} (not read from --weights)", what="train, val image size (pixels)")
     parser.add_argument("--nosave", action="store_true", help="only save final checkpoint")
-    parser.add_argument("--cache", type=str, nargs="?", const="ram", choices=("ram", "disk"),
-                        help="cache decoded images in 'ram' (--cache alone) or on 'disk' (as <image>.npy); None = no cache")
-    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    parser.add_argument("--workers", type=int, default=8, help=WORKERS_HELP + " per process")
-    parser.add_argument("--project", default=ROOT / "runs/train-cls", help="save to project/name")
-    parser.add_argument("--name", default="exp", help="save to project/name")
-    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    add_cache(parser)
+    add_device(parser)
+    add_workers(parser, per_process=True)
+    add_run_folder(parser, "runs/train-cls")
     parser.add_argument("--pretrained", type=_bool, nargs="?", const=True, default=True,
                         help="start from --weights; --pretrained False trains the architecture from scratch")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="Adam", help="optimizer")
     parser.add_argument("--lr0", type=float, default=0.001, help="initial learning rate")
     parser.add_argument("--decay", type=float, default=5e-5, help="weight decay")
-    parser.add_argument("--hyp", type=str, default="",
-                        help=f"YAML of augmentation and loss settings (scale, fliplr, flipud, jitter, label_smoothing); "
-                             f"missing keys and '' take {DEFAULT_HYP.relative_to(ROOT)}")
+    add_hyp(parser)
     parser.add_argument("--label-smoothing", type=float, default=None,
                         help="label smoothing epsilon (overrides --hyp's label_smoothing; default 0.1 there)")
     parser.add_argument("--teacher", type=str, default="",
                         help="trained classifier (same classes, any size) to distil from; '' = plain cross-entropy")
-    parser.add_argument("--distill-alpha", type=float, default=DISTILL_ALPHA,
-                        help="weight a of the teacher term in (1-a)*CE + a*T^2*KL (default %(default)s, measured on "
-                             "digits: README 'Recovering accuracy')")
-    parser.add_argument("--distill-t", type=float, default=DISTILL_T,
-                        help="distillation temperature T (default %(default)s, measured with --distill-alpha)")
+    add_distillation(parser)
     parser.add_argument("--distill-features", type=float, default=DISTILL_FEATURES,
                         help="weight of similarity-preserving distillation of the features the head's Linear reads "
                              "(0: logits only; README 'Pruning that pays')")
@@ -748,13 +526,11 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--cutoff", type=int, default=None, help="detector YAML --cfg: layers kept before the head")
     parser.add_argument("--dropout", type=float, default=None, help="dropout (fraction)")
     parser.add_argument("--verbose", action="store_true", help="per-layer table of the pruned model")
-    parser.add_argument("--seed", type=int, default=0, help="global training seed")
+    add_seed(parser)
     parser.add_argument("--cos-lr", action="store_true", help="cosine lr schedule")
     parser.add_argument("--patience", type=int, default=100, help="epochs without improvement before stopping")
     parser.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest or the given last.pt")
-    parser.add_argument("--plan", type=str, default="", choices=("", "ultralytics"),
-                        help="'ultralytics': prune only widths ultralytics' YAML can say (Classify's 1280 and PSA "
-                             "feed-forwards kept), so YOLO(exported file).train() keeps the pruned model")
+    add_plan(parser)
     parser.add_argument("--ema-tau", type=float, default=EMA_TAU,
                         help="optimizer steps over which the weight average's decay ramps up, as 1 - exp(-steps/tau) "
                              "(YOLOv5's %(default)g; a run of a few hundred steps barely averages with it)")
@@ -767,7 +543,10 @@ def parse_opt(known=False, argv=None):
                         help="epochs over which the pruned filters fade out of the unpruned model before they are cut "
                              "(0: cut at once)")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="set by DDP launchers")
-    return parser.parse_known_args(argv)[0] if known else parser.parse_args(argv)
+    opt = parser.parse_known_args(argv)[0] if known else parser.parse_args(argv)
+    if opt.imgsz is None:  # training runs at a size of its own (a resumed run's stored one replaces this default)
+        opt.imgsz = DEFAULT_IMGSZ
+    return opt
 
 
 def _bool(text):
@@ -778,7 +557,9 @@ def _bool(text):
     raise argparse.ArgumentTypeError(f"expected True or False, not '{text}'")
 
 
-def main(opt):
+def main(opt, source=None, teacher=None):
+    """Train with the options `opt`; `source` and `teacher` are the --weights and --teacher models when the caller
+    (classify/prune.py) read them already, so that no checkpoint is read twice."""
     resume_ckpt = None
     if opt.resume:
         opt, resume_ckpt = resume_options(opt)
@@ -788,17 +569,18 @@ def main(opt):
     if LOCAL_RANK != -1:
         device = init_distributed(device)
     try:
-        source = None
-        if resume_ckpt is None:
+        if resume_ckpt is not None:  # a resumed run rebuilds its model from its own checkpoint
+            source = teacher = None
+        else:
             with torch_distributed_zero_first(LOCAL_RANK):  # a --weights download happens once per node
-                source = check_options(opt)
+                source = check_options(opt, source)
             # rank 0 names the run folder; every rank must use the same one
             opt.save_dir = str(broadcast_object(
                 increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok) if is_main_process() else None))
         check_writable(opt.save_dir)
         run_lock.check_free(opt.save_dir)  # claimed later, when the folder is made
         try:
-            return train(opt, device, resume_ckpt, source)
+            return train(opt, device, resume_ckpt, source, teacher)
         except KeyboardInterrupt:  # Ctrl-C: one line saying where training stopped, not a traceback
             raise interruption(opt) from None
     finally:
@@ -807,18 +589,19 @@ def main(opt):
         cleanup()
 
 
-def run(**kwargs):
+def run(source=None, teacher_model=None, **kwargs):
     """Train from Python, e.g. `run(cfg='yolov5n-cls.yaml', data='builtin10', imgsz=64, epochs=3)`.
 
     Returns a dict: save_dir, best, last, results (paths), epochs run, top1/top5 of the best epoch, and the
-    parameters/GFLOPs of the trained model and of its unpruned architecture.
+    parameters/GFLOPs of the trained model and of its unpruned architecture. source / teacher_model: the models of
+    `weights` / `teacher` when already in memory (the teacher is copied; the paths still name them in the run).
     """
     opt = parse_opt(True, argv=[])
     for k, v in kwargs.items():
         if not hasattr(opt, k):
             raise TypeError(f"run() got an unexpected option '{k}'")
         setattr(opt, k, v)
-    return main(opt)
+    return main(opt, source, teacher_model)
 
 
 if __name__ == "__main__":

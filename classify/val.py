@@ -18,70 +18,18 @@ ROOT = FILE.parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
 from models.experimental import load_classifier  # noqa: E402
 from models.yolo import input_norm  # noqa: E402
-from utils.cli import (WORKERS_HELP, HelpFormatter, check_at_least, check_img_size, check_writable,  # noqa: E402
+from utils.cli import (HelpFormatter, check_at_least, check_img_size, check_writable,  # noqa: E402
                        model_imgsz, print_args, run_cli)
 from utils.dataloaders import create_classification_dataloader  # noqa: E402
 from utils.datasets import DEFAULT_DATA, check_cls_dataset, eval_split  # noqa: E402
 from utils.device import select_device  # noqa: E402
-from utils.log import LOGGER, colorstr, progress_bar  # noqa: E402
-from utils.metrics import accuracy_table, top5_predictions  # noqa: E402
-from utils.atomic import write_text_atomic  # noqa: E402
+from utils.evaluate import accuracy, check_classes, validate, write_accuracy  # noqa: E402
+from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.options import (add_batch_size, add_data, add_device, add_dnn, add_half, add_imgsz,  # noqa: E402
+                           add_run_folder, add_weights, add_workers)
 from utils.paths import increment_path  # noqa: E402
-from utils.profiling import Timer  # noqa: E402
-
-TQDM_BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"  # YOLOv5's compact progress bar
-VAL_COLUMNS = 36  # width of the loss/top1/top5 part of the training progress line
-
-
-def class_names(model, nc):
-    """Model class names as a list (upstream stores a dict), or the indices when it has none."""
-    names = getattr(model, "names", None) or [str(i) for i in range(nc)]
-    return [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
-
-
-def check_classes(model, dataset, weights):
-    """A model must predict at least the dataset's classes; warn when folder names and model names differ."""
-    nc = int(getattr(model, "nc", 0) or len(class_names(model, 0)))
-    if nc and len(dataset.classes) > nc:
-        raise ValueError(f"{weights} predicts {nc} classes but {dataset.root} has {len(dataset.classes)} class "
-                         f"folders: validate on the dataset the model was trained for")
-    names = class_names(model, nc)
-    if names[:len(dataset.classes)] != dataset.classes and not all(str(n).isdigit() for n in names):
-        LOGGER.warning(f"WARNING ⚠️ class names of {weights} differ from the folders of {dataset.root}; "
-                       f"accuracy assumes folder i is class i")
-
-
-def write_accuracy(path, rows):
-    """accuracy.csv: class, images, top1_acc, top5_acc (first row: all classes)."""
-    table = pd.DataFrame(rows, columns=["class", "images", "top1_acc", "top5_acc"])
-    write_text_atomic(path, table.to_csv(index=False, float_format="%.5g"))  # quotes class names with commas
-
-
-@torch.inference_mode()
-def evaluate(model, dataloader, criterion=None, half=False, desc="validating", leave=True):
-    """Top-5 predictions, targets, mean loss and (pre-process, inference, post-process) seconds over a loader."""
-    device = model.device if hasattr(model, "device") else next(model.parameters()).device  # an ONNX file: CPU
-    top5, targets, loss = [], [], 0.0
-    dt = (Timer(device), Timer(device), Timer(device))  # pre-process, inference, post-process
-    bar = progress_bar(dataloader, desc, len(dataloader), leave, bar_format=TQDM_BAR_FORMAT, position=0)
-    with torch.amp.autocast(device_type=device.type, enabled=device.type == "cuda"):
-        for images, labels in bar:
-            with dt[0]:
-                images, labels = images.to(device, non_blocking=True), labels.to(device)
-                images = images.half() if half else images
-            with dt[1]:
-                y = model(images)
-            with dt[2]:
-                top5.append(top5_predictions(y))
-                targets.append(labels)
-                if criterion:
-                    loss += criterion(y, labels).item()
-    return torch.cat(top5), torch.cat(targets), loss / max(len(dataloader), 1), [t.total for t in dt]
 
 
 def run(
@@ -103,40 +51,28 @@ def run(
         pbar=None,  # ... on the training progress bar
 ):
     """Top-1 and top-5 accuracy and the mean criterion loss: (top1, top5, loss)."""
-    training = model is not None
-    if training:
-        half &= next(model.parameters()).device.type == "cuda"
-        model.half() if half else model.float()
-    else:
-        check_at_least("--batch-size", batch_size, 1)
-        check_at_least("--workers", workers, 0)
-        imgsz = None if imgsz is None else check_img_size(imgsz)
-        check_writable(Path(project) / name)
-        device = select_device(device, batch_size=batch_size)
-        if half and device.type != "cuda":
-            LOGGER.warning(f"WARNING ⚠️ --half needs CUDA; validating in FP32 on {device.type.upper()}")
-            half = False
-        model = load_classifier(weights, device, "classify/val.py")
-        imgsz = model_imgsz(imgsz, model)
-        if hasattr(model, "check_size"):  # an ONNX file exported at one size: refuse another before any work
-            model.check_size(imgsz)
-        model.half() if half else model.float()
-        test_dir = eval_split(check_cls_dataset(data))
-        dataloader = create_classification_dataloader(test_dir, imgsz=imgsz, batch_size=batch_size, augment=False,
-                                                      rank=-1, workers=workers, shuffle=False, norm=input_norm(model))
-        check_classes(model, dataloader.dataset, weights)
+    if model is not None:  # train.py's call: a model in memory
+        return validate(model, dataloader, criterion, half, pbar)
+    check_at_least("--batch-size", batch_size, 1)
+    check_at_least("--workers", workers, 0)
+    imgsz = None if imgsz is None else check_img_size(imgsz)
+    check_writable(Path(project) / name)
+    device = select_device(device, batch_size=batch_size)
+    if half and device.type != "cuda":
+        LOGGER.warning(f"WARNING ⚠️ --half needs CUDA; validating in FP32 on {device.type.upper()}")
+        half = False
+    model = load_classifier(weights, device, "classify/val.py")
+    imgsz = model_imgsz(imgsz, model)
+    if hasattr(model, "check_size"):  # an ONNX file exported at one size: refuse another before any work
+        model.check_size(imgsz)
+    model.half() if half else model.float()
+    test_dir = eval_split(check_cls_dataset(data))
+    dataloader = create_classification_dataloader(test_dir, imgsz=imgsz, batch_size=batch_size, augment=False,
+                                                  rank=-1, workers=workers, shuffle=False, norm=input_norm(model))
+    check_classes(model, dataloader.dataset, weights)
 
-    model.eval()
-    action = "validating" if Path(dataloader.dataset.root).name == "val" else "testing"
-    desc = f"{pbar.desc[:-VAL_COLUMNS]}{action:>{VAL_COLUMNS}}" if pbar else action
-    top5, targets, loss, seconds = evaluate(model, dataloader, criterion, half, desc, leave=not training)
-    acc = accuracy_table(top5, targets)
+    acc, targets, loss, seconds = accuracy(model, dataloader, criterion, half, pbar)
     top1_all, top5_all = acc.mean(0).tolist()
-    if pbar:
-        pbar.desc = f"{pbar.desc[:-VAL_COLUMNS]}{loss:>12.3g}{top1_all:>12.3g}{top5_all:>12.3g}"
-    if training:
-        return top1_all, top5_all, loss
-
     rows = [("all", targets.shape[0], top1_all, top5_all)]
     for i, c in enumerate(dataloader.dataset.classes):  # targets are folder indices: rows are named by folder
         acc_i = acc[targets == i]
@@ -157,19 +93,16 @@ def run(
 def parse_opt(known=False, argv=None):
     parser = argparse.ArgumentParser(description="Validate a YOLOv5 classifier",
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--data", type=str, default=DEFAULT_DATA, help="dataset name or ImageFolder root")
-    parser.add_argument("--weights", type=str, default="yolov5s-cls.pt", help="model.pt path or a YOLOv5 release name")
-    parser.add_argument("--batch-size", type=int, default=128, help="batch size")
-    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=None,
-                        help="inference size (pixels); default: the model's training size, else 224")
-    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    parser.add_argument("--workers", type=int, default=8, help=WORKERS_HELP)
+    add_data(parser)
+    add_weights(parser, "model.pt (or .onnx) path or a YOLOv5 release name")
+    add_batch_size(parser, "val")
+    add_imgsz(parser, what="inference size (pixels)")
+    add_device(parser)
+    add_workers(parser)
     parser.add_argument("--verbose", nargs="?", const=True, default=True, help="per-class accuracy table")
-    parser.add_argument("--project", default=ROOT / "runs/val-cls", help="save to project/name")
-    parser.add_argument("--name", default="exp", help="save to project/name")
-    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
-    parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
-    parser.add_argument("--dnn", action="store_true", help="accepted for YOLOv5 compatibility; no effect on .pt files")
+    add_run_folder(parser, "runs/val-cls")
+    add_half(parser)
+    add_dnn(parser)
     return parser.parse_known_args(argv)[0] if known else parser.parse_args(argv)
 
 

@@ -6,7 +6,7 @@ elementwise operations scale with width rather than FLOPs, the stem cannot shrin
 per FLOP than large ones. The table times every conv layer alone (with its folded BatchNorm and activation, as
 export.py writes them) at several input and output widths and fits seconds = a + b·out + c·in + d·in·out per layer;
 a plan's latency is predicted as the layers' sum at its widths plus what they do not explain in the unpruned model.
-The allocation then measures its plan as a whole and corrects the target (models.budget.allocate_latency).
+The allocation then measures its plan as a whole and corrects the target (models.allocation.allocate_latency).
 
 Timing: blocks of forwards in alternating order over rounds, the fastest block per candidate (other tenants only ever
 slow a block down); ONNX Runtime gets as many threads as PyTorch. A table is cached in a JSON file per

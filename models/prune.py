@@ -1,4 +1,4 @@
-"""Filter pruning: top-k selection and weight mapping (channel groups come from models/graph.py's handlers).
+"""Filter pruning: top-k selection and weight mapping (channel groups: models/graph.py traces the block handlers).
 
 A *channel group* is a set of conv outputs that must keep the same channel indices:
 - a `Conv` layer's output;

@@ -13,19 +13,16 @@ import torch
 import torch.nn as nn
 import yaml
 
-from models.common import C3, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Focus
-from models.graph import ULTRALYTICS_PLAN, BlockSpec, handler_for, make_divisible  # noqa: F401 (make_divisible: public)
+from models.common import Classify, Conv
+from models.graph import ULTRALYTICS_PLAN
 from models.rates import kept_width, parse_rates
-from models.ultralytics_blocks import C2PSA, C2f, C3k2
+from models.specs import BlockSpec, Row, register, spec_named, yaml_names
 from utils.augmentations import IMAGENET_NORM, UNIT_NORM
 from utils.log import LOGGER
 
 MODELS_DIR = Path(__file__).resolve().parent
 
-# YAML module names → classes. A lookup table instead of eval(): a YAML can only name these.
-MODULES = {"Conv": Conv, "Focus": Focus, "Bottleneck": Bottleneck, "C3": C3, "SPP": SPP, "SPPF": SPPF,
-           "Concat": Concat, "Classify": Classify, "nn.Upsample": nn.Upsample, "Upsample": nn.Upsample,
-           "C2f": C2f, "C3k2": C3k2, "C2PSA": C2PSA}
+# A YAML names its modules through the block specs (models/specs.py), never through eval(): only registered names build.
 _CONSTANTS = {"None": None, "True": True, "False": False}
 
 
@@ -55,7 +52,12 @@ class Detect(nn.Module):
         return out
 
 
-MODULES["Detect"] = Detect
+def detect_outputs(args, f, ch, ch_full):
+    """Detect: its YAML args get the widths of the maps it reads; it outputs no map a later layer could read."""
+    return [*args, [ch[x] for x in f]], None, None
+
+
+DETECT = register(BlockSpec(Detect, ("Detect",), outputs=detect_outputs, yolov5=("models.yolo.Detect",)))
 
 
 def is_ultralytics(d):
@@ -173,7 +175,7 @@ def classifier_yaml(cfg, cutoff=10):
 
 def with_plan(d, plan):
     """YAML dict d under pruning-plan rule `plan` ('' or None: d unchanged; 'ultralytics': every width stays one
-    that ultralytics' YAML can say, so its trainer rebuilds the pruned model: models/graph.py Handler.yaml_derived)."""
+    that ultralytics' YAML can say, so its trainer rebuilds the pruned model: models/specs.py Handler.yaml_derived)."""
     if not plan:
         return d
     if plan != ULTRALYTICS_PLAN:
@@ -203,16 +205,12 @@ def parse_model(d, ch, rates=None, widths=None):
     """Build the layers of YAML dict d for `ch` input channels, pruning layer i by rates[i].
 
     `widths` ({group name: kept width}, a pruning plan) overrides the rate-derived width of the named channel
-    groups (models/graph.py names them). Returns (nn.Sequential, save list). Each layer carries .i (index),
+    groups (the block handlers name them). Returns (nn.Sequential, save list). Each layer carries .i (index),
     .f (from), .type, .np (params), .rate, .width = (kept output channels, unpruned output channels) and
     .group_widths = {group name: (kept, unpruned)} of the channel groups it owns.
     """
-    nc, gd, gw = d["nc"], d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0)
-    max_channels = float("inf")
-    if is_ultralytics(d):  # ultralytics: [depth, width, max_channels] of the scale
-        scale = d.get("scale") or next(iter(d["scales"]))
-        gd, gw, max_channels = d["scales"][scale]
-    anchors = d.get("anchors")
+    nc, anchors = d["nc"], d.get("anchors")
+    gd, gw, max_channels = model_scales(d)
     rows = d["backbone"] + d["head"]
     rates = rates if rates is not None else [0.0] * len(rows)
     plan = check_widths(widths)
@@ -221,53 +219,27 @@ def parse_model(d, ch, rates=None, widths=None):
     ch = ch_full = [ch]  # kept and unpruned output widths per layer
     layers, save, seen = [], [], set()
     for i, (f, n, name, args) in enumerate(rows):
-        if name not in MODULES:
-            raise ValueError(f"layer {i}: unknown module '{name}' (known: {', '.join(sorted(MODULES))})")
-        m = MODULES[name]
+        spec = row_spec(i, name)
         args = [_resolve_arg(a, nc, anchors) for a in args]
-        if m is C3k2 and d.get("scale") in ("m", "l", "x"):  # ultralytics' rule: C3k inner blocks at these scales
-            args[1:2] = [True]
+        if spec.scale is not None:
+            args = spec.scale(args, d)
+        n = max(round(n * gd), 1) if n > 1 else n  # upstream's repeat rule
         r, width, groups, derived = rates[i], None, {}, {}
-        n = max(round(n * gd), 1) if n > 1 else n
-        handler = handler_for(m)
-        if handler is not None:
-            c1 = ch[f] if isinstance(f, int) else sum(ch[x] for x in f)
-            c1_full = ch_full[f] if isinstance(f, int) else sum(ch_full[x] for x in f)
-            spec = BlockSpec(f"model.{i}", args, n, c1, c1_full, gw, m, max_channels, is_ultralytics(d))
-            full_widths = handler.groups(spec)
-            keep_full = set(handler.yaml_derived(spec)) if ultralytics_plan else set()
-            kept = {g: c if g in keep_full else plan.get(g, kept_width(c, r)) for g, c in full_widths.items()}
-            derived = handler.derived(spec) if ultralytics_plan else {}
-            for g, (parent, ratio) in derived.items():  # widths ultralytics computes from another: follow it
-                kept[g] = min(full_widths[g], max(1, int((c1 if parent is None else kept[parent]) * ratio)))
-            for g, c in full_widths.items():
-                if not 1 <= kept[g] <= c:
-                    raise ValueError(f"widths: {g} must keep between 1 and its {c} channels, not {kept[g]}")
-            for tie in handler.tied(spec):
-                if len({kept[g] for g in tie}) > 1:
-                    raise ValueError(f"widths: {' and '.join(tie)} are the two halves of one split and must keep "
-                                     f"equal widths, not {' and '.join(str(kept[g]) for g in tie)}")
-            groups = {g: (kept[g], c) for g, c in full_widths.items()}
+        if spec.handler is not None:
+            c1, c1_full = (w[f] if isinstance(f, int) else sum(w[x] for x in f) for w in (ch, ch_full))
+            row = Row(f"model.{i}", args, n, c1, c1_full, gw, spec.cls, max_channels, is_ultralytics(d), spec.args)
+            groups, derived = group_widths(spec.handler, row, r, plan, ultralytics_plan)
             seen.update(groups)
-            _check_grouped(i, name, m, args, groups, f, ch, ch_full)  # before building: torch would fail obscurely
-            m_, c2, full, width = handler.build(spec, kept)
-            if n > 1 and not handler.repeats_inside:  # C3/C2f repeat inside; other blocks are stacked (upstream's rule)
-                m_ = nn.Sequential(m_, *(handler.build(spec, kept)[0] for _ in range(n - 1)))
-        elif m is Concat:
-            c2, full = sum(ch[x] for x in f), sum(ch_full[x] for x in f)
-        elif m is Detect:
-            args.append([ch[x] for x in f])
-            c2 = full = None
-        else:  # parameter-free layers keep their input width
-            c2, full = ch[f], ch_full[f]
-        if r and m in {Concat, Detect, nn.Upsample}:
-            raise ValueError(f"rate for layer {i} ({name}) must be 0: it has no filters to prune")
-        if handler is None:
-            m_ = nn.Sequential(*(m(*args) for _ in range(n))) if n > 1 else m(*args)
-        m_.i, m_.f, m_.type = i, f, f"models.common.{name}" if m.__module__ == "models.common" else name
+            _check_grouped(i, name, spec, args, groups, f, ch, ch_full)  # before building: torch would fail obscurely
+            m_, c2, full, width = build_block(spec, row, {g: kept for g, (kept, _) in groups.items()})
+        else:
+            if r:
+                raise ValueError(f"rate for layer {i} ({name}) must be 0: it has no filters to prune")
+            args, c2, full = (spec.outputs or passthrough)(args, f, ch, ch_full)
+            m_ = nn.Sequential(*(spec.cls(*args) for _ in range(n))) if n > 1 else spec.cls(*args)
+        m_.i, m_.f, m_.type = i, f, f"models.common.{name}" if spec.cls.__module__ == "models.common" else name
         m_.np = sum(x.numel() for x in m_.parameters())
-        m_.rate, m_.width, m_.group_widths = r, width or (c2, full), groups
-        m_.derived = derived
+        m_.rate, m_.width, m_.group_widths, m_.derived = r, width or (c2, full), groups, derived
         LOGGER.debug(f"{i:>3}{str(f):>18}{n:>3}{m_.np:10.0f}  {name:<40}{str(args):<30}")
         save.extend(x % i for x in ([f] if isinstance(f, int) else f) if x != -1)
         layers.append(m_)
@@ -282,18 +254,66 @@ def parse_model(d, ch, rates=None, widths=None):
     return nn.Sequential(*layers), sorted(set(save))
 
 
-def _check_grouped(i, name, m, args, groups, f, ch, ch_full):
+def model_scales(d):
+    """(depth multiple, width multiple, max channels) of YAML dict d; ultralytics' from the row of its scale."""
+    if is_ultralytics(d):
+        gd, gw, max_channels = d["scales"][d.get("scale") or next(iter(d["scales"]))]
+        return gd, gw, max_channels
+    return d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0), float("inf")
+
+
+def row_spec(i, name):
+    """The block spec YAML row i names (a lookup, never an eval)."""
+    spec = spec_named(name)
+    if spec is None:
+        raise ValueError(f"layer {i}: unknown module '{name}' (known: {', '.join(yaml_names())})")
+    return spec
+
+
+def passthrough(args, f, ch, ch_full):
+    """A parameter-free layer keeps its input's width."""
+    return args, ch[f], ch_full[f]
+
+
+def group_widths(handler, row, rate, plan, ultralytics_plan):
+    """({group: (kept, unpruned)}, {group: (parent, ratio)}) of a block row: its rate's widths, overridden by the
+    plan's, and under `plan: ultralytics` the widths ultralytics derives itself (Handler.yaml_derived, .derived)."""
+    full_widths = handler.groups(row)
+    keep_full = set(handler.yaml_derived(row)) if ultralytics_plan else set()
+    kept = {g: c if g in keep_full else plan.get(g, kept_width(c, rate)) for g, c in full_widths.items()}
+    derived = handler.derived(row) if ultralytics_plan else {}
+    for g, (parent, ratio) in derived.items():  # widths ultralytics computes from another: follow it
+        kept[g] = min(full_widths[g], max(1, int((row.c1 if parent is None else kept[parent]) * ratio)))
+    for g, c in full_widths.items():
+        if not 1 <= kept[g] <= c:
+            raise ValueError(f"widths: {g} must keep between 1 and its {c} channels, not {kept[g]}")
+    for tie in handler.tied(row):
+        if len({kept[g] for g in tie}) > 1:
+            raise ValueError(f"widths: {' and '.join(tie)} are the two halves of one split and must keep "
+                             f"equal widths, not {' and '.join(str(kept[g]) for g in tie)}")
+    return {g: (kept[g], c) for g, c in full_widths.items()}, derived
+
+
+def build_block(spec, row, kept):
+    """(module, kept output channels, unpruned output channels, width to report) of a block row at widths `kept`;
+    a block that does not repeat inside is stacked row.n times (upstream's rule)."""
+    m_, c2, full, width = spec.handler.build(row, kept)
+    if row.n > 1 and not spec.repeats_inside:
+        m_ = nn.Sequential(m_, *(spec.handler.build(row, kept)[0] for _ in range(row.n - 1)))
+    return m_, c2, full, width
+
+
+def _check_grouped(i, name, spec, args, groups, f, ch, ch_full):
     """Refuse pruning at a grouped/depthwise convolution (its channel groups would have to shrink together);
     unpruned, such a layer maps one to one. `args` are the YAML arguments, `groups` {group: (kept, unpruned)}."""
-    at = {C3: 2, Bottleneck: 2, Conv: 4, Focus: 4, Classify: 4, C2f: 2, C3k2: 4}.get(m)  # g's place in YAML args
-    g = args[at] if at is not None and len(args) > at else 1
+    g = spec.args.get(args, "groups", 1)  # the spec's schema says where g sits
     if not isinstance(g, int) or g == 1:
         return
     fed = [f] if isinstance(f, int) else f
-    pruned_input = m is not C3 and any(ch[x] != ch_full[x] for x in fed)  # C3's grouped convs read its own hidden
+    pruned_input = spec.grouped_reads_input and any(ch[x] != ch_full[x] for x in fed)
     if any(kept < full for kept, full in groups.values()) or pruned_input:
         raise ValueError(f"layer {i} ({name}) has a grouped convolution (g={g}), which cannot be pruned: give it "
-                         f"rate 0{'' if m is C3 else ' and leave the layers feeding it unpruned'}")
+                         f"rate 0{' and leave the layers feeding it unpruned' if spec.grouped_reads_input else ''}")
 
 
 def check_widths(widths):

@@ -36,6 +36,24 @@ def lively(model, seed=0):
     return model
 
 
+def silence_pruned_filters(src, model, seed=0):
+    """Scores that rank last the filters `model` drops from src (random ones, as many per group as it prunes), whose
+    outputs are made exactly 0 in src: pruning them must then leave every output unchanged."""
+    from models.graph import channel_groups
+
+    g, scores = torch.Generator().manual_seed(seed), {}
+    for group in channel_groups(model):
+        n = src.get_submodule(group.members[0]).conv.out_channels
+        dead = torch.randperm(n, generator=g)[: n - group.channels]
+        scores[group.name] = torch.ones(n)
+        scores[group.name][dead] = 0
+        for name in group.members:
+            bn = src.get_submodule(name).bn
+            bn.weight.data[dead] = 0  # BN output 0 → SiLU(0) = 0: the channel carries nothing
+            bn.bias.data[dead] = 0
+    return scores
+
+
 def upstream_transforms(size):
     """The `model.transforms` upstream YOLOv5's classify/train.py pickles into its checkpoints: torchvision's Compose
     and Normalize around YOLOv5's CenterCrop and ToTensor."""

@@ -9,17 +9,19 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from data.builtin import make_builtin_dataset
-from models.budget import ScoreDrop, SensitivityDrop, allocate, chosen_target, sensitivity, silence, top1
+from models.allocation import ScoreDrop, SensitivityDrop, allocate
+from models.budget import chosen_target
 from models.costs import CostModel, plan_cost, uniform_plan
 from models.criteria import compute_scores
 from models.experimental import attempt_load
 from models.io.checkpoints import checkpoint_dict, load_checkpoint, save_checkpoint
 from models.io.ranks import load_scores
 from models.prune import channel_groups, load_model, needs_scores, select_channels
+from models.sensitivity import sensitivity, silence
 from models.yolo import ClassificationModel
 
-from helpers import ROOT, lively
-from test_prune import X, _silence_filters_pruning_drops, _source
+from helpers import ROOT, lively, silence_pruned_filters
+from test_prune import X, _source
 
 CFG = "yolov5n-cls.yaml"
 PLAN = {"model.0": 8, "model.1": 24, "model.2.stream": 8, "model.2.m.0.cv1": 16, "model.2.cv2": 8,
@@ -68,7 +70,7 @@ def test_bad_widths_are_one_line_errors(widths, words):
 def test_dead_filters_change_nothing_under_a_non_uniform_plan():
     src = _source()
     model = ClassificationModel(CFG, nc=10, widths=PLAN)
-    load_model(model, src, _silence_filters_pruning_drops(src, model, seed=4))
+    load_model(model, src, silence_pruned_filters(src, model, seed=4))
     assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
 
 
@@ -112,7 +114,7 @@ def test_allocation_follows_predicted_drops():
 def test_allocation_floor_keeps_every_group_at_a_share_of_its_uniform_width():
     """With min_share the groups predicted to be cheapest to cut still keep half their uniform-plan width; without
     it they drop to the narrowest grid width."""
-    from models.budget import uniform_rate_for
+    from models.allocation import uniform_rate_for
 
     costs = CostModel(CFG, 32, nc=10)
     cheap = {"model.1", "model.3"}
@@ -220,10 +222,9 @@ def test_prune_and_rank_with_a_target_end_to_end(tmp_path, monkeypatch, flush_de
 
     from classify import prune as pipeline
     from classify import rank
-    from classify import sensitivity as sensitivity_cli
 
-    measure = sensitivity_cli.group_sensitivity  # one rate and one calibration batch keep the test fast
-    monkeypatch.setattr(sensitivity_cli, "group_sensitivity",
+    measure = pipeline.group_sensitivity  # one rate and one calibration batch keep the test fast
+    monkeypatch.setattr(pipeline, "group_sensitivity",
                         lambda *a, **k: measure(*a, **{**k, "rates": (0.5,), "calib_batches": 1, "images": 16}))
     data = make_builtin_dataset(tmp_path / "tiny", n_train=8, n_val=4, size=32)
     weights = save_checkpoint(checkpoint_dict(lively(ClassificationModel(CFG, nc=10))), tmp_path / "w.pt")

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from classify.rank import tied_fraction
 from models.criteria import (CRITERIA, Criterion, compute_scores, get_criterion, matrix_ranks, register,
                              scoring_points, singular_values)
 from models.prune import channel_groups, load_model
+from models.ranking import tied_fraction
 from models.yolo import ClassificationModel
 
 from helpers import lively

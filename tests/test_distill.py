@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import classify.train as train
+import models.trainer as trainer
 from models.yolo import ClassificationModel
 from utils.cli import run_cli
 from utils.distill import Distiller, FeatureTap, distillation_loss, output_classes, similarity_loss
@@ -54,7 +55,7 @@ def test_teacher_gets_no_gradient_and_stays_in_eval_mode():
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     student.train()
-    train.train_step(student, images, labels, nn.CrossEntropyLoss(), optimizer, scaler, distiller=distiller)
+    trainer.train_step(student, images, labels, nn.CrossEntropyLoss(), optimizer, scaler, distiller=distiller)
     assert not teacher.training and not any(m.training for m in teacher.modules())
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
     for k, v in teacher.state_dict().items():  # BN running statistics untouched too
@@ -130,17 +131,17 @@ def test_distilled_training_resumes_with_its_teacher_and_hyp(data, teacher, tmp_
     class Killed(Exception):
         pass
 
-    real_save = train.save_checkpoint
+    real_save = trainer.save_checkpoint
 
     def save_then_die(ckpt, path):
         real_save(ckpt, path)
         if path.name == "last.pt":
             raise Killed
 
-    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
         train.run(epochs=2, name="part", **options)
-    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     last = tmp_path / "part" / "weights" / "last.pt"
     ckpt = torch.load(last, weights_only=True)
     expected_hyp = {"scale": [0.5, 1.0], "fliplr": 0.0, "flipud": 0.0, "jitter": 0.0, "label_smoothing": 0.1}

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from classify import train, val
+from models import recipes, trainer
 from models.decay import ChannelFade
 from models.graph import channel_groups
 from models.prune import load_model
@@ -85,7 +86,7 @@ class Killed(Exception):
 def test_resume_inside_the_fade_gives_the_same_weights(data, source, tmp_path, monkeypatch, extra, kill_epoch):
     options = dict(data=str(data), weights=str(source), rate="0.5", **extra, **COMMON)
     straight = train.run(project=str(tmp_path), name="straight", **options)
-    real_save = train.save_checkpoint
+    real_save = trainer.save_checkpoint
 
     def save_then_die(ckpt, path):
         real_save(ckpt, path)
@@ -95,10 +96,10 @@ def test_resume_inside_the_fade_gives_the_same_weights(data, source, tmp_path, m
                 assert ckpt["fade"]["steps"] == 0 and "widths" in ckpt["yaml"]
             raise Killed
 
-    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
         train.run(project=str(tmp_path), name="part", **options)
-    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     last = tmp_path / "part" / "weights" / "last.pt"
     train.run(resume=str(last), device="cpu", workers=0)
     a, b = (torch.load(p, weights_only=True) for p in (straight["last"], last))
@@ -134,13 +135,13 @@ def test_doomed_filters_and_their_readers_get_no_gradient():
 def test_prune_steps_cut_halfway_then_to_the_plan(data, source, tmp_path, monkeypatch):
     """--prune-steps 2: the first stage cuts each group half way (on the 8-grid), the filters of the second stage are
     re-ranked on the model as trained by then, and the run ends at the plan's widths."""
-    cuts, real_cut = [], train.cut_faded
+    cuts, real_cut = [], recipes.cut_faded
 
     def spy(model, ema, fading, *args):
         cuts.append({g.name: g.channels for g in channel_groups(ClassificationModel(fading["yaml"], nc=10))})
         return real_cut(model, ema, fading, *args)
 
-    monkeypatch.setattr(train, "cut_faded", spy)
+    monkeypatch.setattr(recipes, "cut_faded", spy)
     result = train.run(data=str(data), weights=str(source), rate="0.5", epochs=3, fade_epochs=2, prune_steps=2,
                        project=str(tmp_path), name="steps", **COMMON)
     full = {g.name: g.channels for g in channel_groups(ClassificationModel("yolov5n-cls.yaml", nc=10))}

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import models.latency as latency
-from models.budget import allocate_latency, plan_for_target
+from models.allocation import allocate_latency
+from models.budget import plan_for_target
 from models.costs import CostModel, uniform_plan
 from models.graph import trace_model
 from models.latency import LatencyTable, PlanLatency, conv_specs, fit_layer, layer_module
@@ -151,7 +152,7 @@ def test_rank_writes_a_latency_plan_and_bad_latency_flags_are_one_line(tmp_path,
 
 
 def test_latency_plans_snap_to_the_runtimes_fast_widths():
-    from models.budget import allocate
+    from models.allocation import allocate
     from models.latency import fast_width_step
 
     assert fast_width_step("torch") == 8 and fast_width_step("onnxruntime") in (8, 16)
@@ -167,12 +168,11 @@ def test_train_and_prune_with_a_latency_target_end_to_end(tmp_path, counted_timi
     the plan is in the checkpoint, its (deterministic-clock) latency in the band, the table cached in the project."""
     import classify.train as train
     from classify import prune as pipeline
-    from classify import sensitivity as sensitivity_cli
     from data.builtin import make_builtin_dataset
     from models.experimental import attempt_load
 
-    measure = sensitivity_cli.group_sensitivity  # one rate and one calibration batch keep the test fast
-    monkeypatch.setattr(sensitivity_cli, "group_sensitivity",
+    measure = pipeline.group_sensitivity  # one rate and one calibration batch keep the test fast
+    monkeypatch.setattr(pipeline, "group_sensitivity",
                         lambda *a, **k: measure(*a, **{**k, "rates": (0.5,), "calib_batches": 1, "images": 16}))
     data = make_builtin_dataset(tmp_path / "tiny", n_train=8, n_val=4, size=64)
     weights = make_checkpoint(tmp_path / "w.pt", nc=10)

@@ -55,3 +55,28 @@ def test_no_import_cycle():
         if m not in state:
             visit(m)
     assert "models.io.checkpoints" in graph and "utils.cli" in graph["models.io.checkpoints"]  # the walk saw them
+
+
+MAX_FUNCTION_LINES = 80  # issue 21: a longer function is doing several jobs
+
+
+def test_no_function_is_longer_than_80_lines():
+    paths = [*module_files().values(), *ROOT.glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    long = {f"{p.relative_to(ROOT)}:{node.name}": node.end_lineno - node.lineno + 1
+            for p in paths for node in ast.walk(ast.parse(p.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES}
+    assert long == {}
+
+
+def test_no_command_imports_another_for_its_library():
+    """classify/*.py are commands: what they share lives in models/ or utils/. Only classify/prune.py runs another
+    command (classify/train.py's run(), the training it composes with)."""
+    allowed = {"classify/prune.py": {"classify.train"}}
+    found = {}
+    for path in (ROOT / "classify").glob("*.py"):
+        name = str(path.relative_to(ROOT))
+        commands = {m for m in imports(path) if m.startswith("classify.") and m.count(".") == 1}
+        if commands - allowed.get(name, set()):
+            found[name] = sorted(commands - allowed.get(name, set()))
+    assert found == {}

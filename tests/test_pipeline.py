@@ -5,6 +5,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from classify import prune as pipeline
 from data.builtin import make_builtin_dataset
@@ -18,12 +19,21 @@ def test_pipeline_baseline_ranks_finetune_summary(tmp_path, logs, monkeypatch):
     import utils.device
 
     monkeypatch.setattr(utils.device, "_announced", set())  # as in a fresh process
+    reads, real_load = [], torch.load
+
+    def counting_load(f, *args, **kwargs):
+        reads.append(str(f))
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
     data = make_builtin_dataset(tmp_path / "tiny", n_train=8, n_val=4, size=32)
     out = pipeline.run(cfg="yolov5n-cls.yaml", data=str(data), rate="0.5", criterion="hrank", rank_batches=1,
                        epochs=1, finetune_epochs=1, batch_size=16, imgsz=32, device="cpu", workers=0,
                        project=tmp_path / "runs", name="exp")
     save_dir = out["save_dir"]
     assert (save_dir / "baseline" / "weights" / "best.pt").is_file() and (save_dir / "ranks.pt").is_file()
+    # ranking, pruning, both fine-tunes, their teacher and the summary take the baseline from memory: one read
+    assert reads.count(str(out["baseline"])) == 1, reads
     pruned = load_checkpoint(out["pruned"])
     assert pruned["yaml"]["rate"] == [0.5] * 10
     table = pd.read_csv(save_dir / "summary.csv", index_col="model")
@@ -66,6 +76,7 @@ def test_pipeline_baseline_ranks_finetune_summary(tmp_path, logs, monkeypatch):
                          finetune_epochs=1, batch_size=16, imgsz=32, device="cpu", workers=0,
                          project=tmp_path / "runs", name="exp", teacher="", fade_epochs=0, no_scratch=True)
     assert not (again["save_dir"] / "baseline").exists() and again["save_dir"].name == "exp2"
+    assert reads.count(str(out["baseline"])) == 2, reads  # --weights: read once more, by this second run
     assert not (again["save_dir"] / "scratch").exists() and again["scratch"] is None
     table = pd.read_csv(again["save_dir"] / "summary.csv", index_col="model")
     assert table["distilled"].tolist() == ["-", "-", "-", "no", "no"]

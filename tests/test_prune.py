@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from helpers import upstream_transforms
+from helpers import silence_pruned_filters, upstream_transforms
 from models.criteria import CRITERIA, average_rank, compute_scores
 from models.prune import channel_groups, load_model, needs_scores, select_channels
 from models.yolo import ClassificationModel, DetectionModel
@@ -100,23 +100,6 @@ def test_c3_residual_stream_keeps_one_index_set_by_hand():
     assert torch.equal(model.model[3].conv.weight, src.model[3].conv.weight[:, out])  # next layer reads cv3's kept
 
 
-def _silence_filters_pruning_drops(src, model, seed):
-    """Pick random filters of src to drop (as many as model prunes per group), make their outputs exactly 0 and
-    return scores that rank them last."""
-    g = torch.Generator().manual_seed(seed)
-    scores = {}
-    for group in channel_groups(model):
-        n = src.get_submodule(group.members[0]).conv.out_channels
-        dead = torch.randperm(n, generator=g)[: n - group.channels]
-        scores[group.name] = torch.ones(n)
-        scores[group.name][dead] = 0
-        for name in group.members:
-            bn = src.get_submodule(name).bn
-            bn.weight.data[dead] = 0  # BN output 0 → SiLU(0) = 0: the channel carries nothing
-            bn.bias.data[dead] = 0
-    return scores
-
-
 @pytest.mark.parametrize("rate", ["[0.5]*10", "[0.]+[0.3]*4+[0.5]*5", "[0.]*2+[0.75]+[0.]*7"])
 def test_pruning_dead_filters_changes_nothing(rate):
     """Silence exactly the filters pruning will drop; the pruned model must then equal the source.
@@ -125,7 +108,7 @@ def test_pruning_dead_filters_changes_nothing(rate):
     """
     src = _source()
     model = ClassificationModel("yolov5n-cls.yaml", nc=10, rate=rate)
-    load_model(model, src, _silence_filters_pruning_drops(src, model, seed=1))
+    load_model(model, src, silence_pruned_filters(src, model, seed=1))
     assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
 
 
@@ -215,7 +198,7 @@ def test_dead_filters_through_sppf_and_a_top_level_bottleneck():
         torch.manual_seed(0)
         src = _randomise_bn(ClassificationModel(cfg)).eval()
         model = ClassificationModel(cfg, rate=rate)
-        load_model(model, src, _silence_filters_pruning_drops(src, model, seed=2))
+        load_model(model, src, silence_pruned_filters(src, model, seed=2))
         assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
 
 
@@ -280,7 +263,7 @@ def test_dead_filters_through_focus_and_spp():
     src = _randomise_bn(ClassificationModel(cfg)).eval()
     model = ClassificationModel(cfg, rate=[0.5] + [0.0] * 7 + [0.5, 0.25])
     assert model.model[0].conv.conv.out_channels == 8 and model.model[8].cv1.conv.out_channels == 64
-    load_model(model, src, _silence_filters_pruning_drops(src, model, seed=2))
+    load_model(model, src, silence_pruned_filters(src, model, seed=2))
     assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
 
 
@@ -296,7 +279,7 @@ def test_grouped_convs_map_unpruned_and_refuse_pruning_in_one_line():
     assert src.model[1].conv.groups == 32  # depthwise
     assert (load_model(ClassificationModel(cfg), src).eval()(X) - src(X)).abs().max() <= 1e-5
     model = ClassificationModel(cfg, rate=[0.0, 0.0, 0.5, 0.5])  # layers after it may be pruned
-    load_model(model, src, _silence_filters_pruning_drops(src, model, seed=0))
+    load_model(model, src, silence_pruned_filters(src, model, seed=0))
     assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
     for rate in ([0.0, 0.5, 0.0, 0.0], [0.5, 0.0, 0.0, 0.0]):  # itself, or what feeds it
         with pytest.raises(ValueError, match=r"^layer 1 \(Conv\) has a grouped convolution \(g=32\)[^\n]*$"):
@@ -310,7 +293,7 @@ def test_dead_filters_through_a_residual_bottleneck_over_a_concat():
     torch.manual_seed(0)
     src = _randomise_bn(ClassificationModel(cfg)).eval()
     model = ClassificationModel(cfg, rate=[0.5, 0.5, 0.0, 0.5, 0.5, 0.0])
-    scores = _silence_filters_pruning_drops(src, model, seed=3)
+    scores = silence_pruned_filters(src, model, seed=3)
     dropped = torch.cat([scores["model.1"] == 0, scores["model.0"] == 0])  # concat order: layer 1, then layer 0
     src.model[3].cv2.bn.weight.data[dropped] = 0  # the residual branch adds nothing where the concat is dropped
     src.model[3].cv2.bn.bias.data[dropped] = 0

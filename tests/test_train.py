@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import classify.train as train
+import models.trainer as trainer
 from classify import val
 from models.experimental import attempt_load
 from models.io.checkpoints import checkpoint_dict, save_checkpoint
@@ -126,17 +127,17 @@ class Killed(Exception):
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(two_epochs, data, tmp_path, monkeypatch, workers):
     """2 epochs straight == 1 epoch, a 'kill' right after its last.pt, then --resume for the 2nd epoch; with
     DataLoader workers too (the uninterrupted run had none): data order and augmentation follow (seed, epoch)."""
-    real_save = train.save_checkpoint
+    real_save = trainer.save_checkpoint
 
     def save_then_die(ckpt, path):
         real_save(ckpt, path)
         if Path(path).name == "last.pt" and ckpt["epoch"] == 0:  # (the first last.pt is the epoch -1 one)
             raise Killed
 
-    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
         train.run(data=str(data), epochs=2, project=str(tmp_path), name="part", **dict(COMMON, workers=workers))
-    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     last = tmp_path / "part" / "weights" / "last.pt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
 

@@ -6,11 +6,12 @@ import torch
 from helpers import lively
 
 from data.builtin import make_builtin_dataset
-from models.budget import allocate, silence
+from models.allocation import allocate
 from models.costs import CostModel
 from utils.model_info import count_flops
 from models.criteria import CRITERIA, compute_scores
 from models.prune import channel_groups, load_model, select_channels
+from models.sensitivity import silence
 from models.yolo import ClassificationModel, classifier_yaml
 
 X = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -138,12 +139,11 @@ def test_prune_pipeline_for_a_budget_and_rank_rate(tmp_path, monkeypatch):
 
     from classify import prune as pipeline
     from classify import rank
-    from classify import sensitivity as sensitivity_cli
     from classify import train
     from models.experimental import attempt_load
 
-    measure = sensitivity_cli.group_sensitivity  # one rate and one calibration batch keep the test fast
-    monkeypatch.setattr(sensitivity_cli, "group_sensitivity",
+    measure = pipeline.group_sensitivity  # one rate and one calibration batch keep the test fast
+    monkeypatch.setattr(pipeline, "group_sensitivity",
                         lambda *a, **k: measure(*a, **{**k, "rates": (0.5,), "calib_batches": 1, "images": 16}))
     data = make_builtin_dataset(tmp_path / "tiny", n_train=8, n_val=4, size=32)
     out = pipeline.run(cfg="yolo11n-cls.yaml", data=str(data), target_flops=0.5, criterion="bn", epochs=1,

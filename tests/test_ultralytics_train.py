@@ -13,7 +13,8 @@ import yaml
 
 import export
 from data.builtin import make_builtin_dataset
-from models.budget import ScoreDrop, plan_for_target
+from models.allocation import ScoreDrop
+from models.budget import plan_for_target
 from models.criteria import compute_scores
 from models.experimental import attempt_load
 from models.io.checkpoints import checkpoint_dict, load_checkpoint, save_checkpoint

@@ -70,7 +70,6 @@ def check_at_least(flag, value, minimum):
     return value
 
 
-WORKERS_HELP = f"max dataloader workers (capped at the CPU cores: {os.cpu_count()} here)"  # every --workers
 DEFAULT_IMGSZ = 224  # YOLOv5's classifier size, for models whose checkpoint does not say theirs
 MAX_IMGSZ = 4096  # far beyond any classifier; larger sizes only fail deep inside OpenCV asking for gigabytes
 
@@ -146,15 +145,3 @@ def print_args(args=None, show_file=True, show_func=False):
     prefix = (f"{file}: " if show_file else "") + (f"{info.function}: " if show_func else "")
     LOGGER.info(colorstr(prefix) + ", ".join(f"{k}={v}" for k, v in args.items()))
 
-
-def add_target_options(parser, flops_help, sensitivity_help):
-    """--target-flops/--target-params/--target-latency and --sensitivity: a budget instead of --rate (models/budget.py)."""
-    parser.add_argument("--target-flops", type=float, default=None, help=flops_help)
-    parser.add_argument("--target-params", type=float, default=None, help="... of the unpruned parameters")
-    parser.add_argument("--target-latency", type=float, default=None,
-                        help="... of the unpruned latency on --latency-runtime at --imgsz (measured)")
-    parser.add_argument("--latency-runtime", default=None, choices=("onnxruntime", "torch"),
-                        help="where --target-latency is measured: ONNX Runtime on the CPU (default when installed) or "
-                             "PyTorch on --device")
-    parser.add_argument("--latency-batch", type=int, default=1, help="batch size --target-latency is measured at")
-    parser.add_argument("--sensitivity", type=str, default="", help=sensitivity_help)

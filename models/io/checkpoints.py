@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from models import common, yolo
-from models import ultralytics_blocks as ub
+from models import yolo
+from models.specs import pickled_globals
 from utils import augmentations
 from utils.atomic import atomic_path
 from utils.cli import UserError
@@ -51,15 +51,15 @@ def _numpy_globals():
 
 
 def allowed_globals(torchvision=True):
-    """Everything an upstream YOLOv5 or ultralytics classifier/detector checkpoint may name, and nothing else.
-    torchvision=False leaves out torchvision's transforms (upstream YOLOv5 pickles its preprocessing with them):
-    importing torchvision costs ~3 s, and this project's own checkpoints never name it."""
+    """Everything an upstream YOLOv5 or ultralytics classifier/detector checkpoint may name, and nothing else: the
+    block classes under the names their specs give (models/specs.py), the model classes, and the torch, numpy and
+    torchvision types such files hold. torchvision=False leaves out torchvision's transforms (upstream YOLOv5
+    pickles its preprocessing with them): importing torchvision costs ~3 s, and this project's own checkpoints never
+    name it."""
     import pathlib
 
-    project = [common.Conv, common.Focus, common.Bottleneck, common.C3, common.SPP, common.SPPF, common.Concat,
-               common.Classify,
-               yolo.ClassificationModel, yolo.DetectionModel, yolo.Detect, (yolo.DetectionModel, "models.yolo.Model"),
-               augmentations.CenterCrop, augmentations.ToTensor]
+    models = [yolo.ClassificationModel, yolo.DetectionModel, (yolo.DetectionModel, "models.yolo.Model"),
+              augmentations.CenterCrop, augmentations.ToTensor]
     transforms = []
     if torchvision:
         import torchvision.transforms as T
@@ -67,7 +67,8 @@ def allowed_globals(torchvision=True):
 
         transforms = [T.Compose, T.Normalize, T.Resize, T.CenterCrop, T.ToTensor, InterpolationMode]
     paths = [pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
-    return project + transforms + paths + list(TORCH_MODULES) + _numpy_globals() + ultralytics_globals()
+    return (pickled_globals() + models + transforms + paths + list(TORCH_MODULES) + _numpy_globals()
+            + ultralytics_globals())
 
 
 # torch.nn classes found only in ultralytics' segmentation (Proto's upsampling) and YOLO26 pose (RealNVP) heads.
@@ -75,28 +76,16 @@ ULTRALYTICS_TORCH_MODULES = (nn.ConvTranspose2d, nn.Tanh)
 
 
 def ultralytics_globals():
-    """(this project's class, ultralytics' pickled name) for every ultralytics class a checkpoint may name.
-
-    Blocks map onto this project's classes of the same layout. Heads, and the blocks found only inside them, load
-    as DetectionHead (their weights are read, never run); every detector task loads as a DetectionModel, a source
-    of backbone weights. A training checkpoint's model may carry its arguments as ultralytics'
-    IterableSimpleNamespace (in ultralytics.yolo.utils before 8.1): a plain SimpleNamespace holds them.
+    """(this project's class, ultralytics' pickled name) for ultralytics' model classes; its blocks and heads come
+    from their specs (pickled_globals). Every detector task loads as a DetectionModel, a source of backbone weights. A
+    training checkpoint's model may carry its arguments as ultralytics' IterableSimpleNamespace (in
+    ultralytics.yolo.utils before 8.1): a plain SimpleNamespace holds them.
     """
     from types import SimpleNamespace
 
-    head = ub.DetectionHead
-    modules = {
-        "conv": {"Conv": common.Conv, "Concat": common.Concat, "DWConv": ub.DWConv},
-        "block": {"Bottleneck": common.Bottleneck, "C3": common.C3, "SPP": common.SPP, "SPPF": common.SPPF, "C2f": ub.C2f,
-                  "C3k2": ub.C3k2, "C3k": ub.C3k, "C2PSA": ub.C2PSA, "PSABlock": ub.PSABlock,
-                  "Attention": ub.Attention, "DFL": head, "Proto": head, "Proto26": head, "RealNVP": head},
-        "head": {"Classify": common.Classify, **dict.fromkeys(
-            ("Detect", "Segment", "Pose", "OBB", "Segment26", "Pose26", "OBB26"), head)},
-        "tasks": {"ClassificationModel": yolo.ClassificationModel, **dict.fromkeys(
-            ("DetectionModel", "SegmentationModel", "PoseModel", "OBBModel"), yolo.DetectionModel)},
-    }
-    pairs = [(cls, f"ultralytics.nn.{'' if f == 'tasks' else 'modules.'}{f}.{name}")
-             for f, classes in modules.items() for name, cls in classes.items()]
+    tasks = {"ClassificationModel": yolo.ClassificationModel, **dict.fromkeys(
+        ("DetectionModel", "SegmentationModel", "PoseModel", "OBBModel"), yolo.DetectionModel)}
+    pairs = [(cls, f"ultralytics.nn.tasks.{name}") for name, cls in tasks.items()]
     pairs += [(SimpleNamespace, f"ultralytics.{m}.IterableSimpleNamespace") for m in ("utils", "yolo.utils")]
     return pairs + list(ULTRALYTICS_TORCH_MODULES)
 

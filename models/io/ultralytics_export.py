@@ -22,9 +22,8 @@ from datetime import datetime
 import torch
 import torch.nn as nn
 
-from models import common
-from models import ultralytics_blocks as blocks
 from models.io.checkpoints import save_checkpoint
+from models.specs import ultralytics_counterpart_names
 from models.yolo import cfg_of, input_norm, load_yaml
 from utils.augmentations import IMAGENET_MEAN, IMAGENET_STD, UNIT_NORM
 
@@ -40,13 +39,14 @@ class UnsupportedModelError(ValueError):
 
 
 def ultralytics_counterparts():
-    """This project's module classes → ultralytics' classes of the same layout and forward."""
-    from ultralytics.nn.modules import block, conv, head
+    """This project's module classes → ultralytics' classes of the same layout and forward (their specs say which)."""
+    from importlib import import_module
 
-    return {common.Conv: conv.Conv, common.Bottleneck: block.Bottleneck, common.C3: block.C3, common.SPP: block.SPP,
-            common.SPPF: block.SPPF, common.Concat: conv.Concat, common.Classify: head.Classify,
-            blocks.C2f: block.C2f, blocks.C3k2: block.C3k2, blocks.C3k: block.C3k, blocks.C2PSA: block.C2PSA,
-            blocks.PSABlock: block.PSABlock, blocks.Attention: block.Attention, blocks.DWConv: conv.DWConv}
+    table = {}
+    for cls, name in ultralytics_counterpart_names().items():
+        module, _, attr = name.rpartition(".")
+        table[cls] = getattr(import_module(module), attr)
+    return table
 
 
 def is_torch_module(m):

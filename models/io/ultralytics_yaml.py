@@ -13,38 +13,19 @@ from copy import deepcopy
 
 import torch
 
-from models import common
-from models import ultralytics_blocks as blocks
+from models.specs import spec_of
 
 NEUTRAL_SCALE = "p"  # not m/l/x, for which ultralytics forces C3k2's c3k on: the YAML says it per layer
 NO_CAP = 1 << 30  # max_channels: never binding
 
 
-def ratio(hidden, c2):
-    """An `e` with int(c2 * e) == hidden, as ultralytics computes a block's hidden width."""
-    e = hidden / c2
-    return e if int(c2 * e) == hidden else (hidden + 0.5) / c2
-
-
-def layer_args(layer, args):
-    """The YAML arguments of built `layer` (this project's module) that make ultralytics build it at its widths;
-    `args` are its YAML arguments as written for the unpruned model."""
-    if isinstance(layer, common.Classify):
-        return list(args)  # nc; the head's 1280 is fixed in ultralytics (checked by the rebuild)
-    if isinstance(layer, common.Conv):
-        return [layer.conv.out_channels, *args[1:]]
-    if isinstance(layer, blocks.C3k2):  # C3k2(c1, c2, n, c3k, e, attn, g, shortcut)
-        c2 = layer.cv2.conv.out_channels
-        c3k = isinstance(layer.m[0], blocks.C3k)
-        return [c2, c3k, ratio(layer.c, c2), *args[3:]]
-    if isinstance(layer, blocks.C2f):  # C2f(c1, c2, n, shortcut, g, e)
-        c2 = layer.cv2.conv.out_channels
-        shortcut = args[1] if len(args) > 1 else False
-        g = args[2] if len(args) > 2 else 1
-        return [c2, shortcut, g, ratio(layer.c, c2)]
-    if isinstance(layer, blocks.C2PSA):  # C2PSA(c1, c2, n, e): e of its input, which must equal its output
-        return [layer.cv2.conv.out_channels, ratio(layer.c, layer.cv1.conv.in_channels)]
-    raise ValueError(f"no explicit-width YAML rule for {type(layer).__name__}")
+def layer_row(layer, n, args):
+    """(repeats, YAML arguments) that make ultralytics build `layer` (this project's module, built from a row with
+    repeats n and arguments `args`, as written for the unpruned model) at its widths: its spec's rule."""
+    spec = spec_of(layer)
+    if spec is None or spec.ultralytics_row is None:
+        raise ValueError(f"no explicit-width YAML rule for {type(layer).__name__}")
+    return spec.ultralytics_row(layer, n, args)
 
 
 def explicit_yaml(model, d):
@@ -52,8 +33,8 @@ def explicit_yaml(model, d):
     rows = d["backbone"] + d["head"]
     out = []
     for layer, (f, n, name, args) in zip(model.model, rows):
-        repeats = len(layer.m) if isinstance(layer, (blocks.C2f, blocks.C2PSA)) else n
-        out.append([f, repeats, name, layer_args(layer, args)])
+        repeats, row_args = layer_row(layer, n, args)
+        out.append([f, repeats, name, row_args])
     nb = len(d["backbone"])
     dropped = ("backbone", "head", "scales", "scale", "rate", "widths")  # the widths are in the rows now
     return {**{k: v for k, v in d.items() if k not in dropped},

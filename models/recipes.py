@@ -1,0 +1,149 @@
+"""The pruning recipes as training hooks (models/trainer.py): distillation from a teacher, a sparsity penalty on the
+channel groups' BatchNorm scales, and soft pruning (the doomed filters fade out of the unpruned model, then are cut,
+in one stage or several re-ranked ones). A recipe is a list of these; the training loop knows none of them."""
+
+from copy import deepcopy
+
+import torch
+
+from models.budget import planned_yaml
+from models.decay import ChannelFade
+from models.graph import channel_groups
+from models.prune import load_model, source_architecture
+from models.sparsity import GroupLasso
+from models.specs import make_divisible
+from models.trainer import Hook
+from models.yolo import ClassificationModel
+from utils.distributed import broadcast_object, de_parallel, is_main_process
+from utils.ema import ModelEMA
+from utils.log import LOGGER, colorstr
+
+
+class Distillation(Hook):
+    """The step's loss is the distiller's (teacher logits, and features with --distill-features); its feature tap
+    follows the student across a cut."""
+
+    def __init__(self, distiller):
+        self.loss = distiller
+
+    def setup(self, trainer):
+        self.loss.watch(trainer.model)
+
+    def model_replaced(self, trainer):
+        self.loss.watch(de_parallel(trainer.model))
+
+
+class Sparsity(Hook):
+    """--sparsity: a group-lasso penalty on every channel group's BatchNorm scales, on the model being trained."""
+
+    def __init__(self, strength):
+        self.strength = strength
+
+    def setup(self, trainer):
+        self.penalty = GroupLasso(trainer.model, self.strength)
+
+    def model_replaced(self, trainer):
+        self.penalty = GroupLasso(de_parallel(trainer.model), self.strength)
+
+
+# ------------------------------------------------------------------------------------------------ soft pruning
+def fade_start(model, scores, source, steps=1):
+    """(the source's own architecture with its weights, the first fade state towards `model`'s widths), or
+    (model, None) when no filter of `source` is pruned (no scores)."""
+    if scores is None:
+        LOGGER.warning("WARNING ⚠️ --fade-epochs ignored: no filters are pruned from --weights here")
+        return model, None
+    full = load_model(source_architecture(model, getattr(source, "yaml", None)), source)
+    return full, next_stage(full, model.yaml, scores, steps)
+
+
+def next_stage(model, final_yaml, scores, steps):
+    """The fade state of one of `steps` remaining stages from `model` (ranked by `scores`) towards `final_yaml`: 'yaml'
+    the widths this stage cuts to (1/steps of the way, on the 8-grid; the final YAML at the last stage), 'scores',
+    'final' and 'steps' left after it. Stage by stage the filters are re-ranked (--prune-steps, as HRank and
+    Torch-Pruning's iterative_steps prune in steps)."""
+    stage_yaml = final_yaml
+    if steps > 1:
+        with torch.device("meta"):
+            final = {g.name: g.channels for g in channel_groups(ClassificationModel(final_yaml, nc=model.nc))}
+        now = {g.name: g.channels for g in channel_groups(model) if not g.fixed}
+        widths = {g: min(c, max(final[g], make_divisible(final[g] + (c - final[g]) * (steps - 1) / steps)))
+                  for g, c in now.items()}
+        stage_yaml = planned_yaml(final_yaml, widths)
+    return {"yaml": stage_yaml, "scores": scores, "final": final_yaml, "steps": steps - 1}
+
+
+def stage_epochs(fade_epochs, prune_steps, fading):
+    """(first, end) epoch of the fade stage `fading`: `fade_epochs` split evenly between `prune_steps` stages."""
+    k = prune_steps - fading.get("steps", 0)  # 1-based stage number (a fade state without 'steps': one stage)
+    return round(fade_epochs * (k - 1) / prune_steps), round(fade_epochs * k / prune_steps)
+
+
+def fade_hooks(model, fading):
+    """The ChannelFade hooked onto `model` for a fade state."""
+    with torch.device("meta"):
+        pruned = ClassificationModel(fading["yaml"], nc=model.nc)
+    fade = ChannelFade(model, {g.name: g.channels for g in channel_groups(pruned)}, fading["scores"])
+    return fade.attach(model).freeze(model)
+
+
+def cut_faded(model, ema, fading, device, memory_format):
+    """(model, ema) with the faded filters cut out (same outputs: they output zeros once the fade reached 0)."""
+    def cut(m):
+        pruned = ClassificationModel(fading["yaml"], nc=m.nc)
+        pruned = load_model(pruned, m, fading["scores"]).to(device, memory_format=memory_format)
+        pruned.names = m.names
+        return pruned
+
+    new = cut(de_parallel(model))
+    if ema is not None:
+        ema = ModelEMA(cut(ema.ema), tau=ema.tau, updates=ema.updates)
+    return new, ema
+
+
+def rescored(model, score):
+    """score(copy of `model` in eval mode) computed on rank 0 and sent to every rank."""
+    result = score(deepcopy(de_parallel(model)).eval()) if is_main_process() else None
+    return broadcast_object(result)
+
+
+class Fade(Hook):
+    """--fade-epochs: the doomed filters of `model` fade linearly to zero over the stage's epochs, then are cut; with
+    --prune-steps the next stage's filters are ranked by `score(model)` on the model as trained by then.
+
+    Build it before the Trainer: the fade is hooked onto `model` now, and the weight average copies it from there."""
+
+    def __init__(self, model, fading, fade_epochs, prune_steps=1, restart_lr=False, score=None):
+        self.fading, self.fade_epochs, self.prune_steps = fading, fade_epochs, prune_steps
+        self.restart_lr, self.score = restart_lr, score
+        self.fade = fade_hooks(model, fading)
+        self.first = self.end = 0
+
+    @property
+    def settled(self):
+        return self.fade is None
+
+    def before_epoch(self, trainer, epoch):
+        if self.fade is not None:
+            self.first, self.end = stage_epochs(self.fade_epochs, self.prune_steps, self.fading)
+
+    def before_batch(self, trainer, epoch, i, batches):
+        if self.fade is not None:  # linear from 1 to 0 over the stage's steps: 0 at its last step
+            self.fade.factor = max(0.0, 1.0 - ((epoch - self.first) * batches + i + 1) / ((self.end - self.first) * batches))
+
+    def after_epoch(self, trainer, epoch):
+        if self.fade is None or epoch + 1 != self.end:
+            return
+        model, ema = cut_faded(trainer.model, trainer.ema, self.fading, trainer.device, trainer.memory_format)
+        trainer.replace_model(model, ema, epoch, restart=self.restart_lr)
+        LOGGER.info(f"{colorstr('fade:')} faded filters cut: {sum(p.numel() for p in model.parameters()):,} parameters")
+        if self.fading.get("steps"):  # the next stage, its filters ranked on the model as it is now
+            self.fading = next_stage(model, self.fading["final"], rescored(model, self.score), self.fading["steps"])
+            self.fade = fade_hooks(model, self.fading)
+            if ema:
+                self.fade.attach(ema.ema)
+        else:
+            self.fade = self.fading = None
+
+    def checkpoint(self):
+        return {"fade": self.fading}

@@ -1,0 +1,108 @@
+"""The trainer with hooks (models/trainer.py): a recipe plugs in as a Hook without touching the loop."""
+
+import copy
+
+import pandas as pd
+import torch
+
+from classify import train
+from models.trainer import Hook, Trainer
+from models.yolo import ClassificationModel
+from utils.dataloaders import create_classification_dataloader
+from utils.hyp import load_hyp
+
+
+def make_trainer(data, tmp_path, hooks, epochs=2, **options):
+    opt = train.parse_opt(argv=["--epochs", str(epochs), "--imgsz", "32", "--seed", "0"])
+    opt.save_dir = str(tmp_path / "run")
+    for k, v in options.items():
+        setattr(opt, k, v)
+    (tmp_path / "run" / "weights").mkdir(parents=True)
+    loader = create_classification_dataloader(data / "train", imgsz=32, batch_size=16, augment=False, workers=0)
+    testloader = create_classification_dataloader(data / "val", imgsz=32, batch_size=32, augment=False, workers=0,
+                                                  shuffle=False)
+    torch.manual_seed(0)
+    model = ClassificationModel("yolov5n-cls.yaml", nc=10)
+    model.names = loader.dataset.classes
+    return Trainer(opt, model, loader, testloader, load_hyp(""), torch.device("cpu"), hooks)
+
+
+class Recorder(Hook):
+    """Records every call the loop makes, in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def setup(self, trainer):
+        self.calls.append("setup")
+
+    def before_epoch(self, trainer, epoch):
+        self.calls.append(f"epoch {epoch}")
+
+    def before_batch(self, trainer, epoch, i, batches):
+        self.calls.append("batch")
+
+    def after_epoch(self, trainer, epoch):
+        self.calls.append(f"end {epoch}")
+
+    def model_replaced(self, trainer):
+        self.calls.append("replaced")
+
+    def checkpoint(self):
+        return {"recorded": len(self.calls)}
+
+
+def test_hooks_are_called_in_order_and_their_state_is_saved(data, tmp_path):
+    recorder = Recorder()
+    trainer = make_trainer(data, tmp_path, [recorder])
+    trainer.start()
+    assert trainer.fit() == 2
+    batches = len(trainer.trainloader)
+    assert recorder.calls == ["setup", "epoch 0", *["batch"] * batches, "end 0",
+                              "epoch 1", *["batch"] * batches, "end 1"]
+    last = torch.load(trainer.last, weights_only=True)
+    assert last["recorded"] == len(recorder.calls) and last["finished"]
+    assert len(pd.read_csv(trainer.csv)) == 2 and trainer.best.exists()
+
+
+class Penalty(Hook):
+    """A regulariser as a hook: a heavy penalty on the head's weights shrinks them."""
+
+    def setup(self, trainer):
+        linear = trainer.model.model[-1].linear
+        self.penalty = lambda: 1e3 * linear.weight.square().sum()
+
+
+def test_a_penalty_hook_changes_what_is_learned(data, tmp_path):
+    plain = make_trainer(data, tmp_path / "plain", [])
+    penalised = make_trainer(data, tmp_path / "penalised", [Penalty()])
+    for trainer in (plain, penalised):
+        trainer.start()
+        trainer.fit()
+    norm = [t.model.model[-1].linear.weight.norm().item() for t in (plain, penalised)]
+    assert norm[1] < 0.8 * norm[0]
+
+
+class Swap(Hook):
+    """Replaces the model at the end of the first epoch, as the fade's cut does."""
+
+    settled = False
+
+    def after_epoch(self, trainer, epoch):
+        if epoch == 0:
+            self.old = trainer.model
+            trainer.replace_model(copy.deepcopy(trainer.model), trainer.ema, epoch)
+            self.settled = True
+
+
+def test_a_hook_may_replace_the_model_and_the_others_follow(data, tmp_path):
+    swap, recorder = Swap(), Recorder()
+    trainer = make_trainer(data, tmp_path, [swap, recorder])
+    trainer.start()
+    trainer.fit()
+    assert recorder.calls.count("replaced") == 1 and recorder.calls.index("replaced") == recorder.calls.index("end 0") + 1
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert trainer.model is not swap.old and optimized == {id(p) for p in trainer.model.parameters()}
+    rows = pd.read_csv(trainer.csv)
+    best = torch.load(trainer.best, weights_only=True)
+    assert best["epoch"] == 1 and len(rows) == 2  # not settled in epoch 0: no best.pt from it
