@@ -15,13 +15,10 @@ gets that normalisation as its first layer. Its weights are float32 (float16 wit
 """
 
 import argparse
-import inspect
 import json
 import sys
 import tempfile
 import time
-import warnings
-from contextlib import contextmanager
 from copy import deepcopy
 from pathlib import Path
 
@@ -33,6 +30,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from models.experimental import attempt_load, check_classifier  # noqa: E402
+from models.prune import is_pruned  # noqa: E402
 from models.yolo import ClassificationModel, input_norm  # noqa: E402
 from utils.atomic import atomic_path  # noqa: E402
 from utils.cli import (HelpFormatter, UserError, check_at_least, check_img_size, check_writable,  # noqa: E402
@@ -40,6 +38,7 @@ from utils.cli import (HelpFormatter, UserError, check_at_least, check_img_size,
 from utils.device import select_device  # noqa: E402
 from utils.downloads import attempt_download  # noqa: E402
 from utils.log import LOGGER, colorstr  # noqa: E402
+from utils.onnx_export import quiet_deprecations, to_onnx  # noqa: E402
 from utils.options import add_batch_size, add_data, add_device, add_half, add_imgsz, add_weights  # noqa: E402
 
 # name → (title, file name ending): best.pt → best.torchscript, best.onnx, best_ultralytics.pt
@@ -50,16 +49,6 @@ UNFUSED = {"ultralytics"}  # formats written from the unfused model: ultralytics
 
 def file_size_mb(path):
     return Path(path).stat().st_size / 1e6
-
-
-@contextmanager
-def quiet_deprecations():
-    """Hide torch's notices that jit and the TorchScript-based ONNX exporter are deprecated: both still work and
-    are what deployment runtimes load today; the notices would only bury this tool's own output."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        yield
 
 
 def model_config(model, im):
@@ -91,16 +80,13 @@ ONNX_OPSETS = onnx_opsets()
 
 
 def export_onnx(model, im, file, opset=17, dynamic=False, simplify=False):
-    """torch.onnx.export with upstream's input/output names, then check the graph and store names as metadata."""
+    """ONNX export (utils/onnx_export.py) with upstream's input/output names, then check the graph and store names as
+    metadata."""
     import onnx
 
-    # The legacy exporter needs only `onnx`; torch >= 2.9 defaults to the dynamo one, which also needs onnxscript.
-    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch"}} if dynamic else None
     with atomic_path(file) as tmp:  # exported, checked and annotated before it takes the final name
-        with quiet_deprecations():
-            torch.onnx.export(model, im, str(tmp), verbose=False, opset_version=opset, do_constant_folding=True,
-                              input_names=["images"], output_names=["output0"], dynamic_axes=axes, **legacy)
+        to_onnx(model, im, tmp, ["images"], ["output0"], opset=opset, dynamic_axes=axes)
         model_onnx = onnx.load(str(tmp))
         onnx.checker.check_model(model_onnx)
         if simplify:
@@ -217,10 +203,9 @@ def check_outputs(fmt, file, im, expected, tol):
 
 def unpruned_twin(model):
     """The same architecture at rate 0 (what the model was pruned from), or None when it is not pruned."""
-    cfg = getattr(model, "yaml", None)
-    if not isinstance(cfg, dict) or not (any(cfg.get("rate") or []) or cfg.get("widths")):
+    if not is_pruned(model):
         return None
-    twin = ClassificationModel(cfg, rate=0.0)  # a rate argument replaces the YAML's plan (rates and widths)
+    twin = ClassificationModel(model.yaml, rate=0.0)  # a rate argument replaces the YAML's plan (rates and widths)
     twin.names = list(model.names)
     return twin.eval()
 

@@ -23,8 +23,8 @@ import torch  # noqa: E402
 
 from classify import train as train_cli  # noqa: E402
 from models.allocation import SensitivityDrop, allocate  # noqa: E402
-from models.budget import planned_yaml  # noqa: E402
-from models.costs import CostModel, uniform_plan  # noqa: E402
+from models.costs import CostModel  # noqa: E402
+from models.plan import Plan  # noqa: E402
 from models.criteria import compute_scores, get_criterion  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from models.io.ranks import load_scores, save_scores  # noqa: E402
@@ -68,11 +68,11 @@ def main(opt):
 
     rows = []
     for r in (float(x) for x in opt.rates.split(",")):
-        flops = costs.fraction(uniform_plan(costs.full, r), "flops")
-        plans = {"uniform": uniform_plan(costs.full, r), "allocated": allocate(costs, flops, "flops", drop)}
+        flops = costs.fraction(Plan.uniform(costs.full, r), "flops")
+        plans = {"uniform": Plan.uniform(costs.full, r), "allocated": allocate(costs, flops, "flops", drop)}
         for method, plan in plans.items():
             for seed in (int(s) for s in opt.seeds.split(",")):
-                run = train_cli.run(cfg=planned_yaml(cfg, plan), weights=opt.weights, ranks=str(ranks),
+                run = train_cli.run(cfg=Plan(plan).yaml(cfg), weights=opt.weights, ranks=str(ranks),
                                     data=opt.data, imgsz=opt.imgsz, epochs=opt.finetune_epochs, seed=seed,
                                     optimizer=opt.optimizer, lr0=opt.lr0, workers=opt.workers, batch_size=64,
                                     project=str(save_dir), name=f"{method}-r{r:g}-s{seed}")

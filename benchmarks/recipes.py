@@ -167,23 +167,23 @@ def allocation_drop(baseline, ranks, data, opt, seed, output):
 
 def allocated_cfg(opt, flops, drop, floor, nc):
     """The model YAML dict with widths allocated for `flops` (a fraction of the unpruned FLOPs) under `floor`."""
-    from models.budget import plan_for_target, planned_yaml
+    from models.budget import plan_for_target
 
-    return planned_yaml(opt["cfg"], plan_for_target(opt["cfg"], "flops", flops, opt["imgsz"], nc=nc, drop=drop,
-                                                    min_share=floor))
+    plan = plan_for_target(opt["cfg"], "flops", flops, opt["imgsz"], nc=nc, drop=drop, min_share=floor)
+    return plan.yaml(opt["cfg"])
 
 
 def latency_plans(opt, drop, nc, rate, save_dir):
     """(ONNX Runtime timing at --imgsz, batch 1; the model YAML with widths allocated by the latency table for the
     uniform rate's measured latency)."""
-    from models.budget import plan_for_target, planned_yaml
-    from models.costs import uniform_plan
+    from models.budget import plan_for_target
     from models.latency import PlanLatency
+    from models.plan import Plan
 
     timing = PlanLatency(opt["cfg"], opt["imgsz"], nc, "onnxruntime", 1, cache_dir=save_dir)  # one table for all
-    target = timing.fractions([uniform_plan(timing.costs.full, rate)])[0]
-    return timing, planned_yaml(opt["cfg"], plan_for_target(opt["cfg"], "latency", min(1.0, target), opt["imgsz"],
-                                                            nc=nc, drop=drop, timing=timing))
+    target = timing.fractions([Plan.uniform(timing.costs.full, rate)])[0]
+    plan = plan_for_target(opt["cfg"], "latency", min(1.0, target), opt["imgsz"], nc=nc, drop=drop, timing=timing)
+    return timing, plan.yaml(opt["cfg"])
 
 
 def unit(task):
@@ -277,11 +277,11 @@ def pruned_rows(task, common, baseline, prefix, reference, scratch_flops):
 
 def plan_widths(arch, full):
     """{group: width} of a plan row's architecture: the YAML's widths, or its uniform rate's (`full`: unpruned widths)."""
-    from models.costs import uniform_plan
+    from models.plan import Plan
 
     if isinstance(arch["cfg"], dict):
         return arch["cfg"]["widths"]
-    return uniform_plan(full, float(arch["rate"]))
+    return Plan.uniform(full, float(arch["rate"]))
 
 
 def summary(table):

@@ -29,7 +29,7 @@ import torch  # noqa: E402
 
 from classify import train as train_cli  # noqa: E402
 from models.allocation import drop_predictor  # noqa: E402
-from models.budget import check_reachable, chosen_target, plan_for_target, planned_yaml  # noqa: E402
+from models.budget import check_reachable, chosen_target, plan_for_target  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, recalibrate_bn  # noqa: E402
 from models.experimental import attempt_load, check_classifier  # noqa: E402
 from models.latency import check_latency_options  # noqa: E402
@@ -145,8 +145,6 @@ def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, work
     the baseline (on training images, so the widths are not chosen on the images the summary reports) or read from
     `sensitivity`; saves sensitivity.csv/.png and plan.yaml in save_dir. latency: plan_for_target's runtime, batch
     and cache_dir for --target-latency."""
-    import yaml
-
     if sensitivity:
         table = sensitivity
     else:
@@ -157,11 +155,9 @@ def allocate(cfg, base_model, scores, target, data_root, imgsz, batch_size, work
         write_text_atomic(save_dir / "sensitivity.csv", table.to_csv(index=False))
         plot_sensitivity(table, save_dir / "sensitivity.png")
     device = next(base_model.parameters()).device
-    widths = plan_for_target(cfg, *target, imgsz, nc=base_model.nc, drop=drop_predictor(sensitivity=table),
-                             device=device, **(latency or {}))
-    plan_cfg = planned_yaml(cfg, widths)
-    write_text_atomic(save_dir / "plan.yaml", yaml.safe_dump(plan_cfg, sort_keys=False))
-    return plan_cfg
+    plan = plan_for_target(cfg, *target, imgsz, nc=base_model.nc, drop=drop_predictor(sensitivity=table),
+                           device=device, **(latency or {}))
+    return plan.save(save_dir / "plan.yaml", cfg)
 
 
 def check_run(o):

@@ -20,16 +20,14 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
 from models.allocation import drop_predictor  # noqa: E402
-from models.budget import check_reachable, chosen_target, plan_for_target, planned_yaml  # noqa: E402
+from models.budget import check_reachable, chosen_target, plan_for_target  # noqa: E402
 from models.criteria import CRITERIA, DEFAULT_CRITERION, RESIDUAL_MODES, get_criterion  # noqa: E402
 from models.latency import check_latency_options  # noqa: E402
 from models.ranking import rank_and_save, ranking_model  # noqa: E402
 from models.sensitivity import read_sensitivity  # noqa: E402
 from models.yolo import cfg_of  # noqa: E402
-from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import (HelpFormatter, check_at_least, check_img_size, check_writable, model_imgsz,  # noqa: E402
                        print_args, run_cli)
 from utils.datasets import DEFAULT_DATA  # noqa: E402
@@ -48,11 +46,11 @@ def write_plan(model, scores, output, target, imgsz, sensitivity="", latency_run
     """For --target-*: allocate widths (from --sensitivity curves, else the scores) and write them as a model YAML
     next to the scores file, ready for classify/train.py --cfg <it> --ranks <scores>."""
     cfg = cfg_of(model)
-    widths = plan_for_target(cfg, *target, imgsz, nc=model.nc, drop=drop_predictor(scores, sensitivity or None),
-                             device=next(model.parameters()).device, runtime=latency_runtime, batch=latency_batch,
-                             cache_dir=Path(output).parent)
+    plan = plan_for_target(cfg, *target, imgsz, nc=model.nc, drop=drop_predictor(scores, sensitivity or None),
+                           device=next(model.parameters()).device, runtime=latency_runtime, batch=latency_batch,
+                           cache_dir=Path(output).parent)
     path = Path(output).with_suffix(".yaml")
-    write_text_atomic(path, yaml.safe_dump(planned_yaml(cfg, widths), sort_keys=False))
+    plan.save(path, cfg)
     LOGGER.info(f"widths plan saved to {colorstr('bold', path)}: train it with classify/train.py --cfg {path} "
                 f"--ranks {output} --weights ...")
     return path

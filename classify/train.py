@@ -225,10 +225,10 @@ def shared_scores(opt, cfg, data_dir, device, batch_size, source):
     return result
 
 
-def allocated_widths(opt, cfg, nc, data_dir, device, batch_size, source=None):
-    """(widths, scores, meta) for --target-*: the plan is chosen on rank 0 (from --sensitivity curves, else from the
-    filter scores of --weights) and sent to every rank, so all build the same model."""
-    target = chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate)
+def allocated_widths(opt, cfg, target, nc, data_dir, device, batch_size, source=None):
+    """(plan, scores, meta) for `target` = (metric, fraction) of --target-*: the plan is chosen on rank 0 (from
+    --sensitivity curves, else from the filter scores of --weights) and sent to every rank, so all build the same
+    model."""
     scores = meta = None
     if source is not None:
         scores, meta = shared_scores(opt, cfg, data_dir, device, batch_size, source)
@@ -246,9 +246,10 @@ def build_model(opt, nc, data_dir, device, batch_size, source=None):
     checkpoint fine-tuned at its own rates)."""
     cfg = model_cfg(opt)
     scores = meta = None
-    if chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate):
-        widths, scores, meta = allocated_widths(opt, cfg, nc, data_dir, device, batch_size, source)
-        model = ClassificationModel(cfg, nc=nc, widths=widths)
+    target = chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate)  # checked already
+    if target:
+        plan, scores, meta = allocated_widths(opt, cfg, target, nc, data_dir, device, batch_size, source)
+        model = ClassificationModel(cfg, nc=nc, widths=plan)
     else:
         model = ClassificationModel(cfg, nc=nc, rate=opt.rate)
     if opt.ranks and source is None:

@@ -11,7 +11,9 @@ import math
 
 import torch
 
-from models.costs import WIDTH_STEP, choices, uniform_plan
+from models.costs import choices
+from models.plan import Plan
+from models.rates import WIDTH_STEP
 from models.sensitivity import read_sensitivity
 from utils.log import LOGGER
 
@@ -214,7 +216,7 @@ def uniform_rate_for(costs, target, metric="flops", cost_fn=None):
     (cost_fn(plan): the plan's cost fraction; default costs.fraction for 'flops'/'params')."""
     cost_fn = cost_fn or (lambda plan: costs.fraction(plan, metric))
     for r in (i / 100 for i in range(0, 100)):
-        plan = uniform_plan(costs.full, r)
+        plan = Plan.uniform(costs.full, r)
         if cost_fn(plan) <= target:
             return r, plan
     raise ValueError(f"no uniform rate reaches {metric} {target:g}")

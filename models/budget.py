@@ -1,13 +1,13 @@
 """Widths for a budget: a command's --target-flops/--target-params/--target-latency resolved to a plan.
 
 The target is checked before any work (check_reachable, chosen_target); plan_for_target then allocates the widths
-(models/allocation.py) on the unpruned architecture and planned_yaml writes them as a model YAML.
+(models/allocation.py) on the unpruned architecture, as a Plan (models/plan.py) that writes itself as a model YAML.
 """
 
 from models.allocation import MIN_SHARE, allocate, allocate_latency, check_target, format_plan, out_of_reach
 from models.costs import CostModel, choices
 from models.latency import PlanLatency, default_runtime
-from models.yolo import load_yaml
+from models.plan import Plan
 from utils.log import LOGGER, colorstr
 
 TARGETS = ("flops", "params", "latency")
@@ -36,11 +36,6 @@ def check_reachable(cfg, metric, target, imgsz, nc=None):
     return target
 
 
-def planned_yaml(cfg, widths):
-    """cfg's model YAML dict (a path, name or dict) with `widths` as its plan: its own rate and widths replaced."""
-    return {**{k: v for k, v in load_yaml(cfg).items() if k not in ("rate", "widths")}, "rate": 0.0, "widths": widths}
-
-
 def plan_for_target(cfg, metric, target, imgsz, nc=None, drop=None, timing=None, device="cpu", runtime=None,
                     batch=1, cache_dir=None, min_share=None):
     """Allocate widths of cfg's unpruned architecture for `--target-<metric> target`; logs the plan table.
@@ -58,4 +53,4 @@ def plan_for_target(cfg, metric, target, imgsz, nc=None, drop=None, timing=None,
         plan = allocate(costs, target, metric, drop, min_share=min_share)
     LOGGER.info(f"\n{colorstr('widths:')} allocated for --target-{metric} {target:g} at {imgsz} px\n"
                 + format_plan(costs, plan, "plan"))
-    return plan
+    return Plan(plan)

@@ -130,10 +130,13 @@ class Concat(nn.Module):
         return torch.cat(x, self.d)
 
 
+CLASSIFY_HIDDEN = 1280  # Classify's hidden conv width (efficientnet_b0 size), the prunable part of the head
+
+
 class Classify(nn.Module):
     """Classification head: Conv(c1 → c_) → global average pool → dropout → Linear(c_ → c2)."""
 
-    def __init__(self, c1, c2, k=1, s=1, p=None, g=1, dropout_p=0.0, c_=1280):  # c_=1280: efficientnet_b0 size
+    def __init__(self, c1, c2, k=1, s=1, p=None, g=1, dropout_p=0.0, c_=CLASSIFY_HIDDEN):
         super().__init__()
         self.conv = Conv(c1, c_, k, s, autopad(k, p), g)
         self.pool = nn.AdaptiveAvgPool2d(1)

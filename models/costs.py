@@ -4,16 +4,14 @@
   plan, from a build on the meta device (no weights, no memory);
 - `CostModel`: the same numbers as sums over convs of (output width × summed input widths × a constant), the
   constants read once from a meta-device trace, so the allocator can price thousands of plans per second;
-- `choices` and `uniform_plan`: the widths a group may take, and the plan of one rate.
+- `choices`: the widths a group may take (models/plan.py Plan.uniform: the plan of one rate).
 """
 
 import torch
 
 from models.graph import trace_model
-from models.rates import kept_width
+from models.rates import GRID_FROM, WIDTH_STEP
 from utils.model_info import count_flops
-
-WIDTH_STEP = 8  # widths of groups of 16+ channels stay multiples of 8 (models.rates.kept_width's rule)
 
 
 def meta_model(cfg, widths=None, nc=None):
@@ -103,11 +101,7 @@ class CostModel:
 def choices(full, step=WIDTH_STEP):
     """Kept widths a group of `full` channels may take: multiples of `step` (8; a latency plan may ask for coarser)
     up to full (groups of 16+, at least 8), else 1..full."""
-    if full >= 16:
+    if full >= GRID_FROM:
         return sorted({*range(step, full + 1, step), full} | ({WIDTH_STEP} if step > WIDTH_STEP else set()))
     return list(range(1, full + 1))
 
-
-def uniform_plan(full, rate):
-    """The plan of one rate for every group (the --rate rule)."""
-    return {g: kept_width(c, rate) for g, c in full.items()}

@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from utils.onnx_export import to_onnx
+
 RUNTIMES = ("onnxruntime", "torch")
 TABLE_VERSION = 4
 TABLE_TIMING = (5, 0.05)  # (rounds, block seconds) per table entry: sub-graphs of a few convs
@@ -95,8 +97,7 @@ class Runner:
         names = [f"x{i}" for i in range(len(inputs))]
         buffer = io.BytesIO()
         with torch.no_grad():
-            torch.onnx.export(module, inputs, buffer, input_names=names, opset_version=17, do_constant_folding=True,
-                              dynamo=False)
+            to_onnx(module, inputs, buffer, names)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.log_severity_level = 3
@@ -314,14 +315,14 @@ class PlanLatency:
     def measure(self, log=None):
         """Time every conv layer alone at the FIT_POINTS widths (interleaved per layer), fit each, and calibrate
         their sum on the CALIBRATION_SCALES uniform plans, each timed whole against the unpruned model."""
-        from models.costs import uniform_plan
+        from models.plan import Plan
         from models.graph import trace_model
 
         t0 = time.time()
         costs = self.costs
         full_model = self.model({})
         specs = conv_specs(full_model, trace_model(full_model), self.imgsz)
-        scaled = {s: costs.widths(uniform_plan(costs.full, 1 - s)) for pair in FIT_POINTS for s in pair}
+        scaled = {s: costs.widths(Plan.uniform(costs.full, 1 - s)) for pair in FIT_POINTS for s in pair}
         layers = {}
         for name, spec in specs.items():
             points = {}  # (in, out) → one measurement each, however many scale pairs give it
@@ -334,7 +335,7 @@ class PlanLatency:
                    for c_in, c_out in points]
             seconds = self.runner.fastest(fns, *TABLE_TIMING)
             layers[name] = (spec["in"], spec["out"], fit_layer([(i, o, t) for (i, o), t in zip(points, seconds)]))
-        plans = [uniform_plan(costs.full, 1 - s) for s in CALIBRATION_SCALES[1:]]  # CALIBRATION_SCALES[0] = 1: unpruned
+        plans = [Plan.uniform(costs.full, 1 - s) for s in CALIBRATION_SCALES[1:]]  # CALIBRATION_SCALES[0] = 1: unpruned
         pairs = self.pairs(plans)
         full_seconds = min(full for full, _ in pairs)
         measured = [full_seconds * pruned / full for full, pruned in pairs]

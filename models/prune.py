@@ -25,13 +25,21 @@ from models.graph import ChannelGroup, channel_groups, trace_model  # noqa: F401
 from utils.log import LOGGER
 
 
+def is_pruned(model):
+    """True when `model` is pruned from its unpruned architecture: some channel group keeps fewer channels than
+    unpruned (a width plan or a rate), or a layer was built at a rate > 0 (a rate too small to cut a channel still
+    counts). A model this project did not build (no .group_widths, no .rate on its layers) is not pruned."""
+    layers = getattr(model, "model", [])
+    return any(kept < full for m in layers for kept, full in getattr(m, "group_widths", {}).values()) or any(
+        getattr(m, "rate", 0) > 0 for m in layers)
+
+
 def needs_scores(model, source=None):
-    """True when filters must be ranked to fill `model`: some channel group keeps fewer channels than the unpruned
-    model (a rate > 0 or a width plan) or, given the source model, than the source (an already pruned source at
-    the model's own widths needs none)."""
+    """True when filters must be ranked to fill `model`: without a source, when it is pruned (is_pruned); given the
+    source model, when some channel group keeps fewer channels than the source's (an already pruned source at the
+    model's own widths needs none)."""
     if source is None:
-        return any(kept < full for m in model.model for kept, full in getattr(m, "group_widths", {}).values()) or any(
-            getattr(m, "rate", 0) > 0 for m in model.model)
+        return is_pruned(model)
     _, ref_widths = _reference(model, getattr(source, "yaml", None))
     return any(g.channels < ref_widths[g.name] for g in channel_groups(model))
 

@@ -11,19 +11,26 @@ _FLOAT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _TERM = re.compile(rf"^\[\s*({_FLOAT}(?:\s*,\s*{_FLOAT})*)\s*,?\s*\](?:\s*\*\s*(\d+))?$")
 
 
-def kept_width(channels, rate):
-    """Channels kept when `rate` of `channels` is pruned.
+WIDTH_STEP = 8  # the width grid: groups of GRID_FROM+ channels keep multiples of it (vector-friendly, fast convs)
+GRID_FROM = 16
 
-    Rule: rate 0 keeps all. Otherwise keep round(channels * (1 - rate)), at least 1; groups of 16 or
-    more channels round to the nearest multiple of 8 (at least 8), as YOLOv5's make_divisible does for
-    widths, so pruned convolutions stay vector-friendly and fast. Never more than `channels`.
-    """
+
+def on_grid(channels, keep):
+    """`keep` channels of a group of `channels` on the width grid: at least 1; for groups of GRID_FROM or more, the
+    nearest multiple of WIDTH_STEP (at least WIDTH_STEP), as YOLOv5's make_divisible does for widths. Never more
+    than `channels`."""
+    keep = max(1, keep)
+    if channels >= GRID_FROM:
+        keep = max(WIDTH_STEP, WIDTH_STEP * math.floor(keep / WIDTH_STEP + 0.5))
+    return min(channels, keep)
+
+
+def kept_width(channels, rate):
+    """Channels kept when `rate` of `channels` is pruned: all for rate 0, else round(channels * (1 - rate)) on the
+    width grid (on_grid)."""
     if rate <= 0:
         return channels
-    keep = max(1, math.floor(channels * (1.0 - rate) + 0.5))
-    if channels >= 16:
-        keep = max(8, 8 * math.floor(keep / 8 + 0.5))
-    return min(channels, keep)
+    return on_grid(channels, math.floor(channels * (1.0 - rate) + 0.5))
 
 
 def _expand_expression(text):

@@ -6,10 +6,11 @@ from copy import deepcopy
 
 import torch
 
-from models.budget import planned_yaml
 from models.decay import ChannelFade
 from models.graph import channel_groups
+from models.plan import Plan
 from models.prune import load_model, source_architecture
+from models.rates import WIDTH_STEP
 from models.sparsity import GroupLasso
 from models.specs import make_divisible
 from models.trainer import Hook
@@ -64,12 +65,10 @@ def next_stage(model, final_yaml, scores, steps):
     Torch-Pruning's iterative_steps prune in steps)."""
     stage_yaml = final_yaml
     if steps > 1:
-        with torch.device("meta"):
-            final = {g.name: g.channels for g in channel_groups(ClassificationModel(final_yaml, nc=model.nc))}
-        now = {g.name: g.channels for g in channel_groups(model) if not g.fixed}
-        widths = {g: min(c, max(final[g], make_divisible(final[g] + (c - final[g]) * (steps - 1) / steps)))
-                  for g, c in now.items()}
-        stage_yaml = planned_yaml(final_yaml, widths)
+        final = Plan.of_yaml(final_yaml, nc=model.nc)
+        stage = {g: min(c, max(final[g], make_divisible(final[g] + (c - final[g]) * (steps - 1) / steps, WIDTH_STEP)))
+                 for g, c in Plan.of_model(model).items()}  # rounded up onto the grid: never past the final width
+        stage_yaml = Plan(stage).yaml(final_yaml)
     return {"yaml": stage_yaml, "scores": scores, "final": final_yaml, "steps": steps - 1}
 
 

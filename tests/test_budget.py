@@ -11,7 +11,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from data.builtin import make_builtin_dataset
 from models.allocation import ScoreDrop, SensitivityDrop, allocate
 from models.budget import chosen_target
-from models.costs import CostModel, plan_cost, uniform_plan
+from models.costs import CostModel, plan_cost
+from models.plan import Plan
 from models.criteria import compute_scores
 from models.experimental import attempt_load
 from models.io.checkpoints import checkpoint_dict, load_checkpoint, save_checkpoint
@@ -40,7 +41,7 @@ def test_widths_plan_builds_those_widths_and_rate_models_are_unchanged():
     # A plan equal to a rate's widths builds the same model as the rate, and .group_widths records (kept, unpruned).
     rated = ClassificationModel(CFG, nc=10, rate=0.5)
     full = {g.name: g.channels for g in channel_groups(ClassificationModel(CFG, nc=10))}
-    planned = ClassificationModel(CFG, nc=10, widths=uniform_plan(full, 0.5))
+    planned = ClassificationModel(CFG, nc=10, widths=Plan.uniform(full, 0.5))
     assert {k: v.shape for k, v in planned.state_dict().items()} == {k: v.shape for k, v in rated.state_dict().items()}
     assert rated.model[4].group_widths["model.4.stream"] == (16, 32)
 
@@ -86,7 +87,7 @@ def test_a_plan_pruned_source_prunes_further_and_copies_as_is():
 @pytest.mark.parametrize("imgsz", [32, 64])
 def test_cost_model_equals_flop_counter_on_a_real_build(imgsz):
     costs = CostModel(CFG, imgsz, nc=10)
-    for plan in ({}, PLAN, uniform_plan(costs.full, 0.3)):
+    for plan in ({}, PLAN, Plan.uniform(costs.full, 0.3)):
         model = ClassificationModel(CFG, nc=10, widths=plan or None).eval()
         with FlopCounterMode(display=False) as counter:
             model(torch.zeros(1, 3, imgsz, imgsz))

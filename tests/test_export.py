@@ -1,6 +1,7 @@
 """export.py: TorchScript and ONNX files reproduce the PyTorch model; sizes compare with the unpruned model."""
 
 import ast
+import io
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import torch
 from export import parse_include, run, unpruned_twin
 from models.experimental import attempt_load
 from utils.cli import UserError
+from utils.onnx_export import to_onnx
 
 from helpers import ROOT, make_checkpoint  # the same lively test checkpoints as the prediction tests
 
@@ -62,6 +64,21 @@ def test_unpruned_twin(pruned, tmp_path):
     assert sum(p.numel() for p in twin.parameters()) > 2 * sum(p.numel() for p in attempt_load(pruned).parameters())
     dense = make_checkpoint(tmp_path / "dense.pt", nc=4)
     assert unpruned_twin(attempt_load(dense)) is None  # nothing to compare against
+
+
+def test_to_onnx_writes_a_path_or_a_buffer(tmp_path):
+    """export.py's files and models/latency.py's timed graphs come from the one exporter (utils/onnx_export.py)."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    conv, x = torch.nn.Conv2d(3, 4, 3).eval(), torch.randn(2, 3, 8, 8)
+    buffer = to_onnx(conv, (x,), io.BytesIO(), ["x0"])
+    path = to_onnx(conv, x, tmp_path / "conv.onnx", ["images"], ["output0"], dynamic_axes={"images": {0: "batch"}})
+    with torch.no_grad():
+        expected = conv(x)
+    for model, name in ((buffer.getvalue(), "x0"), (str(path), "images")):
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        assert [i.name for i in session.get_inputs()] == [name]
+        torch.testing.assert_close(torch.from_numpy(session.run(None, {name: x.numpy()})[0]), expected)
 
 
 def test_bad_formats_and_missing_onnx(pruned, monkeypatch):

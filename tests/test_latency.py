@@ -10,7 +10,8 @@ import torch
 import models.latency as latency
 from models.allocation import allocate_latency
 from models.budget import plan_for_target
-from models.costs import CostModel, uniform_plan
+from models.costs import CostModel
+from models.plan import Plan
 from models.graph import trace_model
 from models.latency import LatencyTable, PlanLatency, conv_specs, fit_layer, layer_module
 from models.yolo import ClassificationModel
@@ -32,7 +33,7 @@ def test_table_layers_rebuild_every_conv_of_the_plan(cfg):
     model = ClassificationModel(cfg, nc=10).eval()
     specs = conv_specs(model, trace_model(model), 64)
     costs = CostModel(cfg, 64, nc=10)
-    plan = uniform_plan(costs.full, 0.4)
+    plan = Plan.uniform(costs.full, 0.4)
     pruned = ClassificationModel(cfg, nc=10, rate=0.0, widths=plan).eval()
     inputs = {}
     hooks = [pruned.get_submodule(n).conv.register_forward_hook(
@@ -112,7 +113,7 @@ def test_plan_latency_measures_once_then_reads_the_cache(tmp_path, quick_timing,
     assert set(table.layers) == {n for n, m in model.named_modules()
                                  if isinstance(getattr(m, "conv", None), torch.nn.Conv2d)}
     assert 0.5 < table.fraction({}, costs) < 2 and table.full_seconds > 0  # calibrated on 4 noisy whole models
-    plan = uniform_plan(costs.full, 0.5)
+    plan = Plan.uniform(costs.full, 0.5)
     [fraction] = timing.fractions([plan])
     assert fraction > 0 and table.fraction(plan, costs) > 0
     monkeypatch.setattr(PlanLatency, "measure", lambda *a, **k: pytest.fail("the cached table was measured again"))

@@ -5,7 +5,7 @@ import torch
 
 from helpers import silence_pruned_filters, upstream_transforms
 from models.criteria import CRITERIA, average_rank, compute_scores
-from models.prune import channel_groups, load_model, needs_scores, select_channels
+from models.prune import channel_groups, is_pruned, load_model, needs_scores, select_channels
 from models.yolo import ClassificationModel, DetectionModel
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -42,6 +42,15 @@ def test_rate_zero_reproduces_classifier_source():
     model = load_model(ClassificationModel("yolov5n-cls.yaml", nc=10), src)
     assert not needs_scores(model)
     assert (model.eval()(X) - src(X)).abs().max() <= 1e-5
+
+
+def test_is_pruned_compares_with_the_unpruned_architecture():
+    assert not is_pruned(ClassificationModel("yolov5n-cls.yaml")) and not is_pruned(torch.nn.Linear(2, 2))
+    assert is_pruned(ClassificationModel("yolov5n-cls.yaml", rate=0.5))
+    assert is_pruned(ClassificationModel("yolov5n-cls.yaml", widths={"model.9.conv": 640}))
+    assert not is_pruned(ClassificationModel("yolov5n-cls.yaml", widths={"model.9.conv": 1280}))  # cuts nothing
+    tiny = ClassificationModel("yolov5n-cls.yaml", rate="[0.01]+[0.]*9")  # rounds to layer 0's 16: a request still
+    assert tiny.model[0].group_widths["model.0"] == (16, 16) and is_pruned(tiny) and needs_scores(tiny)
 
 
 def test_rate_zero_detector_source_gives_identical_backbone_features():

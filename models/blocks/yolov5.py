@@ -7,10 +7,9 @@ pickled names.
 
 import torch.nn as nn
 
-from models.common import C3, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Focus
+from models.common import C3, CLASSIFY_HIDDEN, SPP, SPPF, Bottleneck, Classify, Concat, Conv, Focus
 from models.specs import Args, BlockSpec, Handler, register
 
-CLASSIFY_HIDDEN = 1280  # Classify's hidden conv width (efficientnet_b0 size), the prunable part of the head
 UL_CONV, UL_BLOCK, UL_HEAD = (f"ultralytics.nn.modules.{m}." for m in ("conv", "block", "head"))  # pickled names
 
 
