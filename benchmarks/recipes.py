@@ -40,7 +40,19 @@ NUMBER_MODIFIERS = {"lr": ("lr0", float), "a": ("distill_alpha", float), "t": ("
                     "f": ("distill_features", float), "ls": ("label_smoothing", float), "ema": ("ema_tau", float),
                     "steps": ("prune_steps", int), "aug": ("hyp", lambda x: str(augmentation_hyp(float(x))))}
 FLAG_MODIFIERS = {"cos": ("cos_lr", True), "restart": ("restart_lr", True), "ul": ("plan", "ultralytics")}
-MODIFIERS = "kd, kdref, " + ", ".join([*FLAG_MODIFIERS, *(f"{k}X" for k in NUMBER_MODIFIERS)])
+MODIFIERS = "kd, kdref, atX, " + ", ".join([*FLAG_MODIFIERS, *(f"{k}X" for k in NUMBER_MODIFIERS)])
+
+
+def snapshot_epochs(recipe, epochs):
+    """K for a recipe with '-atX': prune the baseline's snapshot after K = X·epochs of its `epochs` (early pruning)
+    and fine-tune the epochs it skipped on top; None without it."""
+    shares = [float(m[2:]) for m in recipe.split("-")[1:] if m.startswith("at") and _is_number(m[2:])]
+    if not shares:
+        return None
+    k = round(shares[0] * epochs)
+    if not 1 <= k < epochs:
+        raise ValueError(f"recipe '{recipe}': -at{shares[0]:g} must leave a snapshot within the {epochs} baseline epochs")
+    return k
 
 
 def recipe_options(name, finetune_epochs, baseline, reference=""):
@@ -49,10 +61,13 @@ def recipe_options(name, finetune_epochs, baseline, reference=""):
     baseline), 'kdref' (from the distilled reference, the unpruned model trained as long), 'cos' (cosine lr),
     'restart' (--restart-lr), 'ul' (--plan ultralytics: only widths ultralytics' YAML can say), and numbers: 'lrX'
     (lr0), 'aX' (distillation weight), 'tX' (its temperature), 'fX' (feature distillation weight), 'lsX' (label
-    smoothing), 'emaX' (--ema-tau), 'stepsN' (--prune-steps), 'augX' (the default augmentation scaled by X)."""
+    smoothing), 'emaX' (--ema-tau), 'stepsN' (--prune-steps), 'augX' (the default augmentation scaled by X); 'atX'
+    (pruned early: from the baseline after X of its epochs, see snapshot_epochs) changes the source, not options."""
     base, *modifiers = name.split("-")
     options = {}
     for m in modifiers:
+        if m.startswith("at") and _is_number(m[2:]):
+            continue
         if m in ("kd", "kdref"):
             options["teacher"] = str(baseline if m == "kd" else reference)
         elif m in FLAG_MODIFIERS:
@@ -226,18 +241,25 @@ def unit_rows(task):
         rows.append(_train(dict(tag, row=f"baseline {prefix}", rate=0.0), dict(common, name=f"baseline-{prefix}"),
                            cfg=opt["cfg"], epochs=opt["epochs"], sparsity=strength))
         baselines.append((prefix, rows[-1]["best"]))
+    snapshots = {}  # K → the baseline's weights after K of its epochs, for recipes '-atX' (same run, saved on the way)
+    for k in sorted({snapshot_epochs(r, opt["epochs"]) for r in opt["recipes"]} - {None}):
+        run = _train(dict(tag, row="baseline", rate=0.0), dict(common, name=f"baseline-snap{k}"), cfg=opt["cfg"],
+                     epochs=opt["epochs"], save_period=k)
+        snapshots[k] = str(Path(run["best"]).with_name(f"epoch{k}.pt"))
     scratch_flops = {}
     for rate in opt["rates"]:
         rows.append(_train(dict(tag, row="scratch", rate=rate), dict(common, name=f"scratch-{rate}"), cfg=opt["cfg"],
                            rate=str(rate), epochs=opt["epochs"] + ft))
         scratch_flops[rate] = rows[-1]["flops"]
     for prefix, source in baselines:
-        rows += pruned_rows(task, common, source, prefix, reference["best"], scratch_flops)
+        rows += pruned_rows(task, common, source, prefix, reference["best"], scratch_flops, {} if prefix else snapshots)
     return rows
 
 
-def pruned_rows(task, common, baseline, prefix, reference, scratch_flops):
-    """Per rate, plan and recipe: `baseline` pruned (ranked by --criterion) and fine-tuned; names start `prefix`."""
+def pruned_rows(task, common, baseline, prefix, reference, scratch_flops, snapshots=None):
+    """Per rate, plan and recipe: `baseline` pruned (ranked by --criterion) and fine-tuned; names start `prefix`.
+    A recipe '-atX' prunes the baseline's snapshot `snapshots[K]` instead (ranked in its own training run) and
+    fine-tunes the baseline epochs it skipped on top; without that snapshot it is left out."""
     from classify import rank as rank_cli
 
     opt, data, seed = task["opt"], task["data"], task["seed"]
@@ -266,10 +288,14 @@ def pruned_rows(task, common, baseline, prefix, reference, scratch_flops):
         for plan, arch in plans:
             latency = timing.fractions([plan_widths(arch, timing.costs.full)])[0] if timing else None
             for recipe in opt["recipes"]:
+                k = snapshot_epochs(recipe, opt["epochs"])
+                if k is not None and k not in (snapshots or {}):
+                    continue
+                source = dict(weights=baseline, ranks=str(ranks), epochs=ft) if k is None else dict(
+                    weights=snapshots[k], epochs=ft + opt["epochs"] - k)  # as many epochs in all as the others
                 rows.append(_train(dict(tag, row=f"{label}{plan} {recipe}{criterion}", rate=rate),
-                                   dict(common, name=f"{stem}{plan}-{recipe}{criterion}-{rate}"), weights=baseline,
-                                   ranks=str(ranks), criterion=opt["criterion"], epochs=ft, **arch,
-                                   **recipe_options(recipe, ft, baseline, reference)))
+                                   dict(common, name=f"{stem}{plan}-{recipe}{criterion}-{rate}"), **source,
+                                   criterion=opt["criterion"], **arch, **recipe_options(recipe, ft, baseline, reference)))
                 if latency is not None:
                     rows[-1]["latency"] = latency
     return rows

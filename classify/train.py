@@ -240,11 +240,11 @@ def allocated_widths(opt, cfg, target, nc, data_dir, device, batch_size, source=
     return broadcast_object(plan), scores, meta
 
 
-def build_model(opt, nc, data_dir, device, batch_size, source=None):
-    """(model, scores, meta): the pruned classifier with the top-ranked filters of `source` (the --weights model)
-    copied in. Filters are ranked only where the model is narrower than the source (not for an already pruned
-    checkpoint fine-tuned at its own rates)."""
-    cfg = model_cfg(opt)
+def build_model(opt, nc, data_dir, device, batch_size, source=None, cfg=None):
+    """(model, scores, meta): the pruned classifier of `cfg` (default: model_cfg(opt)) with the top-ranked filters of
+    `source` (the --weights model) copied in. Filters are ranked only where the model is narrower than the source
+    (not for an already pruned checkpoint fine-tuned at its own rates)."""
+    cfg = model_cfg(opt) if cfg is None else cfg
     scores = meta = None
     target = chosen_target(opt.target_flops, opt.target_params, opt.target_latency, opt.rate)  # checked already
     if target:
@@ -353,12 +353,13 @@ def interruption(opt):
 
 
 # --------------------------------------------------------------------------------------------- training
-def training_data(opt, device, hyp, resume_ckpt=None):
+def training_data(opt, device, hyp, cfg):
     """(data_dir, trainloader, testloader): the augmented training split and, on rank 0, the un-augmented evaluation
-    split (None on other ranks). Local rank 0 of each node downloads/generates the dataset first."""
+    split (None on other ranks), normalised as model YAML `cfg` expects. Local rank 0 of each node downloads or
+    generates the dataset first."""
     with torch_distributed_zero_first(LOCAL_RANK):
         data_dir = check_cls_dataset(opt.data)
-    norm = input_norm(resume_ckpt["yaml"] if resume_ckpt is not None else classifier_yaml(opt.cfg, opt.cutoff))
+    norm = input_norm(cfg)
     workers, bs = opt.workers, opt.batch_size // WORLD_SIZE  # per process
     if device.type == "cpu":  # loader workers and torch's threads share the cores
         workers = share_cpu_cores(opt.workers, processes=int(os.getenv("LOCAL_WORLD_SIZE", 1)))
@@ -380,7 +381,7 @@ def training_data(opt, device, hyp, resume_ckpt=None):
     return data_dir, trainloader, testloader
 
 
-def training_model(opt, nc, data_dir, device, resume_ckpt=None, source=None):
+def training_model(opt, cfg, nc, data_dir, device, resume_ckpt=None, source=None):
     """(model, scores, meta, fade): the model to train (a resumed run's, else built by build_model; with
     --fade-epochs the source's full width) and its Fade hook, or None."""
     scores = meta = fading = None
@@ -393,7 +394,7 @@ def training_model(opt, nc, data_dir, device, resume_ckpt=None, source=None):
         model.load_state_dict(resume_ckpt["model"])
         fading = resume_ckpt.get("fade")
     else:
-        model, scores, meta = build_model(opt, nc, data_dir, device, bs, source)
+        model, scores, meta = build_model(opt, nc, data_dir, device, bs, source, cfg)
         if opt.fade_epochs:
             model, fading = fade_start(model, scores, source, opt.prune_steps)
             if fading is not None:
@@ -440,12 +441,13 @@ def train(opt, device, resume_ckpt=None, source=None, teacher=None):
     """Set up the data, the model and the recipe's hooks, fit, and summarise; returns run()'s dict."""
     init_seeds(opt.seed + 1 + RANK, deterministic=True)
     hyp = training_hyp(opt, resume_ckpt)
-    data_dir, trainloader, testloader = training_data(opt, device, hyp, resume_ckpt)
+    cfg = resume_ckpt["yaml"] if resume_ckpt is not None else model_cfg(opt)  # the model YAML, read once here
+    data_dir, trainloader, testloader = training_data(opt, device, hyp, cfg)
     names = trainloader.dataset.classes
     memory_format = training_memory_format(device)
     # Teacher first: a wrong one fails before any ranking work; every DDP rank holds its own copy
     teacher = load_teacher(opt, names, device, memory_format, teacher) if opt.teacher else None
-    model, scores, meta, fade = training_model(opt, len(names), data_dir, device, resume_ckpt, source)
+    model, scores, meta, fade = training_model(opt, cfg, len(names), data_dir, device, resume_ckpt, source)
     model.names = names
     set_dropout(model, opt.dropout)
     model = model.to(device, memory_format=memory_format)
@@ -503,6 +505,8 @@ def parse_opt(known=False, argv=None):
     add_batch_size(parser, "train")
     add_imgsz(parser, when_omitted=f"{DEFAULT_IMGSZ} (not read from --weights)", what="train, val image size (pixels)")
     parser.add_argument("--nosave", action="store_true", help="only save final checkpoint")
+    parser.add_argument("--save-period", type=int, default=-1,
+                        help="also save weights/epoch{K}.pt (weights only) after every K-th epoch (< 1: never)")
     add_cache(parser)
     add_device(parser)
     add_workers(parser, per_process=True)

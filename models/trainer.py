@@ -264,10 +264,13 @@ class Trainer:
             if not self.opt.nosave or final:
                 ckpt = self.checkpoint(epoch, final, rngs)
                 save_checkpoint(ckpt, self.last)
+                weights = dict(ckpt, model=ckpt["ema"], ema=None, optimizer=None, scheduler=None, scaler=None, rng=None)
                 if improved:  # best.pt is for use, not for resuming: the EMA weights only, no training state
-                    save_checkpoint(dict(ckpt, model=ckpt["ema"], ema=None, optimizer=None, scheduler=None,
-                                         scaler=None, rng=None), self.best)
-                del ckpt
+                    save_checkpoint(weights, self.best)
+                period = getattr(self.opt, "save_period", -1)  # runs saved before the option existed: never
+                if period > 0 and (epoch + 1) % period == 0:  # snapshots along the way (YOLOv5's --save-period)
+                    save_checkpoint(weights, self.last.with_name(f"epoch{epoch + 1}.pt"))
+                del ckpt, weights
         return broadcast_object(stop)  # every rank stops together
 
     def checkpoint(self, epoch, finished, rngs):

@@ -204,7 +204,7 @@ def _resolve_arg(a, nc, anchors):
 def parse_model(d, ch, rates=None, widths=None):
     """Build the layers of YAML dict d for `ch` input channels, pruning layer i by rates[i].
 
-    `widths` ({group name: kept width}, a pruning plan) overrides the rate-derived width of the named channel
+    `widths` ({group name: kept width}, a pruning plan, checked by check_widths) overrides the rate-derived width of the named channel
     groups (the block handlers name them). Returns (nn.Sequential, save list). Each layer carries .i (index),
     .f (from), .type, .np (params), .rate, .width = (kept output channels, unpruned output channels) and
     .group_widths = {group name: (kept, unpruned)} of the channel groups it owns.
@@ -213,7 +213,7 @@ def parse_model(d, ch, rates=None, widths=None):
     gd, gw, max_channels = model_scales(d)
     rows = d["backbone"] + d["head"]
     rates = rates if rates is not None else [0.0] * len(rows)
-    plan = check_widths(widths)
+    plan = widths or {}
     ultralytics_plan = d.get("plan") == ULTRALYTICS_PLAN  # keep what ultralytics' YAML cannot say (Handler.derived)
     LOGGER.debug(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
     ch = ch_full = [ch]  # kept and unpruned output widths per layer
@@ -411,8 +411,10 @@ class ClassificationModel(BaseModel):
         self.yaml["rate"] = resolve_rates(self.yaml, rate)
         if rate is not None or widths is not None:
             self.yaml.pop("widths", None)
-        if widths:
-            self.yaml["widths"] = check_widths(widths)
+            if widths:
+                self.yaml["widths"] = widths
+        if self.yaml.get("widths"):  # checked once, whether the YAML or the caller gave it
+            self.yaml["widths"] = check_widths(self.yaml["widths"])
         self.model, self.save = parse_model(deepcopy(self.yaml), ch=ch, rates=self.yaml["rate"],
                                             widths=self.yaml.get("widths"))
         self.nc = self.yaml["nc"]

@@ -45,6 +45,13 @@ def test_recipe_names_map_to_train_options(tmp_path, monkeypatch):
             recipes.recipe_options(bad, 10, "")
 
 
+def test_early_pruning_takes_a_snapshot_and_the_epochs_it_skipped():
+    assert recipes.snapshot_epochs("fade5-kd-cos-at0.5", 20) == 10 and recipes.snapshot_epochs("fade5-kd", 20) is None
+    assert recipes.recipe_options("fade5-kd-at0.25", 10, "b.pt") == {"teacher": "b.pt", "fade_epochs": 5}
+    with pytest.raises(ValueError, match="within the 20 baseline epochs"):
+        recipes.snapshot_epochs("cut-at1", 20)
+
+
 def test_summary_gives_mean_min_max_per_dataset_and_the_mean_over_datasets():
     rows = [dict(data=d, seed=s, row=r, rate=0.5, flops=0.3, top1_last=v)
             for d, r, vals in (("a", "scratch", (0.5, 0.7)), ("b", "scratch", (0.9, 0.9)), ("a", "fade", (0.8, 0.8)),
@@ -58,12 +65,13 @@ def test_summary_gives_mean_min_max_per_dataset_and_the_mean_over_datasets():
 @pytest.mark.slow
 def test_a_tiny_benchmark_runs_every_row_and_reuses_finished_runs(tmp_path, monkeypatch):
     data = make_builtin_dataset(tmp_path / "tiny", n_train=8, n_val=4, size=32)
-    argv = ["--data", str(data), "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--rates", "0.5",
-            "--recipes", "cut", "fade", "--batch-size", "16", "--project", str(tmp_path / "runs"), "--name", "b",
-            "--sparsity", "0.01"]
+    argv = ["--data", str(data), "--seeds", "0", "--epochs", "2", "--finetune-epochs", "1", "--rates", "0.5",
+            "--recipes", "cut", "fade", "cut-at0.5", "--batch-size", "16", "--project", str(tmp_path / "runs"),
+            "--name", "b", "--sparsity", "0.01"]
     table = recipes.main(recipes.parse_opt(argv))
     assert table["row"].tolist() == ["baseline", "reference", "reference-kd", "baseline sp0.01", "scratch",
-                                     "uniform cut", "uniform fade", "sp0.01 uniform cut", "sp0.01 uniform fade"]
+                                     "uniform cut", "uniform fade", "uniform cut-at0.5", "sp0.01 uniform cut",
+                                     "sp0.01 uniform fade"]  # pruned early: from the plain baseline's snapshot only
     pruned = table.set_index("row")
     assert pruned.loc["uniform fade", "parameters"] == pruned.loc["scratch", "parameters"]
     assert pruned.loc["sp0.01 uniform fade", "parameters"] == pruned.loc["scratch", "parameters"]
@@ -74,6 +82,8 @@ def test_a_tiny_benchmark_runs_every_row_and_reuses_finished_runs(tmp_path, monk
     assert load_checkpoint(folder / "sp0.01-uniform-cut-0.5" / "weights" / "last.pt")["opt"]["weights"] == str(
         folder / "baseline-sp0.01" / "weights" / "best.pt")  # pruned from the sparse baseline, ranked on it
     assert (folder / "ranks-sp0.01-bn.pt").is_file()
+    early = load_checkpoint(folder / "uniform-cut-at0.5-0.5" / "weights" / "last.pt")["opt"]
+    assert early["weights"] == str(folder / "baseline-snap1" / "weights" / "epoch1.pt") and early["epochs"] == 2
     assert pruned.loc["scratch", "flops"] < 0.5 and pruned.loc["baseline", "flops"] == 1.0
     assert (tmp_path / "runs" / "b" / "recipes.md").is_file() and (tmp_path / "runs" / "b" / "recipes.csv").is_file()
 

@@ -106,3 +106,14 @@ def test_a_hook_may_replace_the_model_and_the_others_follow(data, tmp_path):
     rows = pd.read_csv(trainer.csv)
     best = torch.load(trainer.best, weights_only=True)
     assert best["epoch"] == 1 and len(rows) == 2  # not settled in epoch 0: no best.pt from it
+
+
+def test_save_period_keeps_snapshots_of_the_weight_average(data, tmp_path):
+    trainer = make_trainer(data, tmp_path, [], epochs=3, save_period=2)
+    trainer.start()
+    trainer.fit()
+    weights = tmp_path / "run" / "weights"
+    assert sorted(p.name for p in weights.glob("epoch*.pt")) == ["epoch2.pt"]  # after the 2nd epoch only
+    snapshot, last = (torch.load(weights / f, weights_only=True) for f in ("epoch2.pt", "last.pt"))
+    assert snapshot["epoch"] == 1 and snapshot["optimizer"] is None  # weights only, like best.pt
+    assert any(not torch.equal(v, last["ema"][k]) for k, v in snapshot["model"].items())  # not the final weights
