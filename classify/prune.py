@@ -303,7 +303,7 @@ def run(cfg="", weights="", data=DEFAULT_DATA, rate=None, criterion=DEFAULT_CRIT
     if not no_scratch:
         scratch_row, stages[scratch_row], scratch = scratch_stage(o, stages[final][0].yaml, common, loader, dev)
     rows = summary_rows(stages, o.imgsz)
-    log_summary(rows, o.save_dir, reference, final, scratch_row, split=eval_split(check_cls_dataset(data)).name)
+    log_summary(rows, o.save_dir, reference, final, scratch_row, split=Path(loader.dataset.root).name)
     return {"save_dir": o.save_dir, "baseline": baseline, "ranks": ranks, "pruned": result["best"],
             "baseline_ft": control["best"], "scratch": scratch["best"] if scratch else None, "summary": rows}
 

@@ -14,13 +14,13 @@ from models.rates import GRID_FROM, WIDTH_STEP
 from utils.model_info import count_flops
 
 
-def meta_model(cfg, widths=None, nc=None):
-    """The classifier of `cfg` with plan `widths` (None: unpruned; the YAML's own rates and plan are replaced)
-    built on the meta device: shapes only."""
+def meta_model(cfg, widths=None, nc=None, rate=0.0):
+    """The classifier of `cfg` with plan `widths` (None: at `rate`, by default unpruned; the YAML's own rates and plan
+    are replaced unless both are None) built on the meta device: shapes only."""
     from models.yolo import ClassificationModel
 
     with torch.device("meta"):
-        return ClassificationModel(cfg, nc=nc, rate=0.0, widths=widths or None).eval()
+        return ClassificationModel(cfg, nc=nc, rate=rate, widths=widths or None).eval()
 
 
 def plan_cost(cfg, widths=None, imgsz=224, nc=None):

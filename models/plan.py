@@ -8,12 +8,12 @@ narrower than the architecture's full width (`narrower_than`). A model YAML carr
 checkpoint stays weights only and rebuilds from its YAML alone.
 """
 
-import torch
 import yaml
 
+from models.costs import meta_model
 from models.graph import channel_groups
 from models.rates import kept_width
-from models.yolo import ClassificationModel, load_yaml
+from models.yolo import load_yaml
 from utils.atomic import write_text_atomic
 
 
@@ -27,8 +27,7 @@ class Plan(dict):
     @classmethod
     def of_yaml(cls, cfg, rate=None, nc=None):
         """The plan a model YAML (path, name or dict) builds: its own rate:/widths:, or `rate` (the --rate rule)."""
-        with torch.device("meta"):
-            return cls.of_model(ClassificationModel(cfg, nc=nc, rate=rate))
+        return cls.of_model(meta_model(cfg, nc=nc, rate=rate))
 
     @classmethod
     def full(cls, cfg, nc=None):
