@@ -38,8 +38,12 @@ from utils.paths import increment_path  # noqa: E402
 # recipe modifiers: '<prefix>X' sets a classify/train.py option to the number X; the flags set fixed values
 NUMBER_MODIFIERS = {"lr": ("lr0", float), "a": ("distill_alpha", float), "t": ("distill_t", float),
                     "f": ("distill_features", float), "ls": ("label_smoothing", float), "ema": ("ema_tau", float),
-                    "steps": ("prune_steps", int), "aug": ("hyp", lambda x: str(augmentation_hyp(float(x))))}
-FLAG_MODIFIERS = {"cos": ("cos_lr", True), "restart": ("restart_lr", True), "ul": ("plan", "ultralytics")}
+                    "steps": ("prune_steps", int), "aug": ("hyp", lambda x: str(augmentation_hyp(float(x)))),
+                    "bs": ("batch_size", int), "wd": ("decay", float), "wu": ("warmup_epochs", float),
+                    "do": ("dropout", float),
+                    "mix": ("hyp", lambda x: str(augmentation_hyp(1.0, mixup=float(x))))}
+FLAG_MODIFIERS = {"cos": ("cos_lr", True), "restart": ("restart_lr", True), "ul": ("plan", "ultralytics"),
+                  "sgd": ("optimizer", "SGD"), "carry": ("cut_optimizer", "carry")}
 MODIFIERS = "kd, kdref, atX, " + ", ".join([*FLAG_MODIFIERS, *(f"{k}X" for k in NUMBER_MODIFIERS)])
 
 
@@ -59,10 +63,12 @@ def recipe_options(name, finetune_epochs, baseline, reference=""):
     """classify/train.py options of a fine-tune recipe '<base>[-<modifier>...]': base 'cut' (prune at once), 'fade'
     (classify/prune.py's default --fade-epochs) or 'fadeN' (N epochs); modifiers 'kd' (distil from the
     baseline), 'kdref' (from the distilled reference, the unpruned model trained as long), 'cos' (cosine lr),
-    'restart' (--restart-lr), 'ul' (--plan ultralytics: only widths ultralytics' YAML can say), and numbers: 'lrX'
-    (lr0), 'aX' (distillation weight), 'tX' (its temperature), 'fX' (feature distillation weight), 'lsX' (label
-    smoothing), 'emaX' (--ema-tau), 'stepsN' (--prune-steps), 'augX' (the default augmentation scaled by X); 'atX'
-    (pruned early: from the baseline after X of its epochs, see snapshot_epochs) changes the source, not options."""
+    'restart' (--restart-lr), 'ul' (--plan ultralytics: only widths ultralytics' YAML can say), 'sgd' (--optimizer
+    SGD), 'carry' (--cut-optimizer carry), and numbers: 'lrX' (lr0), 'aX' (distillation weight), 'tX' (its
+    temperature), 'fX' (feature distillation weight), 'lsX' (label smoothing), 'emaX' (--ema-tau), 'stepsN'
+    (--prune-steps), 'augX' (the default augmentation scaled by X), 'mixX' (--hyp mixup X; not with augX), 'bsN'
+    (--batch-size), 'wdX' (--decay, the weight decay), 'wuX' (--warmup-epochs), 'doX' (--dropout); 'atX' (pruned
+    early: from the baseline after X of its epochs, see snapshot_epochs) changes the source, not options."""
     base, *modifiers = name.split("-")
     options = {}
     for m in modifiers:
@@ -92,17 +98,18 @@ def recipe_options(name, finetune_epochs, baseline, reference=""):
 HYP_DIR = ROOT / "runs" / "recipes" / "hyps"  # where -augX writes its --hyp files
 
 
-def augmentation_hyp(strength):
+def augmentation_hyp(strength, mixup=0.0):
     """A --hyp file with the default augmentation scaled by `strength` (1: the defaults, 0: none): crop area from
-    1 - strength·(1 - min area), flip probability and colour jitter times strength. Written once in HYP_DIR."""
+    1 - strength·(1 - min area), flip probability and colour jitter times strength; mixup with that probability.
+    Written once in HYP_DIR."""
     import yaml
 
     from utils.hyp import DEFAULT_HYP
 
     hyp = yaml.safe_load(DEFAULT_HYP.read_text())
     hyp = dict(hyp, scale=[round(1 - strength * (1 - hyp["scale"][0]), 4), 1.0], fliplr=hyp["fliplr"] * strength,
-               flipud=hyp["flipud"] * strength, jitter=hyp["jitter"] * strength)
-    path = Path(HYP_DIR) / f"aug{strength:g}.yaml"
+               flipud=hyp["flipud"] * strength, jitter=hyp["jitter"] * strength, mixup=mixup)
+    path = Path(HYP_DIR) / (f"aug{strength:g}.yaml" if not mixup else f"aug{strength:g}-mixup{mixup:g}.yaml")
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(hyp, sort_keys=False))

@@ -58,7 +58,7 @@ from models.io.ranks import load_scores, save_scores  # noqa: E402
 from models.latency import check_latency_options  # noqa: E402
 from models.prune import load_model, needs_scores  # noqa: E402
 from models.ranking import score_filters, score_model  # noqa: E402
-from models.recipes import Distillation, Fade, Sparsity, fade_start  # noqa: E402
+from models.recipes import Distillation, Fade, Mixup, Sparsity, fade_start  # noqa: E402
 from models.sensitivity import read_sensitivity  # noqa: E402
 from models.sparsity import check_sparsity  # noqa: E402
 from models.trainer import Trainer, plain_options, training_memory_format  # noqa: E402
@@ -408,17 +408,20 @@ def training_model(opt, cfg, nc, data_dir, device, resume_ckpt=None, source=None
         return score_model(m, "the model being pruned", m.yaml, data_dir, opt.criterion, opt.rank_batches, bs,
                            opt.imgsz, device, opt.workers, opt.seed)[0]
 
-    return model, scores, meta, Fade(model, fading, opt.fade_epochs, opt.prune_steps, opt.restart_lr, score)
+    return model, scores, meta, Fade(model, fading, opt.fade_epochs, opt.prune_steps, opt.restart_lr, score,
+                                     carry=opt.cut_optimizer == "carry")
 
 
-def recipe_hooks(opt, hyp, fade=None, teacher=None):
-    """The training hooks of the options: the fade, distillation from --teacher, the --sparsity penalty."""
+def recipe_hooks(opt, hyp, nc, fade=None, teacher=None):
+    """The training hooks of the options: the fade, distillation from --teacher, the --sparsity penalty, --hyp mixup."""
     hooks = [fade] if fade is not None else []
     if teacher is not None:
         distiller = Distiller(teacher, opt.distill_alpha, opt.distill_t, hyp["label_smoothing"], opt.distill_features)
         hooks.append(Distillation(distiller))
     if opt.sparsity:
         hooks.append(Sparsity(opt.sparsity))
+    if hyp["mixup"]:
+        hooks.append(Mixup(hyp["mixup"], nc))
     return hooks
 
 
@@ -453,7 +456,8 @@ def train(opt, device, resume_ckpt=None, source=None, teacher=None):
     model = model.to(device, memory_format=memory_format)
     if is_main_process():  # only now: bad options and incompatible weights have failed before anything was written
         make_run_folder(opt, hyp, model, scores, meta, resumed=resume_ckpt is not None)
-    trainer = Trainer(opt, model, trainloader, testloader, hyp, device, recipe_hooks(opt, hyp, fade, teacher))
+    hooks = recipe_hooks(opt, hyp, len(names), fade, teacher)
+    trainer = Trainer(opt, model, trainloader, testloader, hyp, device, hooks)
     if resume_ckpt is not None:
         trainer.restore(resume_ckpt)
     else:
@@ -542,6 +546,12 @@ def parse_opt(known=False, argv=None):
     parser.add_argument("--restart-lr", action="store_true",
                         help="with --fade-epochs: after the cut the lr schedule starts over from about --lr0 for the "
                              "remaining epochs (a warm restart for the pruned model)")
+    parser.add_argument("--warmup-epochs", type=float, default=0.0,
+                        help="the lr rises linearly from 0 over this many epochs of an optimizer that starts empty (at "
+                             "the start; at a cut unless --cut-optimizer carry)")
+    parser.add_argument("--cut-optimizer", choices=("new", "carry"), default="new",
+                        help="with --fade-epochs: at the cut a new optimizer starts empty (new) or goes on with the "
+                             "kept weights' Adam moments / SGD momentum, cut as the weights are (carry)")
     parser.add_argument("--prune-steps", type=int, default=1,
                         help="with --fade-epochs: fade and cut in this many stages, re-ranking the filters before each")
     parser.add_argument("--fade-epochs", type=int, default=0,

@@ -47,6 +47,27 @@ class Sparsity(Hook):
         self.penalty = GroupLasso(de_parallel(trainer.model), self.strength)
 
 
+class Mixup(Hook):
+    """--hyp mixup P: with probability P a batch is mixed with a shuffled copy of itself, x = λ·x + (1 − λ)·x[perm]
+    and the labels as much (Zhang et al., ICLR 2018), λ ~ Beta(0.8, 0.8) (DeiT's). A teacher sees the same mixed
+    images, so distillation matches its function between the training images too (Beyer et al., CVPR 2022). Drawn
+    from torch's seeded generator: runs repeat and resume exactly."""
+
+    ALPHA = 0.8
+
+    def __init__(self, probability, nc):
+        self.probability, self.nc = probability, nc
+        self.beta = torch.distributions.Beta(torch.tensor(self.ALPHA), torch.tensor(self.ALPHA))
+
+    def batch(self, images, labels):
+        if float(torch.rand(())) >= self.probability:
+            return images, labels
+        lam = float(self.beta.sample())
+        perm = torch.randperm(len(images)).to(images.device)
+        onehot = torch.nn.functional.one_hot(labels, self.nc).float()
+        return lam * images + (1 - lam) * images[perm], lam * onehot + (1 - lam) * onehot[perm]
+
+
 # ------------------------------------------------------------------------------------------------ soft pruning
 def fade_start(model, scores, source, steps=1):
     """(the source's own architecture with its weights, the first fade state towards `model`'s widths), or
@@ -92,12 +113,38 @@ def cut_faded(model, ema, fading, device, memory_format):
         pruned = ClassificationModel(fading["yaml"], nc=m.nc)
         pruned = load_model(pruned, m, fading["scores"]).to(device, memory_format=memory_format)
         pruned.names = m.names
+        dropouts = [d for d in pruned.modules() if isinstance(d, torch.nn.Dropout)]
+        for new_drop, old_drop in zip(dropouts, (d for d in m.modules() if isinstance(d, torch.nn.Dropout))):
+            new_drop.p = old_drop.p  # --dropout holds after the cut
         return pruned
 
     new = cut(de_parallel(model))
     if ema is not None:
         ema = ModelEMA(cut(ema.ema), tau=ema.tau, updates=ema.updates)
     return new, ema
+
+
+def carried_state(model, optimizer, fading, device):
+    """The optimizer state of `model`'s parameters (Adam's moments, SGD's momentum), cut to the widths of
+    `fading['yaml']` as the weights are: each per-element state is put in a copy of the model in place of its weights
+    and that copy cut by `load_model` with the same scores. Returns {parameter name: state}."""
+    model = de_parallel(model)
+    named = dict(model.named_parameters())
+    states = {name: optimizer.state.get(p, {}) for name, p in named.items()}
+    keys = {k for name, st in states.items() for k, v in st.items()
+            if torch.is_tensor(v) and v.shape == named[name].shape}
+    carried = {name: {k: v.clone() if torch.is_tensor(v) else v for k, v in st.items() if k not in keys}
+               for name, st in states.items()}  # e.g. Adam's step count
+    for key in sorted(keys):
+        proxy = deepcopy(model)
+        with torch.no_grad():
+            for name, p in proxy.named_parameters():
+                p.copy_(states[name].get(key, torch.zeros_like(p)))
+        cut = load_model(ClassificationModel(fading["yaml"], nc=model.nc), proxy, fading["scores"])
+        for name, p in cut.named_parameters():
+            if key in states[name]:
+                carried[name][key] = p.detach().to(device)
+    return carried
 
 
 def rescored(model, score):
@@ -108,13 +155,14 @@ def rescored(model, score):
 
 class Fade(Hook):
     """--fade-epochs: the doomed filters of `model` fade linearly to zero over the stage's epochs, then are cut; with
-    --prune-steps the next stage's filters are ranked by `score(model)` on the model as trained by then.
+    --prune-steps the next stage's filters are ranked by `score(model)` on the model as trained by then. `carry`
+    (--cut-optimizer carry): the new optimizer goes on with the kept weights' state instead of starting empty.
 
     Build it before the Trainer: the fade is hooked onto `model` now, and the weight average copies it from there."""
 
-    def __init__(self, model, fading, fade_epochs, prune_steps=1, restart_lr=False, score=None):
+    def __init__(self, model, fading, fade_epochs, prune_steps=1, restart_lr=False, score=None, carry=False):
         self.fading, self.fade_epochs, self.prune_steps = fading, fade_epochs, prune_steps
-        self.restart_lr, self.score = restart_lr, score
+        self.restart_lr, self.score, self.carry = restart_lr, score, carry
         self.fade = fade_hooks(model, fading)
         self.first = self.end = 0
 
@@ -134,7 +182,8 @@ class Fade(Hook):
         if self.fade is None or epoch + 1 != self.end:
             return
         model, ema = cut_faded(trainer.model, trainer.ema, self.fading, trainer.device, trainer.memory_format)
-        trainer.replace_model(model, ema, epoch, restart=self.restart_lr)
+        carried = carried_state(trainer.model, trainer.optimizer, self.fading, trainer.device) if self.carry else None
+        trainer.replace_model(model, ema, epoch, restart=self.restart_lr, state=carried)
         LOGGER.info(f"{colorstr('fade:')} faded filters cut: {sum(p.numel() for p in model.parameters()):,} parameters")
         if self.fading.get("steps"):  # the next stage, its filters ranked on the model as it is now
             self.fading = next_stage(model, self.fading["final"], rescored(model, self.score), self.fading["steps"])

@@ -96,6 +96,10 @@ class Hook:
     def before_batch(self, trainer, epoch, i, batches):
         pass
 
+    def batch(self, images, labels):
+        """The batch the step trains on (a hook may mix it); labels may become class probabilities."""
+        return images, labels
+
     def after_epoch(self, trainer, epoch):
         """The epoch is trained and the lr stepped; a hook may swap the model here (Trainer.replace_model)."""
 
@@ -109,7 +113,8 @@ class Hook:
 
 class Trainer:
     """Fits `model` on `trainloader`, validating its weight average on `testloader` (rank 0) and saving the run under
-    opt.save_dir. Options read: epochs, seed, nosave, patience, ema_tau, optimizer, lr0, decay, cos_lr, imgsz."""
+    opt.save_dir. Options read: epochs, seed, nosave, patience, ema_tau, optimizer, lr0, decay, cos_lr, warmup_epochs,
+    imgsz."""
 
     def __init__(self, opt, model, trainloader, testloader, hyp, device, hooks=()):
         self.opt, self.model, self.hyp, self.device, self.hooks = opt, model, hyp, device, list(hooks)
@@ -127,6 +132,7 @@ class Trainer:
         self.stopper = EarlyStopping(patience=opt.patience)
         self.start_epoch, self.best_fitness, self.rows = 0, 0.0, []
         self.replaced = False
+        self.warmup_from = 0  # the step at which the optimizer in use started empty (--warmup-epochs ramps from there)
 
     # ------------------------------------------------------------------------------------------ start or resume
     def start(self):
@@ -147,6 +153,7 @@ class Trainer:
             self.ema.ema.load_state_dict(ckpt["ema"])
             self.ema.updates = ckpt["updates"]
         self.start_epoch, self.best_fitness = ckpt["epoch"] + 1, ckpt["best_fitness"]
+        self.warmup_from = ckpt.get("warmup_from", 0)
         self.rows = [list(r) for r in ckpt["results"]]
         for r in self.rows:  # replay so patience counts from the true best epoch
             self.stopper(r[0], r[3])
@@ -215,11 +222,15 @@ class Trainer:
         if self.main_process:
             pbar = progress_bar(pbar, total=nb, bar_format=TQDM_BAR_FORMAT)
         loss_fn, penalty = self.objective()
+        scheduled = [g["lr"] for g in self.optimizer.param_groups]
         for i, (images, labels) in pbar:
             for hook in self.hooks:
                 hook.before_batch(self, epoch, i, nb)
+            self.warm_up(scheduled, epoch * nb + i, nb)
             images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
             labels = labels.to(self.device, non_blocking=True)
+            for hook in self.hooks:
+                images, labels = hook.batch(images, labels)
             loss = train_step(self.model, images, labels, self.criterion, self.optimizer, self.scaler, self.ema,
                               loss_fn, penalty)
             if self.main_process:
@@ -231,20 +242,38 @@ class Trainer:
                     top1, top5, vloss = validate(self.ema.ema, self.testloader, self.criterion, pbar=pbar)
                     if pbar.disable:  # no bar (a log file): the epoch's row as one line
                         LOGGER.info(pbar.desc)
+        for g, lr in zip(self.optimizer.param_groups, scheduled):  # the schedule steps on from its own values
+            g["lr"] = lr
         return tloss, vloss, top1, top5
+
+    def warm_up(self, scheduled, step, batches):
+        """--warmup-epochs W: the lr of an optimizer that started empty rises linearly from 0 to the schedule's over
+        its first W·batches steps (Adam's first steps move every weight by about lr, whatever its gradient)."""
+        steps = round(getattr(self.opt, "warmup_epochs", 0.0) * batches)  # runs saved before the option: none
+        k = step - self.warmup_from
+        if 0 <= k < steps:
+            for g, lr in zip(self.optimizer.param_groups, scheduled):
+                g["lr"] = lr * (k + 1) / steps
 
     def show_progress(self, pbar, epoch, tloss):
         cuda = self.device.type == "cuda"
         mem = f"{torch.cuda.memory_reserved(self.device) / 1e9 if cuda else 0:.3g}G"
         pbar.desc = f"{f'{epoch + 1}/{self.opt.epochs}':>10}{mem:>10}{tloss:>12.3g}" + " " * VAL_COLUMNS
 
-    def replace_model(self, model, ema, epoch, restart=False):
+    def replace_model(self, model, ema, epoch, restart=False, state=None):
         """Train `model` (and average into `ema`) from the next epoch on, with a new optimizer whose schedule stands
-        at the next epoch (restart: at the start of a schedule over the epochs left). Other hooks are told."""
+        at the next epoch (restart: at the start of a schedule over the epochs left). `state`: {parameter name:
+        optimizer state} the new optimizer goes on from (else it starts empty, and warms up again). Other hooks are
+        told."""
         if restart:
             self.optimizer, self.scheduler = optimizer_and_schedule(model, self.opt, epochs=self.opt.epochs - epoch - 1)
         else:
             self.optimizer, self.scheduler = optimizer_and_schedule(model, self.opt, epoch + 1)
+        for name, p in model.named_parameters():
+            if state and state.get(name):
+                self.optimizer.state[p] = state[name]
+        if not state:
+            self.warmup_from = (epoch + 1) * len(self.trainloader)
         self.model, self.ema, self.replaced = ddp(model, self.device), ema, True
 
     # ------------------------------------------------------------------------------------------- results, save
@@ -283,4 +312,5 @@ class Trainer:
                                       updates=self.ema.updates, optimizer=self.optimizer.state_dict(),
                                       scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(),
                                       epoch=epoch, best_fitness=self.best_fitness, opt=plain_options(self.opt),
+                                      warmup_from=self.warmup_from,
                                       hyp=self.hyp, results=self.rows, rng=rngs, finished=finished, **hooks))

@@ -144,7 +144,8 @@ def test_distilled_training_resumes_with_its_teacher_and_hyp(data, teacher, tmp_
     monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     last = tmp_path / "part" / "weights" / "last.pt"
     ckpt = torch.load(last, weights_only=True)
-    expected_hyp = {"scale": [0.5, 1.0], "fliplr": 0.0, "flipud": 0.0, "jitter": 0.0, "label_smoothing": 0.1}
+    expected_hyp = {"scale": [0.5, 1.0], "fliplr": 0.0, "flipud": 0.0, "jitter": 0.0, "label_smoothing": 0.1,
+                    "mixup": 0.0}
     assert ckpt["hyp"] == expected_hyp and ckpt["opt"]["teacher"] == str(teacher)
     assert ckpt["opt"]["distill_alpha"] == 0.7 and ckpt["opt"]["distill_t"] == 3.0
     import yaml

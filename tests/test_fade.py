@@ -82,7 +82,8 @@ class Killed(Exception):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("extra,kill_epoch", [(dict(epochs=3, fade_epochs=2), 0),  # mid-fade: full width
-                                              (dict(epochs=5, fade_epochs=4, prune_steps=2), 2)])  # second stage
+                                              (dict(epochs=5, fade_epochs=4, prune_steps=2), 2),  # second stage
+                                              (dict(epochs=2, fade_epochs=1, warmup_epochs=1.0), 0)])  # warms up next
 def test_resume_inside_the_fade_gives_the_same_weights(data, source, tmp_path, monkeypatch, extra, kill_epoch):
     options = dict(data=str(data), weights=str(source), rate="0.5", **extra, **COMMON)
     straight = train.run(project=str(tmp_path), name="straight", **options)
@@ -91,7 +92,7 @@ def test_resume_inside_the_fade_gives_the_same_weights(data, source, tmp_path, m
     def save_then_die(ckpt, path):
         real_save(ckpt, path)
         if Path(path).name == "last.pt" and ckpt["epoch"] == kill_epoch:
-            assert ckpt["fade"] is not None  # the fade state is saved
+            assert (ckpt["fade"] is not None) == (kill_epoch + 1 < extra["fade_epochs"])  # the fade state is saved
             if extra.get("prune_steps"):  # the last stage, from the intermediate widths
                 assert ckpt["fade"]["steps"] == 0 and "widths" in ckpt["yaml"]
             raise Killed
@@ -177,3 +178,74 @@ def test_restart_lr_starts_the_schedule_over_after_the_cut(data, source, tmp_pat
     assert plain == sorted(plain, reverse=True)  # one cosine over the 5 epochs
     assert restarted[:2] == plain[:2] and restarted[2] > plain[1]  # back up after the cut at the end of epoch 2
     assert restarted[2:] == sorted(restarted[2:], reverse=True) and restarted[2] > 0.9 * 0.001
+
+
+@pytest.mark.parametrize("cfg", ["yolov5n-cls.yaml", "yolo11n-cls.yaml"])
+@pytest.mark.parametrize("name", ["Adam", "SGD"])
+def test_cut_optimizer_carry_cuts_the_state_as_the_weights(cfg, name):
+    """--cut-optimizer carry: a state equal to the weights, cut, equals the cut model's weights (so every moment
+    follows its weight); scalar entries (Adam's step) are kept, and the new optimizer steps with that state."""
+    from utils.optim import smart_optimizer
+
+    full = lively(ClassificationModel(cfg, nc=7))
+    scores = random_scores(full)
+    full(torch.randn(2, 3, 32, 32)).sum().backward()
+    optimizer = smart_optimizer(full, name, lr=0.01)
+    optimizer.step()
+    key = "exp_avg" if name == "Adam" else "momentum_buffer"
+    for p in full.parameters():
+        optimizer.state[p][key] = p.detach().clone()
+    fading = {"yaml": ClassificationModel(cfg, nc=7, rate=0.5).yaml, "scores": scores}
+    carried = recipes.carried_state(full, optimizer, fading, torch.device("cpu"))
+    cut = load_model(ClassificationModel(cfg, nc=7, rate=0.5), full, scores)
+    new = smart_optimizer(cut, name, lr=0.01)
+    for n, p in cut.named_parameters():  # as Trainer.replace_model gives it
+        new.state[p] = carried[n]
+    for n, p in cut.named_parameters():
+        state = new.state[p]
+        torch.testing.assert_close(state[key], p.detach(), rtol=0, atol=0)
+        if name == "Adam":
+            assert state["exp_avg_sq"].shape == p.shape and float(state["step"]) == 1.0
+    cut(torch.randn(2, 3, 32, 32)).sum().backward()
+    new.step()  # the carried state has the new shapes
+
+
+@pytest.mark.slow
+def test_cut_optimizer_and_warmup_at_the_cut(data, source, tmp_path, monkeypatch):
+    """--warmup-epochs 1 with a fade over 1 of 3 epochs: the first epoch's steps rise linearly to lr0 and the
+    schedule goes on unchanged; at the cut a new optimizer warms up again and counts its steps from there, a carried
+    one does neither (Adam's step count in last.pt covers the whole run)."""
+    lrs, real_step = [], trainer.train_step
+
+    def recording_step(model, images, labels, criterion, optimizer, *args, **kwargs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        return real_step(model, images, labels, criterion, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", recording_step)
+    options = dict(data=str(data), weights=str(source), rate="0.5", epochs=3, fade_epochs=1, warmup_epochs=1,
+                   project=str(tmp_path), **COMMON)
+    for mode in ("new", "carry"):
+        lrs.clear()
+        result = train.run(name=mode, cut_optimizer=mode, **options)
+        nb = len(lrs) // 3
+        scheduled = pd.read_csv(Path(result["save_dir"]) / "results.csv")["lr/0"].tolist()
+        assert scheduled == pytest.approx([0.001, 0.001 * (1 - 0.99 / 3), 0.001 * (1 - 2 * 0.99 / 3)])  # as without
+        assert lrs[:nb] == pytest.approx([0.001 * (k + 1) / nb for k in range(nb)])
+        after_cut = [scheduled[1] * (k + 1) / nb for k in range(nb)] if mode == "new" else [scheduled[1]] * nb
+        assert lrs[nb:2 * nb] == pytest.approx(after_cut) and lrs[2 * nb:] == pytest.approx([scheduled[2]] * nb)
+        last = torch.load(result["last"], weights_only=True)
+        assert last["warmup_from"] == (nb if mode == "new" else 0)
+        assert {float(s["step"]) for s in last["optimizer"]["state"].values()} == {(2 if mode == "new" else 3) * nb}
+
+
+def test_the_cut_keeps_dropout():
+    """--dropout set on the full model holds for the cut model that trains on."""
+    full = ClassificationModel("yolov5n-cls.yaml", nc=7)
+    for m in full.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.3
+    fading = {"yaml": ClassificationModel("yolov5n-cls.yaml", nc=7, rate=0.5).yaml, "scores": random_scores(full)}
+    full.names = list(range(7))
+    cut, _ = recipes.cut_faded(full, None, fading, torch.device("cpu"), torch.contiguous_format)
+    drops = [m.p for m in cut.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops == [0.3]

@@ -7,7 +7,7 @@ import classify.train as train
 from utils.hyp import DEFAULT_HYP, load_hyp, save_hyp
 from utils.paths import ROOT
 
-YOLOV5 = {"scale": [0.08, 1.0], "fliplr": 0.5, "flipud": 0.0, "jitter": 0.4, "label_smoothing": 0.1}
+YOLOV5 = {"scale": [0.08, 1.0], "fliplr": 0.5, "flipud": 0.0, "jitter": 0.4, "label_smoothing": 0.1, "mixup": 0.0}
 
 
 def test_defaults_are_yolov5s_and_missing_keys_take_them(tmp_path):
@@ -35,6 +35,7 @@ def test_saved_settings_read_back(tmp_path):
     ("jitter: 2\n", ["jitter", "[0, 1]"]),
     ("jitter: strong\n", ["jitter", "expected a number"]),
     ("label_smoothing: 1\n", ["label_smoothing", "[0, 1)"]),
+    ("mixup: 1.5\n", ["mixup", "[0, 1]"]),
     ("- 1\n- 2\n", ["mapping"]),
     ("scale: [0.5, 1\n", ["not valid YAML"]),
 ])

@@ -31,15 +31,20 @@ def test_recipe_names_map_to_train_options(tmp_path, monkeypatch):
     assert recipes.recipe_options("cut-kd-t2-ls0", 10, "b.pt") == {"teacher": "b.pt", "distill_t": 2.0,
                                                                    "label_smoothing": 0.0}
     assert recipes.recipe_options("cut-kd-f10", 10, "b.pt") == {"teacher": "b.pt", "distill_features": 10.0}
+    assert recipes.recipe_options("fade-sgd-lr0.01-bs32-wd0.0005-wu1-carry-do0.2", 10, "b.pt") == {
+        "dropout": 0.2, "optimizer": "SGD", "lr0": 0.01, "batch_size": 32, "decay": 0.0005, "warmup_epochs": 1.0,
+        "cut_optimizer": "carry", "fade_epochs": 5}
     assert recipes.recipe_options("fade4-steps2", 10, "b.pt") == {"prune_steps": 2, "fade_epochs": 4}
     assert recipes.recipe_options("fade-restart-ema100", 10, "b.pt") == {"restart_lr": True, "ema_tau": 100.0,
                                                                         "fade_epochs": 5}
     half = recipes.recipe_options("fade-aug0.5", 10, "b.pt")["hyp"]
     assert yaml.safe_load(open(half)) == {"scale": [0.54, 1.0], "fliplr": 0.25, "flipud": 0.0, "jitter": 0.2,
-                                          "label_smoothing": 0.1}  # the defaults (0.08, 0.5, 0.4) scaled by half
+                                          "label_smoothing": 0.1, "mixup": 0.0}  # defaults (0.08, 0.5, 0.4) halved
     from utils.hyp import load_hyp
 
     load_hyp(half)  # a valid --hyp file
+    mixed = recipes.recipe_options("fade-kd-mix0.5", 10, "b.pt")["hyp"]
+    assert load_hyp(mixed)["mixup"] == 0.5 and load_hyp(mixed)["scale"] == [0.08, 1.0]
     for bad in ("trim", "cut-xx"):
         with pytest.raises(ValueError, match=bad.split("-")[-1]):
             recipes.recipe_options(bad, 10, "")

@@ -117,3 +117,39 @@ def test_save_period_keeps_snapshots_of_the_weight_average(data, tmp_path):
     snapshot, last = (torch.load(weights / f, weights_only=True) for f in ("epoch2.pt", "last.pt"))
     assert snapshot["epoch"] == 1 and snapshot["optimizer"] is None  # weights only, like best.pt
     assert any(not torch.equal(v, last["ema"][k]) for k, v in snapshot["model"].items())  # not the final weights
+
+
+def test_mixup_mixes_images_and_labels_alike():
+    from models.recipes import Mixup
+
+    images, labels = torch.rand(8, 3, 4, 4), torch.arange(8) % 5
+    same = Mixup(0.0, nc=5).batch(images, labels)
+    assert same[0] is images and same[1] is labels  # probability 0: untouched
+    mixup = Mixup(1.0, nc=5)
+    torch.manual_seed(0)
+    mixed, soft = mixup.batch(images, labels)
+    torch.manual_seed(0)  # the same draws: the gate, λ, the pairing
+    torch.rand(())
+    lam, perm = float(mixup.beta.sample()), torch.randperm(8)
+    assert 0 < lam < 1 and not torch.equal(perm, torch.arange(8))
+    onehot = torch.eye(5)[labels]
+    torch.testing.assert_close(mixed, lam * images + (1 - lam) * images[perm])
+    torch.testing.assert_close(soft, lam * onehot + (1 - lam) * onehot[perm])
+    assert torch.allclose(soft.sum(1), torch.ones(8))
+    from utils.distill import distillation_loss  # the distilled loss takes the mixed labels as they are
+
+    assert torch.isfinite(distillation_loss(torch.randn(8, 5), torch.randn(8, 5), soft, label_smoothing=0.1))
+
+
+def test_mixup_run_repeats_and_distils_on_the_mixed_images(data, tmp_path):
+    """--hyp mixup 1: two runs with one seed give the same weights; training differs from a run without it."""
+    hyp = tmp_path / "mix.yaml"
+    hyp.write_text("mixup: 1.0\n")
+    weights = []
+    for name, h in (("a", hyp), ("b", hyp), ("plain", "")):
+        result = train.run(data=str(data), cfg="yolov5n-cls.yaml", rate="0.5", imgsz=32, epochs=1, batch_size=16,
+                           workers=0, device="cpu", seed=0, hyp=str(h), project=str(tmp_path), name=name)
+        weights.append(torch.load(result["last"], weights_only=True)["model"])
+    key = next(k for k in weights[0] if k.endswith("conv.weight"))
+    torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
+    assert not torch.equal(weights[0][key], weights[2][key])

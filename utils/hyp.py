@@ -35,7 +35,7 @@ def _smoothing(key, v):
 
 # key: (type of the value, range check)
 CHECKS = {"scale": (list, _scale), "fliplr": (float, _probability), "flipud": (float, _probability),
-          "jitter": (float, _jitter), "label_smoothing": (float, _smoothing)}
+          "jitter": (float, _jitter), "label_smoothing": (float, _smoothing), "mixup": (float, _probability)}
 
 
 def _read_yaml(path):
