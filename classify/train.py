@@ -154,6 +154,8 @@ def check_options(opt, source=None):
     check_at_least("--epochs", opt.epochs, 1)
     check_at_least("--batch-size", opt.batch_size, 1)
     check_at_least("--workers", opt.workers, 0)
+    if not opt.warmup_epochs >= 0:  # a float: a count of epochs, fractions allowed
+        raise UserError(f"--warmup-epochs must be ≥ 0, not {opt.warmup_epochs}")
     opt.imgsz = check_img_size(opt.imgsz)
     if opt.batch_size % WORLD_SIZE:
         raise ValueError(f"--batch-size {opt.batch_size} is the total over {WORLD_SIZE} processes and must be a "

@@ -253,6 +253,7 @@ def wrong_size_weights(tmp_path_factory):
     (["--weights", "WRONG"], ["do not match", "another model size"]),
     (["--imgsz", "0"], ["--imgsz must be ≥ 32"]),
     (["--batch-size", "0"], ["--batch-size must be ≥ 1, not 0"]),
+    (["--warmup-epochs", "-1"], ["--warmup-epochs must be ≥ 0, not -1.0"]),
 ])
 def test_cli_errors_are_one_line(data, tmp_path, wrong_size_weights, extra, words):
     extra = [str(wrong_size_weights) if a == "WRONG" else a for a in extra]
