@@ -269,10 +269,11 @@ class Trainer:
             self.optimizer, self.scheduler = optimizer_and_schedule(model, self.opt, epochs=self.opt.epochs - epoch - 1)
         else:
             self.optimizer, self.scheduler = optimizer_and_schedule(model, self.opt, epoch + 1)
-        for name, p in model.named_parameters():
-            if state and state.get(name):
-                self.optimizer.state[p] = state[name]
-        if not state:
+        if state:
+            for name, p in model.named_parameters():
+                if state.get(name):
+                    self.optimizer.state[p] = state[name]
+        else:
             self.warmup_from = (epoch + 1) * len(self.trainloader)
         self.model, self.ema, self.replaced = ddp(model, self.device), ema, True
 
