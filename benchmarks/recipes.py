@@ -294,6 +294,10 @@ def pruned_rows(task, common, baseline, prefix, reference, scratch_flops, snapsh
                 print(f"{data} seed {seed} rate {rate}: no latency-allocated plan: {e}")
         for plan, arch in plans:
             latency = timing.fractions([plan_widths(arch, timing.costs.full)])[0] if timing else None
+            if plan != "uniform":  # scratch is the pruned architecture itself: an allocated plan is another one
+                rows.append(_train(dict(tag, row=f"{label}scratch {plan}", rate=rate),
+                                   dict(common, name=f"{stem}scratch-{plan}-{rate}"), **arch,
+                                   epochs=opt["epochs"] + ft))
             for recipe in opt["recipes"]:
                 k = snapshot_epochs(recipe, opt["epochs"])
                 if k is not None and k not in (snapshots or {}):

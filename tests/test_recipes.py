@@ -110,7 +110,9 @@ def test_latency_rows_allocate_at_the_uniform_rates_measured_latency(tmp_path, c
     argv = ["--data", str(data), "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--rates", "0.5",
             "--recipes", "cut", "--references", "--batch-size", "16", "--latency", "--project", str(tmp_path / "runs")]
     table = recipes.main(recipes.parse_opt(argv)).set_index("row")
-    assert list(table.index) == ["baseline", "reference", "scratch", "uniform cut", "latency-allocated cut"]
+    assert list(table.index) == ["baseline", "reference", "scratch", "uniform cut", "scratch latency-allocated",
+                                 "latency-allocated cut"]  # an allocated plan has a scratch row of its own
+    assert table.loc["scratch latency-allocated", "parameters"] == table.loc["latency-allocated cut", "parameters"]
     uniform, allocated = table.loc["uniform cut", "latency"], table.loc["latency-allocated cut", "latency"]
     assert 0.9 * uniform <= allocated <= uniform and 0 < uniform < 1
     assert list((tmp_path / "runs" / "exp").glob("latency-onnxruntime-b1-*.json"))
