@@ -6,7 +6,8 @@ distilled from the baseline, as classify/prune.py's reference); per rate, *scrat
 from scratch for --epochs + --finetune-epochs (what a user gets without pruning); and per rate and recipe, the
 baseline pruned (filters ranked by --criterion) and fine-tuned --finetune-epochs by that recipe. With --floors,
 the same recipes on widths allocated (classify/prune.py's sensitivity allocation) for the FLOPs of each rate, one
-plan per floor (no group narrower than that share of its uniform width).
+plan per floor (no group narrower than that share of its uniform width), each with a scratch row of its own (the
+allocated architecture trained from scratch as long).
 
 Top-1 on val of the last epoch (no selection on val) and of the best epoch; the table gives mean (min–max) over
 seeds and the mean over datasets. Writes recipes.csv and recipes.md in the run folder.
